@@ -1,0 +1,1 @@
+"""Fanout's Django project and app: settings, URLs, ASGI entry point, views and consumers."""

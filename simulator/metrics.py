@@ -1,0 +1,149 @@
+"""Metrics as an observer: fixed-size histograms and bounded histories.
+
+Counters that are part of the broker's own state (produced, processed, dead-lettered, ...) live
+on the topics and groups; this module adds what needs keeping over time: latency distributions
+and the lag history charts draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .observe import Observer
+
+if TYPE_CHECKING:
+    from .broker import Record
+    from .groups import ConsumerGroup
+
+_FLOOR_MS = 0.001
+_GROWTH = 1.02  # each bucket is 2% wider than the last: percentiles within ~1%
+_LOG_GROWTH = math.log(_GROWTH)
+_BUCKETS = 1400  # 0.001 ms .. ~1e9 ms
+_INV_LOG_GROWTH = 1.0 / _LOG_GROWTH
+_OFFSET = 1.0 - math.log(_FLOOR_MS) * _INV_LOG_GROWTH
+_log = math.log
+
+
+class Histogram:
+    """A log-bucketed histogram of milliseconds: fixed memory, exact count/mean/min/max."""
+
+    __slots__ = ("count", "counts", "max", "min", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _BUCKETS
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = 0.0
+
+    def add(self, ms: float) -> None:
+        self.count += 1
+        self.total += ms
+        if ms < self.min:
+            self.min = ms
+        if ms > self.max:
+            self.max = ms
+        if ms <= _FLOOR_MS:
+            self.counts[0] += 1
+        else:
+            # log(ms / floor) / log(growth) + 1, folded into one multiply-add
+            i = int(_log(ms) * _INV_LOG_GROWTH + _OFFSET)
+            self.counts[i if i < _BUCKETS else _BUCKETS - 1] += 1
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def percentiles(self, *qs: float) -> list[float]:
+        """Values at the given quantiles (0..1), each within about 1% of the true value."""
+        if not self.count:
+            return [0.0 for _ in qs]
+        targets = [max(1, math.ceil(q * self.count)) for q in qs]
+        out: list[float] = [0.0] * len(qs)
+        order = sorted(range(len(qs)), key=lambda k: targets[k])
+        cumulative = 0
+        k = 0
+        for i, c in enumerate(self.counts):
+            if not c:
+                continue
+            cumulative += c
+            while k < len(order) and cumulative >= targets[order[k]]:
+                out[order[k]] = self._value(i)
+                k += 1
+            if k == len(order):
+                break
+        return out
+
+    def _value(self, i: int) -> float:
+        # the geometric middle of bucket i, which spans [F*g^(i-1), F*g^i)
+        v = _FLOOR_MS if i == 0 else _FLOOR_MS * _GROWTH ** (i - 0.5)
+        return min(max(v, self.min), self.max)
+
+    def summary(self) -> dict[str, float]:
+        p50, p95, p99 = self.percentiles(0.5, 0.95, 0.99)
+        return {
+            "count": self.count,
+            "mean": round(self.mean, 3),
+            "p50": round(p50, 3),
+            "p95": round(p95, 3),
+            "p99": round(p99, 3),
+            "max": round(self.max, 3),
+        }
+
+
+class GroupStats:
+    __slots__ = ("e2e", "history", "processing", "wait")
+
+    def __init__(self, history: int) -> None:
+        self.wait = Histogram()
+        self.e2e = Histogram()
+        self.processing = Histogram()
+        # (t, lag, lag_ms, processed, dead_lettered)
+        self.history: deque[tuple[float, int, float, int, int]] = deque(maxlen=history)
+
+
+class Metrics(Observer):
+    """Latency histograms per group, and bounded histories sampled at a fixed interval."""
+
+    def __init__(self, history: int = 3600) -> None:
+        self.history_len = history
+        self.groups: dict[str, GroupStats] = {}
+        self.topic_history: dict[str, deque[tuple[float, int]]] = {}
+        self.marks: deque[dict[str, Any]] = deque(maxlen=500)
+
+    def stats(self, group: str) -> GroupStats:
+        s = self.groups.get(group)
+        if s is None:
+            s = self.groups[group] = GroupStats(self.history_len)
+        return s
+
+    def delivered(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        attempt: int,
+        redelivery: bool,
+    ) -> None:
+        if attempt == 1 and not redelivery:
+            group.stats.wait.add((t - record.ts) * 1000.0)
+
+    def processed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        started: float,
+        duplicate: bool,
+    ) -> None:
+        stats = group.stats
+        stats.processing.add((t - started) * 1000.0)
+        if not duplicate:
+            stats.e2e.add((t - record.ts) * 1000.0)
+
+    def status_changed(self, t: float, target: str, name: str, status: str) -> None:
+        self.marks.append({"t": round(t, 3), "target": target, "name": name, "status": status})

@@ -1,0 +1,320 @@
+"""The observer API: what happens inside the engine, told to whoever listens.
+
+An observer subclasses :class:`Observer` and overrides the hooks it cares about; the simulation
+calls only the hooks that were overridden, so an unobserved kind of event costs nothing.
+Metrics (:mod:`simulator.metrics`), animation sampling (:class:`EventSampler`) and traces
+(:class:`Tracer`) are observers, not code inside the core.
+
+Each hook receives the virtual time first. The ``record`` arguments are the broker's records
+(:class:`simulator.broker.Record`): read them, never change them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .broker import Record
+    from .groups import ConsumerGroup
+
+HOOKS = (
+    "produced",
+    "delivered",
+    "processed",
+    "failed",
+    "retried",
+    "dead_lettered",
+    "redriven",
+    "deduplicated",
+    "expired",
+    "rebalanced",
+    "status_changed",
+    "command_applied",
+)
+
+
+class Observer:
+    """Base class: every hook does nothing. Override the ones you need."""
+
+    def produced(self, t: float, record: Record) -> None:
+        """A record was appended to a topic partition."""
+
+    def delivered(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        attempt: int,
+        redelivery: bool,
+    ) -> None:
+        """An instance of ``group`` started processing ``record`` (attempt 1, 2, ...)."""
+
+    def processed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        started: float,
+        duplicate: bool,
+    ) -> None:
+        """Processing succeeded. ``duplicate``: this group had already processed the record."""
+
+    def failed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        attempt: int,
+        reason: str,
+    ) -> None:
+        """An attempt failed (a retry or a dead letter follows)."""
+
+    def retried(
+        self, t: float, group: ConsumerGroup, record: Record, attempt: int, delay: float
+    ) -> None:
+        """Attempt ``attempt`` will run after ``delay`` seconds of backoff."""
+
+    def dead_lettered(
+        self, t: float, group: ConsumerGroup, record: Record, reason: str, attempts: int
+    ) -> None:
+        """The record went to the group's dead-letter topic."""
+
+    def redriven(self, t: float, group: ConsumerGroup, record: Record) -> None:
+        """A dead letter was sent back to the group for another try."""
+
+    def deduplicated(self, t: float, group: ConsumerGroup, record: Record) -> None:
+        """An idempotent group recognised a redelivered event and skipped it."""
+
+    def expired(
+        self, t: float, group: ConsumerGroup, topic: str, partition: int, count: int
+    ) -> None:
+        """Retention deleted ``count`` records before ``group`` had read them."""
+
+    def rebalanced(self, t: float, group: ConsumerGroup, assignment: dict[int, list[str]]) -> None:
+        """Partitions were (re)assigned: instance index -> ``topic/partition`` names."""
+
+    def status_changed(self, t: float, target: str, name: str, status: str) -> None:
+        """A service or producer changed status (up, down, crashed, slow, ...)."""
+
+    def command_applied(self, t: float, command: dict[str, Any]) -> None:
+        """A run-time command took effect."""
+
+
+# --- Typed observation events, for observers that keep a log ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One thing that happened, as kept by :class:`EventSampler` and :class:`Tracer`."""
+
+    t: float
+    kind: str
+    event_id: int
+    event_type: str
+    correlation_id: int
+    topic: str
+    partition: int
+    offset: int
+    service: str = ""
+    instance: int = -1
+    attempt: int = 0
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 6),
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "correlation_id": self.correlation_id,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "service": self.service,
+            "instance": self.instance,
+            "attempt": self.attempt,
+            "detail": self.detail,
+        }
+
+
+def _obs(
+    t: float,
+    kind: str,
+    r: Record,
+    service: str = "",
+    instance: int = -1,
+    attempt: int = 0,
+    detail: str = "",
+) -> Observation:
+    return Observation(
+        t,
+        kind,
+        r.id,
+        r.type,
+        r.correlation_id,
+        r.topic,
+        r.partition,
+        r.offset,
+        service,
+        instance,
+        attempt,
+        detail,
+    )
+
+
+class _Recording(Observer):
+    """Turns every hook into an :class:`Observation` passed to :meth:`keep`."""
+
+    def keep(self, obs: Observation) -> None:
+        raise NotImplementedError
+
+    def produced(self, t: float, record: Record) -> None:
+        self.keep(_obs(t, "produced", record))
+
+    def delivered(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        attempt: int,
+        redelivery: bool,
+    ) -> None:
+        self.keep(
+            _obs(
+                t,
+                "delivered",
+                record,
+                group.name,
+                instance,
+                attempt,
+                "redelivery" if redelivery else "",
+            )
+        )
+
+    def processed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        started: float,
+        duplicate: bool,
+    ) -> None:
+        self.keep(
+            _obs(t, "processed", record, group.name, instance, 0, "duplicate" if duplicate else "")
+        )
+
+    def failed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        attempt: int,
+        reason: str,
+    ) -> None:
+        self.keep(_obs(t, "failed", record, group.name, instance, attempt, reason))
+
+    def retried(
+        self, t: float, group: ConsumerGroup, record: Record, attempt: int, delay: float
+    ) -> None:
+        self.keep(
+            _obs(t, "retried", record, group.name, -1, attempt, f"backoff {delay * 1000:.0f} ms")
+        )
+
+    def dead_lettered(
+        self, t: float, group: ConsumerGroup, record: Record, reason: str, attempts: int
+    ) -> None:
+        self.keep(_obs(t, "dead_lettered", record, group.name, -1, attempts, reason))
+
+    def redriven(self, t: float, group: ConsumerGroup, record: Record) -> None:
+        self.keep(_obs(t, "redriven", record, group.name))
+
+    def deduplicated(self, t: float, group: ConsumerGroup, record: Record) -> None:
+        self.keep(_obs(t, "deduplicated", record, group.name))
+
+
+class EventRecorder(_Recording):
+    """Keeps every observation in a list: for tests and short traces, not for long runs."""
+
+    def __init__(self) -> None:
+        self.log: list[Observation] = []
+
+    def keep(self, obs: Observation) -> None:
+        self.log.append(obs)
+
+
+class EventSampler(_Recording):
+    """Keeps the latest observations for animation, at most ``capacity`` between two drains.
+
+    Counts stay exact elsewhere (metrics); this only picks what is drawn. Reservoir sampling
+    keeps an unbiased sample of everything since the last drain, with a fixed memory bound.
+    """
+
+    def __init__(self, capacity: int = 200, *, seed: int = 0) -> None:
+        import random
+
+        self.capacity = capacity
+        self._rng = random.Random(seed)
+        self._sample: list[Observation] = []
+        self._seen = 0
+
+    def keep(self, obs: Observation) -> None:
+        self._seen += 1
+        if len(self._sample) < self.capacity:
+            self._sample.append(obs)
+        else:
+            j = self._rng.randrange(self._seen)
+            if j < self.capacity:
+                self._sample[j] = obs
+
+    def drain(self) -> tuple[list[Observation], int]:
+        """The sample (in time order) and how many observations it was drawn from."""
+        sample = sorted(self._sample, key=lambda o: (o.t, o.event_id))
+        seen = self._seen
+        self._sample = []
+        self._seen = 0
+        return sample, seen
+
+
+@dataclass
+class _Journey:
+    hops: list[Observation] = field(default_factory=list)
+
+
+class Tracer(_Recording):
+    """The trace of each correlation id: every hop with its time.
+
+    Keeps the ``max_traces`` most recent correlation ids (oldest dropped first) so memory stays
+    bounded on long runs.
+    """
+
+    def __init__(self, max_traces: int = 5000, max_hops: int = 200) -> None:
+        self.max_traces = max_traces
+        self.max_hops = max_hops
+        self._traces: OrderedDict[int, _Journey] = OrderedDict()
+        self.recent: deque[int] = deque(maxlen=50)
+
+    def keep(self, obs: Observation) -> None:
+        traces = self._traces
+        journey = traces.get(obs.correlation_id)
+        if journey is None:
+            journey = traces[obs.correlation_id] = _Journey()
+            self.recent.append(obs.correlation_id)
+            if len(traces) > self.max_traces:
+                traces.popitem(last=False)
+        if len(journey.hops) < self.max_hops:
+            journey.hops.append(obs)
+
+    def trace(self, correlation_id: int) -> list[Observation] | None:
+        journey = self._traces.get(correlation_id)
+        return None if journey is None else list(journey.hops)
+
+    def correlation_ids(self) -> list[int]:
+        return list(self._traces)

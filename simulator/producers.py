@@ -1,0 +1,92 @@
+"""Producers: services that emit events at a rate, with constant or Poisson arrivals."""
+
+from __future__ import annotations
+
+from heapq import heappush
+from math import log
+from typing import TYPE_CHECKING, Any
+
+from .distributions import value_maker
+
+if TYPE_CHECKING:
+    from .broker import Topic
+    from .scenario import BurstSpec, ProducerSpec
+    from .simulation import Simulation
+
+
+class Producer:
+    def __init__(self, sim: Simulation, spec: ProducerSpec, topic: Topic) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.name = spec.name
+        self.topic = topic
+        self.event = spec.event
+        self.rate = spec.rate
+        self.base_rate = spec.rate
+        self.poisson = spec.arrival == "poisson"
+        self.key = spec.key
+        self.size = spec.size_bytes
+        self.poison_rate = spec.poison_rate
+        self._makers = [(name, value_maker(v)) for name, v in spec.payload.items()]
+        self.produced = 0
+        self.changes = 0  # edits to this producer's code (the sync-vs-events lesson)
+        self._epoch = 0
+        self._plain = not self._makers and not self.poison_rate
+        self._arrive_cb = self._arrive
+        for burst in spec.bursts:
+            sim.at(burst.at, self._burst, burst)
+
+    def start(self) -> None:
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        rate = self.rate
+        if rate <= 0:
+            return
+        sim = self.sim
+        # -log(1 - U) / rate is exactly what random.expovariate computes, without the call
+        gap = -log(1.0 - sim.rng.random()) / rate if self.poisson else 1.0 / rate
+        heappush(sim._queue, (sim.now + gap, next(sim._seq), self._arrive_cb, self._epoch))
+
+    def _arrive(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            return  # the rate changed: this arrival was rescheduled
+        if self._plain:
+            self.produced += 1
+            self.sim.publish(self.topic, self.event, None, None, self.size, None, None)
+        else:
+            self.emit()
+        self._schedule_next()
+
+    def emit(self) -> None:
+        self.produced += 1
+        sim = self.sim
+        rng = sim.rng
+        payload: dict[str, Any] | None = None
+        key = None
+        if self._makers:
+            n = self.produced
+            payload = {name: make(rng, n) for name, make in self._makers}
+            if self.key is not None:
+                key = str(payload[self.key])
+        poison = self.poison_rate > 0.0 and rng.random() < self.poison_rate
+        sim.publish(self.topic, self.event, key, payload, self.size, None, None, poison)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self._epoch += 1
+        self._schedule_next()
+        for hook in self.sim.on_status_changed:
+            hook(self.sim.now, "producer", self.name, f"rate {rate:g}/s")
+
+    def _burst(self, burst: BurstSpec) -> None:
+        if burst.count:
+            for _ in range(burst.count):
+                self.emit()
+        else:
+            before = self.rate
+            self.set_rate(burst.rate)
+            self.sim.at(self.sim.now + burst.duration, self._end_burst, before)
+
+    def _end_burst(self, rate: float) -> None:
+        self.set_rate(rate)

@@ -1,0 +1,784 @@
+"""Scenario files: parsing and validation.
+
+A scenario is YAML or JSON. Every problem is reported with the path of the field it concerns
+(``consumers[1].processing.mean_ms: must be > 0``), all problems at once, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .distributions import DISTRIBUTIONS, VALUE_KINDS, LatencySpec
+
+LIMITS: dict[str, int] = {
+    "topics": 50,
+    "partitions": 64,
+    "producers": 50,
+    "consumers": 500,
+    "instances": 64,
+    "rate": 50_000,
+    "duration": 7 * 24 * 3600,
+}
+
+FILTER_OPS = (">", ">=", "<", "<=", "==", "!=")
+FAULT_ACTIONS = ("down", "up", "crash", "slow", "failure_rate", "instances", "rate")
+DELIVERY_MODES = ("stream", "queue")
+ARRIVALS = ("constant", "poisson")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run. ``errors`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in errors))
+
+    def as_list(self) -> list[dict[str, str]]:
+        return [{"path": p, "message": m} for p, m in self.errors]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    retention_messages: int | None = None
+    retention_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BurstSpec:
+    at: float
+    count: int = 0
+    duration: float = 0.0
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProducerSpec:
+    name: str
+    topic: str
+    event: str
+    rate: float
+    arrival: str = "poisson"
+    key: str | None = None
+    size_bytes: int = 200
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    poison_rate: float = 0.0
+    bursts: tuple[BurstSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    field: str
+    op: str
+    value: Any
+
+    def matcher(self) -> Callable[[Mapping[str, Any] | None], bool]:
+        name, op, value = self.field, self.op, self.value
+
+        def match(payload: Mapping[str, Any] | None) -> bool:
+            if not payload or name not in payload:
+                return False
+            v = payload[name]
+            try:
+                if op == ">":
+                    return bool(v > value)
+                if op == ">=":
+                    return bool(v >= value)
+                if op == "<":
+                    return bool(v < value)
+                if op == "<=":
+                    return bool(v <= value)
+                if op == "==":
+                    return bool(v == value)
+                return bool(v != value)
+            except TypeError:
+                return False
+
+        return match
+
+    def describe(self) -> str:
+        return f"{self.field} {self.op} {self.value}"
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    max_attempts: int = 3
+    backoff_ms: float = 100.0
+    backoff: str = "exponential"
+    max_backoff_ms: float = 30_000.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        ms = self.backoff_ms
+        if self.backoff == "exponential":
+            ms = min(self.max_backoff_ms, ms * (2 ** (attempt - 1)))
+        return ms / 1000.0
+
+
+@dataclass(frozen=True)
+class EmitSpec:
+    event: str
+    topic: str
+    size_bytes: int | None = None
+    when: str | None = None  # emit only when processing this event type
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    topics: tuple[str, ...]
+    processing: LatencySpec
+    instances: int = 1
+    delivery: str = "stream"
+    events: tuple[str, ...] | None = None
+    filter: FilterSpec | None = None
+    failure_rate: float = 0.0
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    idempotent: bool = False
+    commit_interval_ms: float = 0.0
+    start: str = "earliest"
+    emits: tuple[EmitSpec, ...] = ()
+    rebalance_ms: float = 300.0
+    dedupe_window: int = 100_000
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    at: float
+    action: str
+    consumer: str | None = None
+    producer: str | None = None
+    value: float | None = None
+    instance: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    topics: tuple[TopicSpec, ...]
+    producers: tuple[ProducerSpec, ...]
+    consumers: tuple[ConsumerSpec, ...]
+    faults: tuple[FaultSpec, ...] = ()
+    seed: int = 1
+    duration: float = 60.0
+    name: str = ""
+    description: str = ""
+    sample_interval_s: float = 1.0
+    chain: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    def consumer(self, name: str) -> ConsumerSpec | None:
+        return next((c for c in self.consumers if c.name == name), None)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+class _V:
+    """Collects errors while reading a document."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+
+    def err(self, path: str, message: str) -> None:
+        self.errors.append((path, message))
+
+    def mapping(self, value: Any, path: str) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.err(path, f"must be a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def known(self, d: Mapping[str, Any], path: str, allowed: tuple[str, ...]) -> None:
+        for k in d:
+            if not isinstance(k, str):
+                self.err(
+                    _join(path, str(k)),
+                    "field names must be text (YAML reads unquoted "
+                    "on/off/yes/no as true/false: quote the name)",
+                )
+            elif k not in allowed:
+                hint = f" (known fields: {', '.join(allowed)})"
+                self.err(_join(path, k), f"unknown field{hint}")
+
+    def name(self, d: Mapping[str, Any], key: str, path: str) -> str | None:
+        v = d.get(key)
+        p = _join(path, key)
+        if v is None:
+            self.err(p, "is required")
+            return None
+        if not isinstance(v, str) or not v.strip():
+            self.err(p, "must be a non-empty string")
+            return None
+        if len(v) > 80:
+            self.err(p, "must be at most 80 characters")
+            return None
+        return v
+
+    def number(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        default: float | None = None,
+        required: bool = False,
+        gt: float | None = None,
+        ge: float | None = None,
+        le: float | None = None,
+        integer: bool = False,
+    ) -> Any:
+        p = _join(path, key)
+        if key not in d or d[key] is None:
+            if required:
+                self.err(p, "is required")
+            return default
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.err(p, f"must be a number, got {_kind(v)}")
+            return default
+        if isinstance(v, float) and not math.isfinite(v):
+            self.err(p, "must be a finite number")
+            return default
+        if integer and (not isinstance(v, int) and not float(v).is_integer()):
+            self.err(p, "must be a whole number")
+            return default
+        if gt is not None and not v > gt:
+            self.err(p, f"must be > {_fmt(gt)}")
+            return default
+        if ge is not None and not v >= ge:
+            self.err(p, f"must be >= {_fmt(ge)}")
+            return default
+        if le is not None and not v <= le:
+            self.err(p, f"must be <= {_fmt(le)}")
+            return default
+        return int(v) if integer else float(v)
+
+    def choice(
+        self, d: Mapping[str, Any], key: str, path: str, options: tuple[str, ...], default: str
+    ) -> str:
+        v = d.get(key, default)
+        if v not in options:
+            self.err(_join(path, key), f"must be one of {', '.join(options)}, got {v!r}")
+            return default
+        return str(v)
+
+    def boolean(self, d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        v = d.get(key, default)
+        if not isinstance(v, bool):
+            self.err(_join(path, key), f"must be true or false, got {_kind(v)}")
+            return default
+        return v
+
+    def items(
+        self, d: Mapping[str, Any], key: str, path: str, *, required: bool, limit: int
+    ) -> list[tuple[str, Any]]:
+        v = d.get(key)
+        p = _join(path, key)
+        if v is None:
+            if required:
+                self.err(p, "is required")
+            return []
+        if not isinstance(v, list):
+            self.err(p, f"must be a list, got {_kind(v)}")
+            return []
+        if len(v) > limit:
+            self.err(p, f"at most {limit} entries are allowed, got {len(v)}")
+            return []
+        return [(f"{p}[{i}]", item) for i, item in enumerate(v)]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(v), type(v).__name__)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _latency(v: _V, value: Any, path: str) -> LatencySpec | None:
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(d, path, ("dist", "mean_ms", "jitter", "sigma"))
+    dist = v.choice(d, "dist", path, DISTRIBUTIONS, "exponential")
+    mean = v.number(d, "mean_ms", path, required=True, gt=0, le=3_600_000)
+    jitter = v.number(d, "jitter", path, default=0.5, ge=0, le=1)
+    sigma = v.number(d, "sigma", path, default=0.5, gt=0, le=5)
+    if mean is None:
+        return None
+    return LatencySpec(dist=dist, mean_ms=mean, jitter=jitter, sigma=sigma)
+
+
+def _payload(v: _V, value: Any, path: str) -> dict[str, Any]:
+    d = v.mapping(value, path)
+    if d is None:
+        return {}
+    out: dict[str, Any] = {}
+    for k, spec in d.items():
+        p = _join(path, str(k))
+        if isinstance(spec, dict):
+            if len(spec) != 1 or next(iter(spec)) not in VALUE_KINDS:
+                v.err(
+                    p,
+                    f"a generated value is one of {', '.join(VALUE_KINDS)}, "
+                    "e.g. {uniform: [10, 8000]}",
+                )
+                continue
+            ((kind, arg),) = spec.items()
+            ok = (
+                (
+                    kind in ("uniform", "int")
+                    and isinstance(arg, list)
+                    and len(arg) == 2
+                    and all(isinstance(a, int | float) and not isinstance(a, bool) for a in arg)
+                    and arg[0] <= arg[1]
+                )
+                or (kind == "choice" and isinstance(arg, list) and arg)
+                or (kind == "sequence" and isinstance(arg, str))
+                or (
+                    kind == "lognormal"
+                    and isinstance(arg, dict)
+                    and isinstance(arg.get("mean"), int | float)
+                    and arg["mean"] > 0
+                    and isinstance(arg.get("sigma", 1.0), int | float)
+                    and arg.get("sigma", 1.0) > 0
+                )
+            )
+            if not ok:
+                v.err(p, f"bad arguments for {kind}: {arg!r}")
+                continue
+        elif not isinstance(spec, str | int | float | bool) and spec is not None:
+            v.err(p, "must be a constant or a generated value")
+            continue
+        out[str(k)] = spec
+    return out
+
+
+def _topic(v: _V, value: Any, path: str) -> TopicSpec | None:
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(d, path, ("name", "partitions", "retention"))
+    name = v.name(d, "name", path)
+    parts = v.number(d, "partitions", path, default=1, ge=1, le=LIMITS["partitions"], integer=True)
+    rmsg = rage = None
+    if "retention" in d:
+        rp = _join(path, "retention")
+        r = v.mapping(d["retention"], rp)
+        if r is not None:
+            v.known(r, rp, ("max_messages", "max_age_s"))
+            rmsg = v.number(r, "max_messages", rp, ge=1, integer=True)
+            rage = v.number(r, "max_age_s", rp, gt=0)
+    if name is None:
+        return None
+    return TopicSpec(name=name, partitions=parts, retention_messages=rmsg, retention_age_s=rage)
+
+
+def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(
+        d,
+        path,
+        (
+            "name",
+            "topic",
+            "event",
+            "rate",
+            "arrival",
+            "key",
+            "size_bytes",
+            "payload",
+            "poison_rate",
+            "bursts",
+        ),
+    )
+    name = v.name(d, "name", path)
+    topic = v.name(d, "topic", path)
+    event = v.name(d, "event", path)
+    rate = v.number(d, "rate", path, required=True, ge=0, le=LIMITS["rate"])
+    arrival = v.choice(d, "arrival", path, ARRIVALS, "poisson")
+    key = d.get("key")
+    if key is not None and not isinstance(key, str):
+        v.err(_join(path, "key"), "must be the name of a payload field")
+        key = None
+    size = v.number(d, "size_bytes", path, default=200, ge=1, le=10_000_000, integer=True)
+    payload = _payload(v, d["payload"], _join(path, "payload")) if "payload" in d else {}
+    if key is not None and key not in payload:
+        v.err(_join(path, "key"), f"names payload field {key!r}, which the payload lacks")
+    poison = v.number(d, "poison_rate", path, default=0.0, ge=0, le=1)
+    bursts = []
+    for bp, b in v.items(d, "bursts", path, required=False, limit=100):
+        bd = v.mapping(b, bp)
+        if bd is None:
+            continue
+        v.known(bd, bp, ("at", "count", "duration", "rate"))
+        at = v.number(bd, "at", bp, required=True, ge=0)
+        count = v.number(bd, "count", bp, default=0, ge=0, le=1_000_000, integer=True)
+        duration = v.number(bd, "duration", bp, default=0.0, ge=0)
+        brate = v.number(bd, "rate", bp, default=0.0, ge=0, le=LIMITS["rate"])
+        if not count and not (duration and brate):
+            v.err(bp, "a burst needs either count, or duration and rate")
+        elif at is not None:
+            bursts.append(BurstSpec(at=at, count=count, duration=duration, rate=brate))
+    if name is None or topic is None or event is None or rate is None:
+        return None
+    return ProducerSpec(
+        name=name,
+        topic=topic,
+        event=event,
+        rate=rate,
+        arrival=arrival,
+        key=key,
+        size_bytes=size,
+        payload=payload,
+        poison_rate=poison,
+        bursts=tuple(bursts),
+    )
+
+
+def _str_list(v: _V, value: Any, path: str) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(x, str) and x for x in value):
+        v.err(path, "must be a non-empty list of names")
+        return None
+    return tuple(value)
+
+
+CONSUMER_FIELDS = (
+    "name",
+    "topics",
+    "events",
+    "instances",
+    "processing",
+    "failure_rate",
+    "retry",
+    "delivery",
+    "filter",
+    "idempotent",
+    "commit_interval_ms",
+    "start",
+    "emits",
+    "rebalance_ms",
+    "dedupe_window",
+    "label",
+)
+
+
+def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(d, path, CONSUMER_FIELDS)
+    name = v.name(d, "name", path)
+    topics = None
+    if "topics" in d:
+        topics = _str_list(v, d["topics"], _join(path, "topics"))
+    else:
+        v.err(_join(path, "topics"), "is required")
+    events = _str_list(v, d["events"], _join(path, "events")) if "events" in d else None
+    instances = v.number(
+        d, "instances", path, default=1, ge=0, le=LIMITS["instances"], integer=True
+    )
+    processing = (
+        _latency(v, d["processing"], _join(path, "processing"))
+        if "processing" in d
+        else LatencySpec("exponential", 10.0)
+    )
+    failure_rate = v.number(d, "failure_rate", path, default=0.0, ge=0, le=1)
+    retry = RetrySpec()
+    if "retry" in d:
+        rp = _join(path, "retry")
+        r = v.mapping(d["retry"], rp)
+        if r is not None:
+            v.known(r, rp, ("max_attempts", "backoff_ms", "backoff", "max_backoff_ms"))
+            retry = RetrySpec(
+                max_attempts=v.number(r, "max_attempts", rp, default=3, ge=1, le=100, integer=True),
+                backoff_ms=v.number(r, "backoff_ms", rp, default=100.0, ge=0, le=3_600_000),
+                backoff=v.choice(r, "backoff", rp, ("fixed", "exponential"), "exponential"),
+                max_backoff_ms=v.number(r, "max_backoff_ms", rp, default=30_000.0, ge=0),
+            )
+    delivery = v.choice(d, "delivery", path, DELIVERY_MODES, "stream")
+    flt = None
+    if "filter" in d and d["filter"] is not None:
+        fp = _join(path, "filter")
+        f = v.mapping(d["filter"], fp)
+        if f is not None:
+            v.known(f, fp, ("field", "op", "value"))
+            fname = v.name(f, "field", fp)
+            op = v.choice(f, "op", fp, FILTER_OPS, "==")
+            if "value" not in f:
+                v.err(_join(fp, "value"), "is required")
+            elif fname is not None:
+                flt = FilterSpec(field=fname, op=op, value=f["value"])
+    idempotent = v.boolean(d, "idempotent", path, False)
+    commit = v.number(d, "commit_interval_ms", path, default=0.0, ge=0, le=3_600_000)
+    start = v.choice(d, "start", path, ("earliest", "latest"), "earliest")
+    emits = []
+    for ep, e in v.items(d, "emits", path, required=False, limit=20):
+        ed = v.mapping(e, ep)
+        if ed is None:
+            continue
+        v.known(ed, ep, ("event", "topic", "size_bytes", "when"))
+        ev = v.name(ed, "event", ep)
+        et = v.name(ed, "topic", ep)
+        es = v.number(ed, "size_bytes", ep, ge=1, le=10_000_000, integer=True)
+        when = v.name(ed, "when", ep) if "when" in ed else None
+        if ev and et:
+            emits.append(EmitSpec(event=ev, topic=et, size_bytes=es, when=when))
+    rebalance = v.number(d, "rebalance_ms", path, default=300.0, ge=0, le=600_000)
+    window = v.number(d, "dedupe_window", path, default=100_000, ge=1, le=10_000_000, integer=True)
+    label = d.get("label", "")
+    if not isinstance(label, str):
+        v.err(_join(path, "label"), "must be a string")
+        label = ""
+    if name is None or topics is None or processing is None:
+        return None
+    return ConsumerSpec(
+        name=name,
+        topics=topics,
+        processing=processing,
+        instances=instances,
+        delivery=delivery,
+        events=events,
+        filter=flt,
+        failure_rate=failure_rate,
+        retry=retry,
+        idempotent=idempotent,
+        commit_interval_ms=commit,
+        start=start,
+        emits=tuple(emits),
+        rebalance_ms=rebalance,
+        dedupe_window=window,
+        label=label,
+    )
+
+
+def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(d, path, ("at", "consumer", "producer", "action", "value", "instance"))
+    at = v.number(d, "at", path, required=True, ge=0)
+    action = v.choice(d, "action", path, FAULT_ACTIONS, "down")
+    consumer, producer = d.get("consumer"), d.get("producer")
+    if (consumer is None) == (producer is None):
+        v.err(path, "names exactly one consumer or one producer")
+        return None
+    if action == "rate" and producer is None:
+        v.err(_join(path, "action"), "rate applies to a producer")
+    if action != "rate" and consumer is None:
+        v.err(_join(path, "action"), f"{action} applies to a consumer")
+    value_ = v.number(d, "value", path, ge=0)
+    if action in ("slow", "failure_rate", "instances", "rate") and value_ is None:
+        v.err(_join(path, "value"), f"is required for {action}")
+    if action == "failure_rate" and value_ is not None and value_ > 1:
+        v.err(_join(path, "value"), "must be <= 1")
+    if action == "slow" and value_ is not None and value_ <= 0:
+        v.err(_join(path, "value"), "must be > 0")
+    instance = v.number(d, "instance", path, ge=0, integer=True)
+    if at is None:
+        return None
+    return FaultSpec(
+        at=at, action=action, consumer=consumer, producer=producer, value=value_, instance=instance
+    )
+
+
+TOP_FIELDS = (
+    "seed",
+    "name",
+    "description",
+    "duration",
+    "sample_interval_s",
+    "topics",
+    "producers",
+    "consumers",
+    "faults",
+    "chain",
+    "lesson",
+    "sync",
+    "schemas",
+)
+
+
+def parse_scenario(doc: Any) -> Scenario:
+    """Validate a scenario (a mapping, or YAML/JSON text) and build a :class:`Scenario`.
+
+    Raises :class:`ScenarioError` listing every problem found.
+    """
+    if isinstance(doc, bytes):
+        try:
+            doc = doc.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ScenarioError([("", "the file is not UTF-8 text")]) from None
+    if isinstance(doc, str):
+        doc = load_text(doc)
+    v = _V()
+    d = v.mapping(doc, "")
+    if d is None:
+        raise ScenarioError([("", f"a scenario must be a mapping, got {_kind(doc)}")])
+    v.known(d, "", TOP_FIELDS)
+    seed = d.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        v.err("seed", "must be a whole number >= 0")
+        seed = 1
+    duration = v.number(d, "duration", "", default=60.0, gt=0, le=LIMITS["duration"])
+    interval = v.number(d, "sample_interval_s", "", default=1.0, gt=0, le=3600)
+    name = d.get("name", "")
+    description = d.get("description", "")
+    if not isinstance(name, str):
+        v.err("name", "must be a string")
+        name = ""
+    if not isinstance(description, str):
+        v.err("description", "must be a string")
+        description = ""
+
+    topics = [
+        t
+        for p, x in v.items(d, "topics", "", required=True, limit=LIMITS["topics"])
+        if (t := _topic(v, x, p))
+    ]
+    producers = [
+        p_
+        for p, x in v.items(d, "producers", "", required=False, limit=LIMITS["producers"])
+        if (p_ := _producer(v, x, p))
+    ]
+    consumers = [
+        c
+        for p, x in v.items(d, "consumers", "", required=False, limit=LIMITS["consumers"])
+        if (c := parse_consumer(v, x, p))
+    ]
+    faults = [
+        f for p, x in v.items(d, "faults", "", required=False, limit=1000) if (f := _fault(v, x, p))
+    ]
+    chain: tuple[str, ...] = ()
+    if "chain" in d:
+        chain = _str_list(v, d["chain"], "chain") or ()
+
+    # cross references
+    topic_names = [t.name for t in topics]
+    _unique(v, "topics", topic_names)
+    _unique(v, "producers", [p.name for p in producers])
+    _unique(v, "consumers", [c.name for c in consumers])
+    known_topics = set(topic_names)
+    for i, p in enumerate(producers):
+        if p.topic not in known_topics:
+            v.err(f"producers[{i}].topic", f"unknown topic {p.topic!r}")
+    for i, c in enumerate(consumers):
+        check_consumer_refs(v, c, f"consumers[{i}]", known_topics)
+    consumer_names = {c.name for c in consumers}
+    producer_names = {p.name for p in producers}
+    for i, f in enumerate(faults):
+        if f.consumer is not None and f.consumer not in consumer_names:
+            v.err(f"faults[{i}].consumer", f"unknown consumer {f.consumer!r}")
+        if f.producer is not None and f.producer not in producer_names:
+            v.err(f"faults[{i}].producer", f"unknown producer {f.producer!r}")
+    for i, s in enumerate(chain):
+        if s not in consumer_names:
+            v.err(f"chain[{i}]", f"unknown consumer {s!r}")
+    if v.errors:
+        raise ScenarioError(v.errors)
+    extra = {k: d[k] for k in ("lesson", "sync", "schemas") if k in d}
+    return Scenario(
+        topics=tuple(topics),
+        producers=tuple(producers),
+        consumers=tuple(consumers),
+        faults=tuple(sorted(faults, key=lambda f: f.at)),
+        seed=seed,
+        duration=duration,
+        name=name,
+        description=description,
+        sample_interval_s=interval,
+        chain=chain,
+        extra=extra,
+        source=d,
+    )
+
+
+def check_consumer_refs(v: _V, c: ConsumerSpec, path: str, known_topics: set[str]) -> None:
+    for j, t in enumerate(c.topics):
+        if t not in known_topics:
+            v.err(f"{path}.topics[{j}]", f"unknown topic {t!r}")
+    for j, e in enumerate(c.emits):
+        if e.topic not in known_topics:
+            v.err(f"{path}.emits[{j}].topic", f"unknown topic {e.topic!r}")
+
+
+def parse_consumer_spec(doc: Any, known_topics: set[str], path: str = "consumer") -> ConsumerSpec:
+    """Validate one consumer spec (as in a scenario), e.g. for adding a service at run time."""
+    v = _V()
+    spec = parse_consumer(v, doc, path)
+    if spec is not None:
+        check_consumer_refs(v, spec, path, known_topics)
+    if v.errors or spec is None:
+        raise ScenarioError(v.errors or [(path, "is not a valid consumer")])
+    return spec
+
+
+def _unique(v: _V, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            v.err(f"{path}[{i}].name", f"duplicate name {n!r}")
+        seen.add(n)
+
+
+MAX_TEXT = 1_000_000
+
+
+def load_text(text: str) -> Any:
+    """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
+    if len(text) > MAX_TEXT:
+        raise ScenarioError([("", f"the scenario is larger than {MAX_TEXT} characters")])
+    stripped = text.lstrip()
+    if stripped.startswith("{") or stripped.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ScenarioError(
+                [("", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")]
+            ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError([("", f"invalid YAML{where}: {problem}")]) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (``.yaml``, ``.yml`` or ``.json``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([("", f"no such file: {p}")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError([("", f"cannot read {p}: {e}")]) from None
+    return parse_scenario(text)

@@ -1,0 +1,430 @@
+"""A simulation: the world of a scenario, advanced in virtual time.
+
+``Simulation(scenario, seed=...)`` builds topics, producers and consumer groups;
+``run_until(t)`` advances it (again and again, so a live runner can go in slices);
+``apply(command)`` changes it between slices and records the command with its time, so
+``replay(scenario, seed, log)`` rebuilds the same state. One ``random.Random(seed)`` drives
+every random model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from random import Random
+from typing import Any
+
+from .broker import Record, Topic
+from .commands import (
+    ENGINE_COMMANDS,
+    ERR_CONSUMER_EXISTS,
+    ERR_RESET_QUEUE,
+    ERR_RESET_RUNNING,
+    ERR_UNKNOWN_COMMAND,
+    ERR_UNKNOWN_CONSUMER,
+    ERR_UNKNOWN_PRODUCER,
+    CommandError,
+    command_name,
+    number,
+    require,
+)
+from .core import Scheduler
+from .groups import ConsumerGroup, QueueGroup, StreamGroup
+from .metrics import Metrics
+from .observe import HOOKS, Observer, Tracer
+from .producers import Producer
+from .scenario import LIMITS, ConsumerSpec, FaultSpec, Scenario, ScenarioError, parse_consumer_spec
+
+
+class Simulation(Scheduler):
+    """The running world of one scenario."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        *,
+        observers: tuple[Observer, ...] = (),
+        trace: bool = False,
+        history: int = 3600,
+    ) -> None:
+        super().__init__()
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.rng = Random(self.seed)
+        for hook in HOOKS:
+            setattr(self, f"on_{hook}", [])
+        self.on_produced: list[Any]
+        self.on_delivered: list[Any]
+        self.on_processed: list[Any]
+        self.on_failed: list[Any]
+        self.on_retried: list[Any]
+        self.on_dead_lettered: list[Any]
+        self.on_redriven: list[Any]
+        self.on_deduplicated: list[Any]
+        self.on_expired: list[Any]
+        self.on_rebalanced: list[Any]
+        self.on_status_changed: list[Any]
+        self.on_command_applied: list[Any]
+        self.metrics_observer = Metrics(history=history)
+        self.add_observer(self.metrics_observer)
+        self.tracer: Tracer | None = None
+        if trace:
+            self.tracer = Tracer()
+            self.add_observer(self.tracer)
+        for obs in observers:
+            self.add_observer(obs)
+        self.command_log: list[tuple[float, dict[str, Any]]] = []
+        self._last_id = 0
+        self.topics: dict[str, Topic] = {
+            t.name: Topic(
+                t.name,
+                t.partitions,
+                retention_messages=t.retention_messages,
+                retention_age_s=t.retention_age_s,
+            )
+            for t in scenario.topics
+        }
+        self.producers: dict[str, Producer] = {
+            p.name: Producer(self, p, self.topics[p.topic]) for p in scenario.producers
+        }
+        self.groups: dict[str, ConsumerGroup] = {}
+        self.removed: dict[str, ConsumerGroup] = {}
+        for spec in scenario.consumers:
+            self._add_group(spec, spec.start)
+        for fault in scenario.faults:
+            self.at(fault.at, self._fault, fault)
+        for producer in self.producers.values():
+            producer.start()
+        self.after(scenario.sample_interval_s, self._sample, None)
+
+    # --- observers ---------------------------------------------------------------------
+
+    def add_observer(self, observer: Observer) -> None:
+        """Register the hooks ``observer`` overrides; the others cost nothing."""
+        for hook in HOOKS:
+            mine = getattr(type(observer), hook)
+            if mine is not getattr(Observer, hook):
+                getattr(self, f"on_{hook}").append(getattr(observer, hook))
+
+    def remove_observer(self, observer: Observer) -> None:
+        for hook in HOOKS:
+            hooks = getattr(self, f"on_{hook}")
+            bound = getattr(observer, hook)
+            if bound in hooks:
+                hooks.remove(bound)
+
+    # --- the broker's front door -------------------------------------------------------
+
+    def publish(
+        self,
+        topic: Topic,
+        type: str,
+        key: str | None,
+        payload: dict[str, Any] | None,
+        size: int,
+        correlation_id: int | None,
+        causation_id: int | None,
+        poison: bool = False,
+    ) -> Record:
+        self._last_id = rid = self._last_id + 1
+        now = self.now
+        record = Record(
+            rid,
+            type,
+            topic.name,
+            key,
+            now,
+            size,
+            payload,
+            rid if correlation_id is None else correlation_id,
+            causation_id,
+            poison,
+        )
+        part = topic.append_quiet(record, now)
+        if self.on_produced:
+            for hook in self.on_produced:
+                hook(now, record)
+        for listener in part.listeners:
+            listener.notify(record)
+        return record
+
+    # --- groups ------------------------------------------------------------------------
+
+    def _add_group(self, spec: ConsumerSpec, start: str) -> ConsumerGroup:
+        topics = [self.topics[name] for name in spec.topics]
+        stats = self.metrics_observer.stats(spec.name)
+        cls = QueueGroup if spec.delivery == "queue" else StreamGroup
+        group = cls(self, spec, topics, stats, start=start)
+        self.groups[spec.name] = group
+        return group
+
+    def group(self, name: Any) -> ConsumerGroup:
+        group = self.groups.get(name) if isinstance(name, str) else None
+        if group is None:
+            raise CommandError(ERR_UNKNOWN_CONSUMER.format(name=name))
+        return group
+
+    def producer(self, name: Any) -> Producer:
+        producer = self.producers.get(name) if isinstance(name, str) else None
+        if producer is None:
+            raise CommandError(ERR_UNKNOWN_PRODUCER.format(name=name))
+        return producer
+
+    # --- faults and commands -----------------------------------------------------------
+
+    def _fault(self, fault: FaultSpec) -> None:
+        cmd: dict[str, Any]
+        if fault.producer is not None:
+            cmd = {"command": "producer.rate", "producer": fault.producer, "value": fault.value}
+        else:
+            cmd = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
+            if fault.value is not None:
+                cmd["value"] = fault.value
+            if fault.instance is not None:
+                cmd["instance"] = fault.instance
+        if fault.consumer is not None and fault.consumer not in self.groups:
+            return  # removed at run time: its scheduled faults no longer apply
+        self._execute(cmd)
+
+    def apply(self, command: Any) -> dict[str, Any]:
+        """Apply a run-time command now and record it in the command log.
+
+        Raises :class:`CommandError` (the simulation unchanged) when the command is not valid.
+        """
+        result = self._execute(command)
+        self.command_log.append((self.now, dict(command)))
+        for hook in self.on_command_applied:
+            hook(self.now, command)
+        return result
+
+    def _execute(self, cmd: Any) -> dict[str, Any]:
+        name = command_name(cmd)
+        if name not in ENGINE_COMMANDS:
+            raise CommandError(
+                ERR_UNKNOWN_COMMAND.format(name=name, known=", ".join(ENGINE_COMMANDS))
+            )
+        if name == "producer.rate":
+            producer = self.producer(require(cmd, "producer"))
+            producer.set_rate(number(cmd, lo=0, hi=LIMITS["rate"]))
+            return {}
+        if name == "consumer.add":
+            return self._add_consumer(cmd)
+        group = self.group(require(cmd, "consumer"))
+        if name == "consumer.down":
+            group.down()
+        elif name == "consumer.up":
+            group.up()
+        elif name == "consumer.crash":
+            instance = None
+            if cmd.get("instance") is not None:
+                instance = int(number(cmd, "instance", lo=0, integer=True))
+                if not any(i.index == instance and i.alive for i in group.instances):
+                    raise CommandError(f"{group.name} has no running instance {instance}")
+            group.crash(instance)
+        elif name == "consumer.slow":
+            group.set_slow(number(cmd, lo=0, hi=1000, strict_lo=True))
+        elif name == "consumer.failure_rate":
+            group.failure_rate = number(cmd, lo=0, hi=1)
+            group.set_status(group.status)
+        elif name == "consumer.instances":
+            group.set_instances(int(number(cmd, lo=0, hi=LIMITS["instances"], integer=True)))
+        elif name == "consumer.remove":
+            group.detach()
+            del self.groups[group.name]
+            self.removed[group.name] = group
+            for hook in self.on_status_changed:
+                hook(self.now, "consumer", group.name, "removed")
+        elif name == "consumer.reset":
+            if not isinstance(group, StreamGroup):
+                raise CommandError(ERR_RESET_QUEUE)
+            if group.status == "up":
+                raise CommandError(ERR_RESET_RUNNING)
+            to = require(cmd, "to")
+            if to not in ("earliest", "latest", "offset", "time"):
+                raise CommandError("consumer.reset: 'to' must be earliest, latest, offset or time")
+            value = number(cmd, lo=0) if to in ("offset", "time") else None
+            group.reset_offsets(to, value)
+        elif name == "dead_letters.redrive":
+            event_id = None
+            if cmd.get("event_id") is not None:
+                event_id = int(number(cmd, "event_id", lo=1, integer=True))
+            return {"redriven": group.redrive_dead_letters(event_id)}
+        return {}
+
+    def _add_consumer(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        doc = require(cmd, "consumer")
+        start = cmd.get("from", "latest")
+        if start not in ("earliest", "latest"):
+            raise CommandError("consumer.add: 'from' must be earliest or latest")
+        if len(self.groups) >= LIMITS["consumers"]:
+            raise CommandError(f"at most {LIMITS['consumers']} consumers are allowed")
+        try:
+            spec = parse_consumer_spec(doc, set(self.topics))
+        except ScenarioError as e:
+            raise CommandError(f"consumer.add: {e}") from None
+        if spec.name in self.groups:
+            raise CommandError(ERR_CONSUMER_EXISTS.format(name=spec.name))
+        spec = dataclasses.replace(spec, start=start)
+        self.removed.pop(spec.name, None)
+        self._add_group(spec, start)
+        for hook in self.on_status_changed:
+            hook(self.now, "consumer", spec.name, f"added (from {start})")
+        return {}
+
+    # --- sampling ------------------------------------------------------------------------
+
+    def _sample(self, _: Any) -> None:
+        now = self.now
+        m = self.metrics_observer
+        for topic in self.topics.values():
+            topic.enforce_age(now)
+            hist = m.topic_history.get(topic.name)
+            if hist is None:
+                from collections import deque
+
+                hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
+            hist.append((now, topic.produced))
+        for group in self.groups.values():
+            group.stats.history.append(
+                (
+                    now,
+                    group.lag(),
+                    group.lag_seconds() * 1000.0,
+                    group.processed,
+                    group.dead_lettered,
+                )
+            )
+        self.after(self.scenario.sample_interval_s, self._sample, None)
+
+    # --- reading the state ---------------------------------------------------------------
+
+    def trace(self, correlation_id: int) -> list[dict[str, Any]] | None:
+        if self.tracer is None:
+            return None
+        hops = self.tracer.trace(correlation_id)
+        return None if hops is None else [h.as_dict() for h in hops]
+
+    def group_state(self, group: ConsumerGroup, *, latency: bool = True) -> dict[str, Any]:
+        spec = group.spec
+        state: dict[str, Any] = {
+            "status": group.display_status,
+            "mode": group.mode,
+            "label": spec.label,
+            "topics": list(spec.topics),
+            "events": list(spec.events) if spec.events else None,
+            "filter": spec.filter.describe() if spec.filter else None,
+            "emits": [e.event for e in spec.emits],
+            "idempotent": group.idempotent,
+            "slow": group.slow,
+            "failure_rate": group.failure_rate,
+            "lag": group.lag(),
+            "lag_ms": round(group.lag_seconds() * 1000.0, 3),
+            "processed": group.processed,
+            "duplicates": group.duplicates,
+            "redelivered": group.redelivered,
+            "dead_lettered": group.dead_lettered,
+            "dead_letters_waiting": len(group.dead_letters),
+            "redriven": group.redriven,
+            "retries": group.retries,
+            "failures": group.failures,
+            "filtered": group.filtered,
+            "expired": group.expired,
+            "deduplicated": group.deduplicated,
+            "in_flight": group.in_flight,
+            "retrying": group.retrying + (group.delayed if isinstance(group, QueueGroup) else 0),
+            "instances": [
+                {
+                    "index": i.index,
+                    "state": i.state,
+                    "processed": i.processed,
+                    "partitions": [c.partition.name for c in i.cursors],
+                }
+                for i in group.instances
+            ],
+            "partitions": group.partitions_state(),
+        }
+        hist = group.stats.history
+        if len(hist) >= 2:
+            (t0, *_, p0, _d0), (t1, *_, p1, _d1) = hist[-2], hist[-1]
+            state["throughput"] = round((p1 - p0) / (t1 - t0), 3) if t1 > t0 else 0.0
+        else:
+            state["throughput"] = round(group.processed / self.now, 3) if self.now else 0.0
+        if latency:
+            s = group.stats
+            state["wait_ms"] = s.wait.summary()
+            state["end_to_end_ms"] = s.e2e.summary()
+            state["processing_ms"] = s.processing.summary()
+        return state
+
+    def topic_state(self, topic: Topic) -> dict[str, Any]:
+        hist = self.metrics_observer.topic_history.get(topic.name)
+        if hist and len(hist) >= 2:
+            (t0, p0), (t1, p1) = hist[-2], hist[-1]
+            throughput = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+        else:
+            throughput = topic.produced / self.now if self.now else 0.0
+        return {
+            "produced": topic.produced,
+            "bytes_produced": topic.bytes_produced,
+            "bytes_stored": topic.bytes_stored,
+            "stored": topic.stored,
+            "throughput": round(throughput, 3),
+            "partitions": [
+                {"index": p.index, "start": p.start, "end": p.end, "bytes": p.bytes}
+                for p in topic.partitions
+            ],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state, as plain data (what a dashboard frame carries)."""
+        return {
+            "t": round(self.now, 6),
+            "seed": self.seed,
+            "scenario": self.scenario.name,
+            "producers": {
+                name: {
+                    "produced": p.produced,
+                    "rate": p.rate,
+                    "topic": p.topic.name,
+                    "event": p.event,
+                    "arrival": "poisson" if p.poisson else "constant",
+                    "changes": p.changes,
+                }
+                for name, p in self.producers.items()
+            },
+            "topics": {name: self.topic_state(t) for name, t in self.topics.items()},
+            "groups": {name: self.group_state(g) for name, g in self.groups.items()},
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics document (what ``python -m simulator run --json`` prints)."""
+        snap = self.snapshot()
+        return {
+            "time": snap["t"],
+            "seed": self.seed,
+            "scenario": self.scenario.name,
+            "producers": snap["producers"],
+            "topics": snap["topics"],
+            "groups": snap["groups"],
+            "commands": len(self.command_log),
+        }
+
+    def history(self, group: str) -> list[tuple[float, int, float, int, int]]:
+        g = self.metrics_observer.groups.get(group)
+        return [] if g is None else list(g.history)
+
+
+def replay(
+    scenario: Scenario,
+    seed: int | None,
+    log: list[tuple[float, dict[str, Any]]],
+    until: float,
+    **kwargs: Any,
+) -> Simulation:
+    """Rebuild a run from its scenario, seed and command log: the same state, exactly."""
+    sim = Simulation(scenario, seed, **kwargs)
+    for t, command in log:
+        sim.run_until(t)
+        sim.apply(command)
+    sim.run_until(until)
+    return sim
