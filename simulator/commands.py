@@ -36,6 +36,9 @@ ERR_RESET_RUNNING = (
     "stop the service (consumer.down) before resetting its offsets: Kafka only resets the "
     "offsets of an inactive group"
 )
+ERR_RESET_BUSY = (
+    "{name} is still finishing {n} event(s) it had started: reset its offsets once they are done"
+)
 ERR_RESET_QUEUE = "a queue has no offsets to reset: only stream consumers have them"
 ERR_CONSUMER_EXISTS = "a consumer named {name!r} exists already"
 

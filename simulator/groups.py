@@ -498,10 +498,22 @@ class StreamGroup(ConsumerGroup):
 
     def _retry(self, arg: tuple[Instance, int]) -> None:
         inst, epoch = arg
-        if inst.epoch != epoch or inst.record is None:
+        record = inst.record
+        if inst.epoch != epoch or record is None:
             return
         inst.state = IDLE
-        self.begin(inst, inst.record, inst.attempt + 1, False)
+        if self.status != "up" or inst.leaving:
+            # stopped meanwhile: give the event back uncommitted; it is delivered again later
+            cur = inst.cursor
+            if cur is None:
+                self.redrive.appendleft(record)
+            else:
+                cur.position = min(cur.position, record.offset)
+            inst.record = None
+            inst.cursor = None
+            self.after_idle(inst)
+            return
+        self.begin(inst, record, inst.attempt + 1, False)
 
     def finish(self, inst: Instance, record: Record) -> None:
         cur = inst.cursor

@@ -31,6 +31,8 @@ class Producer:
         self.produced = 0
         self.changes = 0  # edits to this producer's code (the sync-vs-events lesson)
         self._epoch = 0
+        self._anchor = 0.0
+        self._n = 0
         self._plain = not self._makers and not self.poison_rate
         self._arrive_cb = self._arrive
         for burst in spec.bursts:
@@ -44,9 +46,14 @@ class Producer:
         if rate <= 0:
             return
         sim = self.sim
-        # -log(1 - U) / rate is exactly what random.expovariate computes, without the call
-        gap = -log(1.0 - sim.rng.random()) / rate if self.poisson else 1.0 / rate
-        heappush(sim._queue, (sim.now + gap, next(sim._seq), self._arrive_cb, self._epoch))
+        if self.poisson:
+            # -log(1 - U) / rate is exactly what random.expovariate computes, without the call
+            t = sim.now - log(1.0 - sim.rng.random()) / rate
+        else:
+            # anchor + n / rate, not a running sum of 1 / rate: no drift over long runs
+            self._n += 1
+            t = self._anchor + self._n / rate
+        heappush(sim._queue, (t, next(sim._seq), self._arrive_cb, self._epoch))
 
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
@@ -75,6 +82,8 @@ class Producer:
     def set_rate(self, rate: float) -> None:
         self.rate = rate
         self._epoch += 1
+        self._anchor = self.sim.now
+        self._n = 0
         self._schedule_next()
         for hook in self.sim.on_status_changed:
             hook(self.sim.now, "producer", self.name, f"rate {rate:g}/s")

@@ -17,6 +17,7 @@ from .broker import Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
+    ERR_RESET_BUSY,
     ERR_RESET_QUEUE,
     ERR_RESET_RUNNING,
     ERR_UNKNOWN_COMMAND,
@@ -239,6 +240,9 @@ class Simulation(Scheduler):
                 raise CommandError(ERR_RESET_QUEUE)
             if group.status == "up":
                 raise CommandError(ERR_RESET_RUNNING)
+            busy = group.in_flight + group.retrying
+            if busy:
+                raise CommandError(ERR_RESET_BUSY.format(name=group.name, n=busy))
             to = require(cmd, "to")
             if to not in ("earliest", "latest", "offset", "time"):
                 raise CommandError("consumer.reset: 'to' must be earliest, latest, offset or time")

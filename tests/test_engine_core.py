@@ -51,6 +51,7 @@ def test_exact_trace_with_constant_arrivals_and_processing() -> None:
         ("processed", 0.25, 2, "email"),
         ("produced", 0.3, 3, ""),
         ("delivered", 0.3, 3, "email"),
+        ("processed", 0.35, 3, "email"),
     ]
 
 

@@ -1,0 +1,346 @@
+"""Consumer groups: ownership, rebalance, crashes, at-least-once, idempotency, queues,
+retries and dead letters, reactions, filters and faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import CommandError, Simulation, parse_scenario
+from tests.engine_helpers import consumer, run, scenario, trace
+
+
+def _balanced(sim: Simulation, name: str) -> bool:
+    acc = sim.groups[name].accounting()
+    return acc["produced"] == sum(v for k, v in acc.items() if k != "produced")
+
+
+def test_each_partition_is_owned_by_exactly_one_instance() -> None:
+    doc = scenario(topics=[{"name": "orders", "partitions": 5}], consumers=[consumer(instances=2)])
+    sim, _ = run(doc, until=1)
+    owners = [p["owner"] for p in sim.groups["email"].partitions_state()]
+    assert owners == [0, 1, 0, 1, 0]
+
+
+def test_more_instances_than_partitions_leaves_some_idle() -> None:
+    doc = scenario(topics=[{"name": "orders", "partitions": 2}], consumers=[consumer(instances=3)])
+    sim, _ = run(doc, until=5)
+    instances = sim.snapshot()["groups"]["email"]["instances"]
+    assert [len(i["partitions"]) for i in instances] == [1, 1, 0]
+    assert instances[2]["processed"] == 0
+
+
+def test_adding_an_instance_rebalances_after_a_pause() -> None:
+    doc = scenario(
+        topics=[{"name": "orders", "partitions": 4}],
+        consumers=[consumer(instances=1, rebalance_ms=500)],
+    )
+    sim, rec = run(doc, until=2)
+    sim.apply({"command": "consumer.instances", "consumer": "email", "value": 2})
+    assert sim.groups["email"].display_status == "rebalancing"
+    sim.run_until(2.4)
+    assert sim.groups["email"].display_status == "rebalancing"
+    sim.run_until(2.6)
+    owners = [p["owner"] for p in sim.groups["email"].partitions_state()]
+    assert owners == [0, 1, 0, 1]
+    # nothing was delivered during the pause (in-flight work may finish)
+    assert [o for o in trace(rec, "delivered") if 2.0 < o[1] < 2.5] == []
+    assert _balanced(sim, "email")
+
+
+def test_a_crash_redelivers_uncommitted_work_and_counts_duplicates() -> None:
+    # commits every 2 s: a crash loses up to 2 s of commits, so those events run again
+    doc = scenario(consumers=[consumer(commit_interval_ms=2000)])
+    sim, _ = run(doc, until=3.5)
+    before = sim.groups["email"].processed
+    sim.apply({"command": "consumer.crash", "consumer": "email"})
+    assert sim.groups["email"].display_status == "crashed"
+    sim.run_until(4)
+    sim.apply({"command": "consumer.up", "consumer": "email"})
+    sim.run_until(10.06)
+    g = sim.groups["email"]
+    # Offsets 0..33 were processed before the crash; 34 (produced at t=3.5) was in flight.
+    # The last commit, at t=2.0, had committed offset 19: 19..34 are delivered again.
+    assert before == 34
+    assert g.redelivered == 16
+    assert g.duplicates == 15  # 19..33 had been processed; 34 had not
+    assert g.processed - g.duplicates == 100
+    assert _balanced(sim, "email")
+
+
+def test_an_idempotent_service_skips_redelivered_events() -> None:
+    doc = scenario(consumers=[consumer(commit_interval_ms=2000, idempotent=True)])
+    sim, _ = run(doc, until=3.5)
+    sim.apply({"command": "consumer.crash", "consumer": "email"})
+    sim.apply({"command": "consumer.up", "consumer": "email"})
+    sim.run_until(10.06)
+    g = sim.groups["email"]
+    assert (g.duplicates, g.deduplicated) == (0, 15)
+    assert g.processed == 100
+
+
+def test_down_keeps_offsets_and_the_service_catches_up_when_it_returns() -> None:
+    doc = scenario(
+        faults=[
+            {"at": 5, "consumer": "email", "action": "down"},
+            {"at": 15, "consumer": "email", "action": "up"},
+        ]
+    )
+    sim, _ = run(doc, until=14.95)
+    g = sim.groups["email"]
+    assert g.display_status == "down"
+    assert g.lag() == 100  # produced while down, stored by the broker
+    assert sim.producers["checkout"].produced == 149  # the producer carried on
+    sim.run_until(40.06)
+    assert g.lag() == 0
+    assert g.processed == 400
+    assert g.duplicates == 0
+
+
+def test_queue_mode_shares_one_queue_among_competing_instances() -> None:
+    doc = scenario(
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 100,
+                "arrival": "constant",
+            }
+        ],
+        consumers=[
+            consumer(delivery="queue", instances=3, processing={"dist": "constant", "mean_ms": 25})
+        ],
+    )
+    sim, _ = run(doc, until=10)
+    instances = sim.snapshot()["groups"]["email"]["instances"]
+    # one partition, yet all three instances work: a queue has no partition ownership
+    assert all(i["processed"] > 0 for i in instances)
+    assert sum(i["processed"] for i in instances) == sim.groups["email"].processed
+
+
+def test_queue_mode_crash_puts_unacknowledged_work_back_at_the_head() -> None:
+    doc = scenario(
+        consumers=[consumer(delivery="queue", processing={"dist": "constant", "mean_ms": 80})]
+    )
+    sim, _ = run(doc, until=0.15)
+    sim.apply({"command": "consumer.crash", "consumer": "email"})
+    sim.apply({"command": "consumer.up", "consumer": "email"})
+    sim.run_until(0.25)
+    g = sim.groups["email"]
+    assert g.redelivered == 1
+    assert _balanced(sim, "email")
+
+
+def test_failures_retry_with_exponential_backoff_then_dead_letter() -> None:
+    doc = scenario(
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 1,
+                "arrival": "constant",
+            }
+        ],
+        consumers=[consumer(failure_rate=1.0, retry={"max_attempts": 3, "backoff_ms": 100})],
+    )
+    sim, rec = run(doc, until=1.5)
+    assert trace(rec, "delivered", "failed", "retried", "dead_lettered") == [
+        ("delivered", 1.0, 1, "email"),
+        ("failed", 1.05, 1, "email"),
+        ("retried", 1.05, 1, "email"),
+        ("delivered", 1.15, 1, "email"),  # +100 ms
+        ("failed", 1.2, 1, "email"),
+        ("retried", 1.2, 1, "email"),
+        ("delivered", 1.4, 1, "email"),  # +200 ms
+        ("failed", 1.45, 1, "email"),
+        ("dead_lettered", 1.45, 1, "email"),
+    ]
+    (dl,) = sim.groups["email"].dead_letters
+    assert dl.as_dict() | {"payload": None} == {
+        "event_id": 1,
+        "event_type": "OrderPlaced",
+        "correlation_id": 1,
+        "reason": "processing failed",
+        "attempts": 3,
+        "t": 1.45,
+        "topic": "orders",
+        "partition": 0,
+        "offset": 0,
+        "payload": None,
+    }
+
+
+def test_poison_events_always_fail_and_redrive_sends_dead_letters_back() -> None:
+    doc = scenario(
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 50,
+                "arrival": "constant",
+                "poison_rate": 0.1,
+                "payload": {"order_id": {"sequence": "ord-"}},
+            }
+        ],
+        consumers=[
+            consumer(
+                retry={"max_attempts": 2, "backoff_ms": 10},
+                processing={"dist": "constant", "mean_ms": 1},
+            )
+        ],
+    )
+    sim, _ = run(doc, until=10)
+    g = sim.groups["email"]
+    poisoned = sum(1 for r in sim.topics["orders"].partitions[0].records if r.poison)
+    assert g.dead_lettered == poisoned > 0
+    assert all(d.reason.startswith("poison") and d.attempts == 2 for d in g.dead_letters)
+    sim.apply({"command": "producer.rate", "producer": "checkout", "value": 0})
+    sim.run_until(10.1)
+    result = sim.apply({"command": "dead_letters.redrive", "consumer": "email"})
+    assert result == {"redriven": poisoned}
+    sim.run_until(12)
+    assert g.dead_lettered == 2 * poisoned  # poison fails again: it is the event, not luck
+    assert _balanced(sim, "email")
+
+
+def test_a_service_reacts_by_emitting_with_the_same_correlation_id() -> None:
+    doc = scenario(
+        topics=[{"name": "orders"}, {"name": "payments"}],
+        consumers=[
+            consumer("payment", emits=[{"event": "PaymentProcessed", "topic": "payments"}]),
+            {
+                "name": "inventory",
+                "topics": ["orders", "payments"],
+                "events": ["OrderPlaced", "PaymentProcessed"],
+                "processing": {"dist": "constant", "mean_ms": 10},
+            },
+        ],
+    )
+    sim, _ = run(doc, until=0.5, trace=True)
+    hops = sim.trace(1)
+    assert hops is not None
+    assert [(h["kind"], h["event_type"], h["service"], round(h["t"], 3)) for h in hops] == [
+        ("produced", "OrderPlaced", "", 0.1),
+        ("delivered", "OrderPlaced", "payment", 0.1),
+        ("delivered", "OrderPlaced", "inventory", 0.1),
+        ("processed", "OrderPlaced", "inventory", 0.11),
+        ("processed", "OrderPlaced", "payment", 0.15),
+        ("produced", "PaymentProcessed", "", 0.15),
+        ("delivered", "PaymentProcessed", "inventory", 0.15),
+        ("processed", "PaymentProcessed", "inventory", 0.16),
+    ]
+    payment = sim.topics["payments"].partitions[0].records[0]
+    assert (payment.correlation_id, payment.causation_id) == (1, 1)
+    assert sim.groups["inventory"].processed == 2 * sim.groups["payment"].processed
+
+
+def test_a_filtered_subscription_sees_only_matching_orders() -> None:
+    doc = scenario(
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 100,
+                "payload": {"total": {"uniform": [0, 10000]}},
+            }
+        ],
+        consumers=[
+            consumer(
+                "fraud",
+                filter={"field": "total", "op": ">", "value": 5000},
+                processing={"dist": "constant", "mean_ms": 1},
+            )
+        ],
+    )
+    sim, rec = run(doc, until=20)
+    g = sim.groups["fraud"]
+    records = list(sim.topics["orders"].partitions[0].records)
+    big = {r.id for r in records if r.payload and r.payload["total"] > 5000}
+    assert {o.event_id for o in rec.log if o.kind == "processed"} == big
+    assert g.filtered == len(records) - len(big) - g.lag()
+    assert _balanced(sim, "fraud")
+
+
+def test_slow_multiplies_processing_time() -> None:
+    sim, _ = run(scenario(), until=1)
+    sim.apply({"command": "consumer.slow", "consumer": "email", "value": 4})
+    assert sim.groups["email"].display_status == "slow"
+    sim.run_until(3)
+    assert sim.groups["email"].stats.processing.max == pytest.approx(200, rel=0.02)
+
+
+def test_scheduled_faults_apply_at_their_time() -> None:
+    doc = scenario(
+        faults=[
+            {"at": 2, "consumer": "email", "action": "failure_rate", "value": 1},
+            {"at": 2, "producer": "checkout", "action": "rate", "value": 20},
+        ]
+    )
+    sim, _ = run(doc, until=3)
+    assert sim.groups["email"].failure_rate == 1.0
+    assert sim.producers["checkout"].rate == 20
+
+
+def test_invalid_commands_raise_a_clear_error_and_change_nothing() -> None:
+    sim, _ = run(scenario(), until=2)
+    before = sim.snapshot()
+    bad = [
+        ({"command": "consumer.explode", "consumer": "email"}, "unknown command"),
+        ({"command": "consumer.down", "consumer": "nobody"}, "unknown consumer 'nobody'"),
+        ({"command": "consumer.slow", "consumer": "email", "value": "fast"}, "must be a number"),
+        ({"command": "consumer.slow", "consumer": "email"}, "needs 'value'"),
+        ({"command": "producer.rate", "producer": "checkout", "value": -1}, "between 0 and"),
+        ({"command": "consumer.reset", "consumer": "email", "to": "earliest"}, "stop the service"),
+        (
+            {"command": "consumer.add", "consumer": {"name": "x", "topics": ["nope"]}},
+            "unknown topic 'nope'",
+        ),
+        ({"command": "consumer.add", "consumer": consumer("email")}, "exists already"),
+        ("not a mapping", "JSON object"),
+        ({}, "missing 'command'"),
+    ]
+    for cmd, message in bad:
+        with pytest.raises(CommandError, match=message.replace("(", r"\(")):
+            sim.apply(cmd)
+    assert sim.snapshot() == before
+    assert sim.command_log == []
+
+
+def test_removing_a_service_stops_its_consumption_and_its_faults() -> None:
+    doc = scenario(faults=[{"at": 5, "consumer": "email", "action": "down"}])
+    sim, _ = run(doc, until=2)
+    sim.apply({"command": "consumer.remove", "consumer": "email"})
+    sim.run_until(10)
+    assert "email" not in sim.groups
+    assert sim.topics["orders"].partitions[0].listeners == []
+
+
+def test_lag_in_time_is_the_age_of_the_oldest_unprocessed_event() -> None:
+    doc = scenario(faults=[{"at": 3.05, "consumer": "email", "action": "down"}])
+    sim, _ = run(doc, until=8)
+    g = sim.groups["email"]
+    # last committed offset is the record of t=3.0; the oldest waiting was produced at t=3.1
+    assert g.lag_seconds() == pytest.approx(8 - 3.1)
+
+
+def test_command_log_replay_rebuilds_the_same_state() -> None:
+    from simulator import replay
+
+    doc = parse_scenario(
+        scenario(
+            consumers=[consumer(failure_rate=0.2, instances=2)],
+            topics=[{"name": "orders", "partitions": 3}],
+        )
+    )
+    sim = Simulation(doc, 5)
+    sim.run_until(3)
+    sim.apply({"command": "consumer.crash", "consumer": "email", "instance": 1})
+    sim.run_until(4.25)
+    sim.apply({"command": "consumer.up", "consumer": "email"})
+    sim.apply({"command": "producer.rate", "producer": "checkout", "value": 40})
+    sim.run_until(9)
+    again = replay(doc, 5, sim.command_log, until=9)
+    assert again.snapshot() == sim.snapshot()
