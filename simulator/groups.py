@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from heapq import heappush
+from math import log
 from typing import TYPE_CHECKING, Any
 
 from .broker import Partition, Record, Topic
@@ -155,6 +156,11 @@ class ConsumerGroup:
         self.stats = stats
         self.rng = sim.rng
         self.sample = spec.processing.sampler()
+        # exponential service is drawn inline (the same value random.expovariate returns)
+        proc = spec.processing
+        self._exp_rate = 1000.0 / proc.mean_ms if proc.dist == "exponential" else 0.0
+        self.attempts: dict[int, int] = {}  # queue mode: attempts so far of failed messages
+        self._rebalance_waiting = False
         self.failure_rate = spec.failure_rate
         self.slow = 1.0
         self.retry = spec.retry
@@ -211,7 +217,8 @@ class ConsumerGroup:
         for hook in sim.on_delivered:
             hook(now, self, inst.index, record, attempt, redelivery)
         rng = self.rng
-        service = self.sample(rng)
+        rate = self._exp_rate
+        service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
         if self.slow != 1.0:
             service *= self.slow
         fr = self.failure_rate
@@ -240,7 +247,8 @@ class ConsumerGroup:
                 return
             self.dead_letter(record, reason, inst.attempt)
         else:
-            duplicate = self.is_duplicate(inst, record)
+            cur = inst.cursor  # None in queue mode, and for redriven dead letters
+            duplicate = cur is not None and record.offset < cur.completed
             self.processed += 1
             inst.processed += 1
             if duplicate:
@@ -249,23 +257,33 @@ class ConsumerGroup:
                 self.remember(record.id)
             for hook in sim.on_processed:
                 hook(now, self, inst.index, record, inst.started, duplicate)
-            for emit, topic in self._emits:
-                if emit.when is not None and emit.when != record.type:
-                    continue
-                self.emitted += 1
-                sim.publish(
-                    topic,
-                    emit.event,
-                    record.key,
-                    record.payload,
-                    emit.size_bytes or record.size,
-                    record.correlation_id,
-                    record.id,
-                )
-        self.finish(inst, record)
+            if self._emits:
+                self.emit(record)
+        if inst.cursor is not None or self.attempts:
+            self.finish(inst, record)
         inst.record = None
         inst.state = IDLE
-        self.after_idle(inst)
+        if inst.leaving or self._rebalance_waiting:
+            self.after_idle(inst)
+        else:
+            self.poll(inst)
+
+    def emit(self, record: Record) -> None:
+        """React: publish this service's events, caused by ``record``, in its correlation."""
+        sim = self.sim
+        for emit, topic in self._emits:
+            if emit.when is not None and emit.when != record.type:
+                continue
+            self.emitted += 1
+            sim.publish(
+                topic,
+                emit.event,
+                record.key,
+                record.payload,
+                emit.size_bytes or record.size,
+                record.correlation_id,
+                record.id,
+            )
 
     def remember(self, event_id: int) -> None:
         if event_id not in self._seen:
@@ -739,7 +757,12 @@ class StreamGroup(ConsumerGroup):
         ]
 
     def reset_offsets(self, to: str, value: float | None = None) -> None:
-        """Move committed offsets explicitly (the group must be down, as Kafka requires)."""
+        """Move committed offsets explicitly (the group must be down, as Kafka requires).
+
+        A reset never goes below where the service joined a partition (its origin): "earliest"
+        is the log start or the origin, whichever is later. To replay history from before the
+        service existed, add it again ``from: earliest``.
+        """
         for c in self.cursors:
             part = c.partition
             if to == "earliest":
@@ -750,6 +773,7 @@ class StreamGroup(ConsumerGroup):
                 target = min(max(int(value or 0), part.start), part.end)
             else:
                 target = part.offset_for_time(float(value or 0.0))
+            target = max(target, c.origin)
             head = max(c.position, c.completed)
             if target > head:
                 self.skipped += target - head
@@ -776,7 +800,6 @@ class QueueGroup(ConsumerGroup):
         self.ready: deque[Record] = deque()
         self.idle: deque[Instance] = deque()
         self.delayed = 0
-        self.attempts: dict[int, int] = {}
         self.requeued: set[int] = set()
         self.enqueued = 0
         self._parts: list[Partition] = []
@@ -834,7 +857,13 @@ class QueueGroup(ConsumerGroup):
                 self.poll(inst)
 
     def poll(self, inst: Instance) -> None:
-        if inst.state != IDLE or not inst.alive or inst.leaving or not self.fetching:
+        if (
+            inst.state != IDLE
+            or not inst.alive
+            or inst.leaving
+            or self.status != "up"
+            or self.rebalancing
+        ):
             return
         while True:
             if self.redrive:

@@ -8,7 +8,9 @@ and the lag history charts draw.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .observe import Observer
@@ -27,40 +29,72 @@ _log = math.log
 
 
 class Histogram:
-    """A log-bucketed histogram of milliseconds: fixed memory, exact count/mean/min/max."""
+    """A log-bucketed histogram of milliseconds: fixed memory, exact count/mean/min/max.
 
-    __slots__ = ("count", "counts", "max", "min", "total")
+    ``add`` is the C-level ``append`` of an ``array('d')``: the hot loop pays no Python frame
+    per value. Values are folded into the buckets in one tight loop when the histogram is read
+    and at every sample tick (see ``Simulation._sample``), so the buffer stays small.
+    """
+
+    __slots__ = ("_buf", "_count", "_max", "_min", "_total", "add", "counts")
 
     def __init__(self) -> None:
         self.counts = [0] * _BUCKETS
-        self.count = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = 0.0
+        self._count = 0
+        self._total = 0.0
+        self._min = math.inf
+        self._max = 0.0
+        self._buf = array("d")
+        self.add: Callable[[float], None] = self._buf.append
 
-    def add(self, ms: float) -> None:
-        self.count += 1
-        self.total += ms
-        if ms < self.min:
-            self.min = ms
-        if ms > self.max:
-            self.max = ms
-        if ms <= _FLOOR_MS:
-            self.counts[0] += 1
-        else:
-            # log(ms / floor) / log(growth) + 1, folded into one multiply-add
-            i = int(_log(ms) * _INV_LOG_GROWTH + _OFFSET)
-            self.counts[i if i < _BUCKETS else _BUCKETS - 1] += 1
+    def fold(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        self._count += len(buf)
+        self._total += math.fsum(buf)
+        low, high = min(buf), max(buf)
+        if low < self._min:
+            self._min = low
+        if high > self._max:
+            self._max = high
+        counts = self.counts
+        log, scale, offset, floor, top = _log, _INV_LOG_GROWTH, _OFFSET, _FLOOR_MS, _BUCKETS - 1
+        for ms in buf:
+            if ms <= floor:
+                counts[0] += 1
+            else:
+                # log(ms / floor) / log(growth) + 1, folded into one multiply-add
+                i = int(log(ms) * scale + offset)
+                counts[i if i < top else top] += 1
+        del buf[:]
+
+    @property
+    def count(self) -> int:
+        self.fold()
+        return self._count
+
+    @property
+    def min(self) -> float:
+        self.fold()
+        return self._min
+
+    @property
+    def max(self) -> float:
+        self.fold()
+        return self._max
 
     @property
     def mean(self) -> float:
-        return self.total / self.count if self.count else 0.0
+        self.fold()
+        return self._total / self._count if self._count else 0.0
 
     def percentiles(self, *qs: float) -> list[float]:
         """Values at the given quantiles (0..1), each within about 1% of the true value."""
-        if not self.count:
+        self.fold()
+        if not self._count:
             return [0.0 for _ in qs]
-        targets = [max(1, math.ceil(q * self.count)) for q in qs]
+        targets = [max(1, math.ceil(q * self._count)) for q in qs]
         out: list[float] = [0.0] * len(qs)
         order = sorted(range(len(qs)), key=lambda k: targets[k])
         cumulative = 0
@@ -79,7 +113,7 @@ class Histogram:
     def _value(self, i: int) -> float:
         # the geometric middle of bucket i, which spans [F*g^(i-1), F*g^i)
         v = _FLOOR_MS if i == 0 else _FLOOR_MS * _GROWTH ** (i - 0.5)
-        return min(max(v, self.min), self.max)
+        return min(max(v, self._min), self._max)
 
     def summary(self) -> dict[str, float]:
         p50, p95, p99 = self.percentiles(0.5, 0.95, 0.99)
@@ -95,6 +129,11 @@ class Histogram:
 
 class GroupStats:
     __slots__ = ("e2e", "history", "processing", "wait")
+
+    def fold(self) -> None:
+        self.wait.fold()
+        self.e2e.fold()
+        self.processing.fold()
 
     def __init__(self, history: int) -> None:
         self.wait = Histogram()

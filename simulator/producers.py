@@ -58,12 +58,18 @@ class Producer:
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the rate changed: this arrival was rescheduled
+        sim = self.sim
         if self._plain:
             self.produced += 1
-            self.sim.publish(self.topic, self.event, None, None, self.size, None, None)
+            sim.publish(self.topic, self.event, None, None, self.size, None, None)
         else:
             self.emit()
-        self._schedule_next()
+        rate = self.rate
+        if self.poisson and rate > 0:  # the common case of _schedule_next, inline
+            t = sim.now - log(1.0 - sim.rng.random()) / rate
+            heappush(sim._queue, (t, next(sim._seq), self._arrive_cb, epoch))
+        else:
+            self._schedule_next()
 
     def emit(self) -> None:
         self.produced += 1

@@ -44,11 +44,14 @@ class ScenarioError(ValueError):
         return [{"path": p, "message": m} for p, m in self.errors]
 
 
+DEFAULT_RETENTION_MESSAGES = 100_000  # per partition, when a topic sets no retention
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int = 1
-    retention_messages: int | None = None
+    retention_messages: int | None = DEFAULT_RETENTION_MESSAGES
     retention_age_s: float | None = None
 
 
@@ -384,13 +387,14 @@ def _topic(v: _V, value: Any, path: str) -> TopicSpec | None:
     v.known(d, path, ("name", "partitions", "retention"))
     name = v.name(d, "name", path)
     parts = v.number(d, "partitions", path, default=1, ge=1, le=LIMITS["partitions"], integer=True)
-    rmsg = rage = None
+    rmsg: int | None = DEFAULT_RETENTION_MESSAGES
+    rage = None
     if "retention" in d:
         rp = _join(path, "retention")
         r = v.mapping(d["retention"], rp)
         if r is not None:
             v.known(r, rp, ("max_messages", "max_age_s"))
-            rmsg = v.number(r, "max_messages", rp, ge=1, integer=True)
+            rmsg = v.number(r, "max_messages", rp, ge=1, le=10_000_000, integer=True)
             rage = v.number(r, "max_age_s", rp, gt=0)
     if name is None:
         return None
@@ -648,7 +652,8 @@ def parse_scenario(doc: Any) -> Scenario:
         v.err("seed", "must be a whole number >= 0")
         seed = 1
     duration = v.number(d, "duration", "", default=60.0, gt=0, le=LIMITS["duration"])
-    interval = v.number(d, "sample_interval_s", "", default=1.0, gt=0, le=3600)
+    # metrics fold their buffers every sample: a short interval keeps memory bounded
+    interval = v.number(d, "sample_interval_s", "", default=1.0, gt=0, le=10)
     name = d.get("name", "")
     description = d.get("description", "")
     if not isinstance(name, str):

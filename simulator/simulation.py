@@ -289,6 +289,7 @@ class Simulation(Scheduler):
                 hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
             hist.append((now, topic.produced))
         for group in self.groups.values():
+            group.stats.fold()
             group.stats.history.append(
                 (
                     now,
