@@ -8,4 +8,13 @@ from dashboard import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", views.home, name="home"),
+    path("simulations/", views.simulation_create, name="simulation_create"),
+    path("simulations/<str:sim_id>/", views.simulation_page, name="simulation_page"),
+    path("simulations/<str:sim_id>/control", views.simulation_control, name="simulation_control"),
+    path("api/simulations", views.api_simulations, name="api_simulations"),
+    path("api/simulations/<str:sim_id>", views.api_simulation, name="api_simulation"),
+    path("api/simulations/<str:sim_id>/commands", views.api_commands, name="api_commands"),
 ]
+
+handler404 = "dashboard.views.not_found"
+handler500 = "dashboard.views.server_error"

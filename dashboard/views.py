@@ -1,9 +1,264 @@
+"""Pages, controls and the JSON API.
+
+Pages work as plain HTML forms first; htmx improves them (``request.htmx`` gets a partial).
+The API is for scripts and tests and authenticates with the ``control_token`` it returns.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import json
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from simulator import load_scenario
+from simulator.cli import PRESETS
+
+from . import services
+from .forms import command_from_form
+from .models import SimulationRecord
+
+SPEEDS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100]
+MAX_BODY = 256 * 1024
+ERR_BODY_TOO_LARGE = f"the request body is larger than {MAX_BODY // 1024} KB"
+ERR_BAD_JSON = "the request body is not valid JSON"
+ERR_NOT_OBJECT = "the request body must be a JSON object"
+ERR_NO_PRESET = "unknown preset {slug!r}"
+
+
+def preset_list() -> list[dict[str, str]]:
+    out = []
+    for path in sorted(PRESETS.glob("*.yaml")):
+        sc = load_scenario(path)
+        out.append({"slug": path.stem, "name": sc.name, "description": sc.description})
+    return out
+
+
+def preset_text(slug: str) -> str | None:
+    if not slug.replace("-", "").isalnum():
+        return None
+    path = PRESETS / f"{slug}.yaml"
+    return path.read_text() if path.is_file() else None
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page."""
-    return render(request, "home.html")
+    """The landing page: presets to start, lessons to follow."""
+    from .lessons import lesson_links
+
+    return render(
+        request,
+        "home.html",
+        {
+            "presets": preset_list(),
+            "create_url": reverse("simulation_create"),
+            "lessons": lesson_links(),
+        },
+    )
+
+
+@require_POST
+def simulation_create(request: HttpRequest) -> HttpResponse:
+    """Start a simulation from a preset (or posted scenario text) and open its page."""
+    text = request.POST.get("scenario") or preset_text(request.POST.get("preset", "")) or ""
+    if not text:
+        messages.error(request, ERR_NO_PRESET.format(slug=request.POST.get("preset", "")))
+        return redirect("home")
+    scenario, errors = services.parse_scenario_or_errors(text)
+    seed = _int_or_none(request.POST.get("seed"))
+    if scenario is None:
+        for e in errors:
+            messages.error(request, f"{e['path']}: {e['message']}" if e["path"] else e["message"])
+        return redirect("home")
+    if not request.session.session_key:
+        request.session.save()
+    record, _ = async_to_sync(services.simulation_create)(
+        scenario=scenario, seed=seed, owner_session=request.session.session_key or ""
+    )
+    return redirect("simulation_page", sim_id=record.id)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _record_or_404(sim_id: str) -> SimulationRecord | None:
+    return SimulationRecord.objects.filter(pk=sim_id).first()
+
+
+def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
+    record = _record_or_404(sim_id)
+    if record is None:
+        return render(request, "404.html", {"message": f"No simulation {sim_id!r}."}, status=404)
+    st = async_to_sync(services.simulation_state)(record=record)
+    # the page's first frame has the shape of the runner's frames
+    initial = {
+        "type": "frame",
+        "seq": 0,
+        "t": (st or {}).get("t", 0.0),
+        "full": True,
+        "state": st or {},
+        "events": [],
+        "events_seen": 0,
+        "history": {},
+    }
+    controls = services.can_control(record, session_key=request.session.session_key, bearer=None)
+    return render(
+        request,
+        "simulation.html",
+        {
+            "sim_id": record.id,
+            "ws_path": f"/ws/simulations/{record.id}/",
+            "initial_frame": initial,
+            "scenario_name": record.name,
+            "scenario_description": record.scenario.get("description", ""),
+            "speeds": SPEEDS,
+            "control_url": reverse("simulation_control", args=[record.id]),
+            "api_url": reverse("api_simulation", args=[record.id]),
+            "can_control": controls,
+        },
+    )
+
+
+@require_POST
+def simulation_control(request: HttpRequest, sim_id: str) -> HttpResponse:
+    """Every control on the page posts here; htmx gets a partial, a plain form a redirect."""
+    record = _record_or_404(sim_id)
+    if record is None:
+        return _control_answer(
+            request, sim_id, ok=False, message=f"No simulation {sim_id!r}.", status=404
+        )
+    if not services.can_control(record, session_key=request.session.session_key, bearer=None):
+        return _control_answer(
+            request, sim_id, ok=False, message=services.ERR_READ_ONLY, status=403
+        )
+    command = command_from_form(request.POST)
+    reply = async_to_sync(services.simulation_command)(record=record, command=command)
+    if reply.get("ok"):
+        return _control_answer(request, sim_id, ok=True, message=_describe(command))
+    return _control_answer(request, sim_id, ok=False, message=str(reply.get("error")), status=400)
+
+
+def _describe(command: dict[str, Any]) -> str:
+    name = command.get("command", "")
+    target = command.get("consumer") or command.get("producer") or ""
+    if isinstance(target, dict):
+        target = target.get("name", "")
+    value = command.get("value")
+    parts = [str(name), str(target), "" if value is None else f"= {value}"]
+    return "Done: " + " ".join(p for p in parts if p)
+
+
+def _control_answer(
+    request: HttpRequest, sim_id: str, *, ok: bool, message: str, status: int = 200
+) -> HttpResponse:
+    if getattr(request, "htmx", False):
+        # htmx swaps only 2xx answers by default: the message goes in the body either way
+        return render(request, "_command_result.html", {"ok": ok, "message": message})
+    (messages.success if ok else messages.error)(request, message)
+    if status == 404:
+        return redirect("home")
+    return redirect("simulation_page", sim_id=sim_id)
+
+
+# --- JSON API --------------------------------------------------------------------------------
+
+
+def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    if len(request.body) > MAX_BODY:
+        return None, _api_error(ERR_BODY_TOO_LARGE, 413)
+    try:
+        return json.loads(request.body or b"null"), None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, _api_error(ERR_BAD_JSON, 400)
+
+
+def _api_error(message: str, status: int, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+async def api_simulations(request: HttpRequest) -> JsonResponse:
+    """``POST /api/simulations`` with a scenario (JSON) -> 201 {id, url, ws, control_token}."""
+    doc, error = _json_body(request)
+    if error is not None:
+        return error
+    if not isinstance(doc, dict):
+        return JsonResponse({"errors": [{"path": "", "message": ERR_NOT_OBJECT}]}, status=400)
+    seed = doc.pop("seed_override", None) if isinstance(doc, dict) else None
+    scenario, errors = await sync_to_async(services.parse_scenario_or_errors)(doc)
+    if scenario is None:
+        return JsonResponse({"errors": errors}, status=400)
+    record, token = await services.simulation_create(
+        scenario=scenario, seed=seed if isinstance(seed, int) else None
+    )
+    return JsonResponse(
+        {
+            "id": record.id,
+            "url": request.build_absolute_uri(reverse("simulation_page", args=[record.id])),
+            "ws": f"/ws/simulations/{record.id}/",
+            "control_token": token,
+        },
+        status=201,
+    )
+
+
+@require_http_methods(["GET"])
+async def api_simulation(request: HttpRequest, sim_id: str) -> JsonResponse:
+    """``GET /api/simulations/<id>`` -> the current snapshot (a frame's ``state``)."""
+    record = await services.simulation_get(sim_id=sim_id)
+    if record is None:
+        return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
+    st = await services.simulation_state(record=record)
+    if st is None:
+        return _api_error(services.ERR_NO_RUNNER, 503)
+    return JsonResponse(st)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+async def api_commands(request: HttpRequest, sim_id: str) -> JsonResponse:
+    """``POST /api/simulations/<id>/commands`` {"command": ...} -> 200 with the new snapshot."""
+    record = await services.simulation_get(sim_id=sim_id)
+    if record is None:
+        return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
+    if not services.can_control(record, session_key=None, bearer=_bearer(request)):
+        return _api_error(
+            services.ERR_READ_ONLY + " (send Authorization: Bearer <control_token>)", 403
+        )
+    doc, error = _json_body(request)
+    if error is not None:
+        return error
+    if not isinstance(doc, dict):
+        return _api_error(ERR_NOT_OBJECT, 400)
+    reply = await services.simulation_command(record=record, command=doc)
+    if not reply.get("ok"):
+        status = 503 if reply.get("error") == services.ERR_NO_RUNNER else 400
+        return _api_error(str(reply.get("error")), status)
+    return JsonResponse(
+        {"ok": True, "result": reply.get("result") or {}, "state": reply.get("state")}
+    )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "404.html", {"message": "There is nothing at this address."}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "500.html", status=500)

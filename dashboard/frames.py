@@ -1,0 +1,90 @@
+"""Frames: what the browser is sent, built from the engine's state.
+
+A frame is one coalesced message per tick: the whole state (counts stay exact) plus a bounded
+sample of the events that happened since the previous frame (for animation and the event log).
+Its size does not grow with the event rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from simulator import EventSampler, Simulation
+
+MAX_EVENTS_PER_FRAME = 150
+DEAD_LETTERS_SHOWN = 20
+
+
+@dataclass
+class RunState:
+    """What the live runner adds to the engine's state."""
+
+    sim_id: str
+    running: bool = False
+    speed: float = 1.0
+    effective_speed: float = 0.0
+    behind: bool = False
+    finished: bool = False
+
+
+def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, Any]:
+    """The state a frame carries (``GET /api/simulations/<id>`` returns the same shape)."""
+    snap = sim.snapshot(latency=latency)
+    snap.update(
+        id=run.sim_id,
+        running=run.running,
+        speed=run.speed,
+        effective_speed=round(run.effective_speed, 3),
+        behind=run.behind,
+        finished=run.finished,
+        duration=sim.scenario.duration,
+        marks=list(sim.metrics_observer.marks)[-50:],
+        commands=len(sim.command_log),
+    )
+    for name, group in sim.groups.items():
+        letters = list(group.dead_letters)[-DEAD_LETTERS_SHOWN:]
+        snap["groups"][name]["dead_letters"] = [d.as_dict() for d in reversed(letters)]
+    return snap
+
+
+def history(sim: Simulation) -> dict[str, Any]:
+    """The bounded lag history the engine sampled, for charts a late joiner starts with."""
+    out: dict[str, Any] = {}
+    for name in sim.groups:
+        rows = sim.history(name)[-600:]
+        out[name] = {
+            "t": [round(r[0], 3) for r in rows],
+            "lag": [r[1] for r in rows],
+            "lag_ms": [round(r[2], 1) for r in rows],
+            "processed": [r[3] for r in rows],
+        }
+    return out
+
+
+def build_frame(
+    sim: Simulation,
+    run: RunState,
+    sampler: EventSampler | None,
+    seq: int,
+    *,
+    full: bool = False,
+    latency: bool = True,
+) -> dict[str, Any]:
+    events: list[dict[str, Any]] = []
+    seen = 0
+    if sampler is not None:
+        sample, seen = sampler.drain()
+        events = [o.as_dict() for o in sample[-MAX_EVENTS_PER_FRAME:]]
+    frame: dict[str, Any] = {
+        "type": "frame",
+        "seq": seq,
+        "t": round(sim.now, 6),
+        "full": full,
+        "state": state(sim, run, latency=latency),
+        "events": events,
+        "events_seen": seen,
+    }
+    if full:
+        frame["history"] = history(sim)
+    return frame

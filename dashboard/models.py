@@ -1,0 +1,50 @@
+"""What survives a restart: each simulation's scenario, seed and command log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.db import models
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class SimulationRecord(models.Model):
+    """A simulation is its scenario + seed + the log of commands with their simulated times.
+
+    Replaying the log over the scenario rebuilds the exact state, which is how a run survives
+    a server restart and how it is shared.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    scenario = models.JSONField(help_text="the scenario document, as validated")
+    seed = models.BigIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    command_log = models.JSONField(
+        default=list, blank=True, help_text="[[simulated time, command], ...]"
+    )
+    sim_time = models.FloatField(default=0.0, help_text="simulated seconds reached so far")
+    running = models.BooleanField(default=False)
+    speed = models.FloatField(default=1.0)
+    owner_session = models.CharField(max_length=64, blank=True, db_index=True)
+    control_token_hash = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    stopped = models.BooleanField(default=False, help_text="stopped for being idle")
+
+    class Meta:
+        ordering = ("-created",)
+
+    def __str__(self) -> str:
+        return f"{self.name or 'simulation'} ({self.id})"
+
+    def log(self) -> list[tuple[float, dict[str, Any]]]:
+        return [(float(t), dict(cmd)) for t, cmd in self.command_log]

@@ -1,0 +1,110 @@
+"""Service functions: what views and consumers call. They parse nothing and render nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from simulator import Scenario, parse_scenario
+
+from . import runner as runners
+from .models import SimulationRecord, hash_token
+
+ERR_UNKNOWN_SIMULATION = "no simulation with id {sim_id!r}"
+ERR_NO_RUNNER = "the simulation's runner did not answer; try again in a moment"
+ERR_READ_ONLY = "this is a read-only view: only whoever started the simulation can control it"
+
+_start_lock = asyncio.Lock()
+
+
+async def _persist(runner: runners.LiveRunner) -> None:
+    """Save the command log (and the time reached) so a restart can rebuild the run."""
+    log = [[t, cmd] for t, cmd in runner.sim.command_log]
+    await SimulationRecord.objects.filter(pk=runner.sim_id).aupdate(
+        command_log=log,
+        sim_time=runner.sim.now,
+        seed=runner.seed,
+        running=runner.run.running,
+        speed=runner.run.speed,
+    )
+
+
+async def simulation_create(
+    *, scenario: Scenario, seed: int | None = None, owner_session: str = ""
+) -> tuple[SimulationRecord, str]:
+    """Store a new simulation, start its runner here, and return it with its control token."""
+    token = secrets.token_urlsafe(24)
+    record = await SimulationRecord.objects.acreate(
+        scenario=dict(scenario.source),
+        seed=scenario.seed if seed is None else seed,
+        name=scenario.name,
+        owner_session=owner_session,
+        control_token_hash=hash_token(token),
+    )
+    await runners.start_runner(record.id, record.scenario, record.seed, on_change=_persist)
+    return record, token
+
+
+async def simulation_get(*, sim_id: str) -> SimulationRecord | None:
+    try:
+        return await SimulationRecord.objects.aget(pk=sim_id)
+    except (SimulationRecord.DoesNotExist, ValueError):
+        return None
+
+
+async def runner_ensure(*, record: SimulationRecord) -> None:
+    """Make sure some process runs this simulation; if none answers, rebuild it here.
+
+    The rebuild replays the stored command log over the scenario and seed, so the run goes on
+    from the same state it had.
+    """
+    if record.id in runners.RUNNERS:
+        return
+    async with _start_lock:
+        if record.id in runners.RUNNERS:
+            return
+        pong = await runners.request(record.id, {"type": "sim.ping"}, timeout=0.3)
+        if pong is not None:
+            return
+        await runners.start_runner(
+            record.id,
+            record.scenario,
+            record.seed,
+            speed=record.speed,
+            log_=record.log(),
+            until=record.sim_time,
+            on_change=_persist,
+        )
+
+
+async def simulation_command(*, record: SimulationRecord, command: Any) -> dict[str, Any]:
+    """Send a command to the runner; returns its reply (``ok``, ``error`` or ``state``)."""
+    await runner_ensure(record=record)
+    reply = await runners.request(record.id, {"type": "sim.command", "command": command})
+    return reply or {"ok": False, "error": ERR_NO_RUNNER}
+
+
+async def simulation_state(*, record: SimulationRecord) -> dict[str, Any] | None:
+    await runner_ensure(record=record)
+    reply = await runners.request(record.id, {"type": "sim.state"})
+    return None if reply is None else reply.get("state")
+
+
+def can_control(record: SimulationRecord, *, session_key: str | None, bearer: str | None) -> bool:
+    if (
+        bearer
+        and record.control_token_hash
+        and secrets.compare_digest(hash_token(bearer), record.control_token_hash)
+    ):
+        return True
+    return bool(session_key) and session_key == record.owner_session
+
+
+def parse_scenario_or_errors(doc: Any) -> tuple[Scenario | None, list[dict[str, str]]]:
+    from simulator import ScenarioError
+
+    try:
+        return parse_scenario(doc), []
+    except ScenarioError as e:
+        return None, e.as_list()

@@ -1,0 +1,209 @@
+"""The WebSocket protocol: snapshot on join, frames, commands, errors, read-only viewers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from dashboard.asgi import application
+from tests.web_helpers import (
+    ORIGIN,
+    connect,
+    create,
+    new_session,
+    receive,
+    receive_until,
+    stop_all_runners,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _runners() -> AsyncIterator[None]:
+    yield
+    await stop_all_runners()
+
+
+def is_frame(m: dict) -> bool:
+    return m.get("type") == "frame"
+
+
+async def test_a_socket_that_joins_first_gets_a_full_snapshot() -> None:
+    sim_id, _ = await create()
+    comm = await connect(sim_id)
+    first = await receive_until(comm, is_frame)
+    assert first["full"] is True
+    assert set(first) >= {"type", "seq", "t", "state", "events", "history"}
+    st = first["state"]
+    assert st["id"] == sim_id and st["running"] is False and st["speed"] == 1.0
+    assert st["producers"]["checkout"]["produced"] == 0
+    g = st["groups"]["email"]
+    assert (g["status"], g["lag"], g["processed"], g["dead_lettered"]) == ("up", 0, 0, 0)
+    await comm.disconnect()
+
+
+async def test_frames_stream_while_running_and_time_advances() -> None:
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "speed", "value": 10})
+    await comm.send_json_to({"command": "start"})
+    times = []
+    while len(times) < 10:
+        m = await receive(comm)
+        if is_frame(m):
+            times.append(m["t"])
+    assert times == sorted(times) and times[-1] > times[0]
+    last = await receive_until(comm, lambda m: is_frame(m) and m["state"]["t"] > 2)
+    assert last["state"]["running"] is True
+    assert last["state"]["producers"]["checkout"]["produced"] > 40
+    assert any(e["kind"] == "produced" for e in last["events"]) or last["events_seen"] >= 0
+    await comm.disconnect()
+
+
+async def test_taking_a_consumer_down_makes_lag_rise_while_the_producer_carries_on() -> None:
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "speed", "value": 20})
+    await comm.send_json_to({"command": "start"})
+    await receive_until(comm, lambda m: is_frame(m) and m["t"] > 1)
+    await comm.send_json_to({"command": "consumer.down", "consumer": "email"})
+    down = await receive_until(
+        comm, lambda m: is_frame(m) and m["state"]["groups"]["email"]["status"] == "down"
+    )
+    later = await receive_until(comm, lambda m: is_frame(m) and m["t"] > down["t"] + 2)
+    g0, g1 = down["state"]["groups"]["email"], later["state"]["groups"]["email"]
+    assert g1["lag"] > g0["lag"] + 50
+    assert (
+        later["state"]["producers"]["checkout"]["produced"]
+        > down["state"]["producers"]["checkout"]["produced"] + 50
+    )
+    assert g1["processed"] == g0["processed"]
+    await comm.send_json_to({"command": "consumer.up", "consumer": "email"})
+    drained = await receive_until(
+        comm,
+        lambda m: (
+            is_frame(m)
+            and m["state"]["groups"]["email"]["status"] == "up"
+            and m["state"]["groups"]["email"]["lag"] <= 2
+        ),
+    )
+    assert drained["state"]["groups"]["email"]["processed"] > g1["processed"]
+    await comm.disconnect()
+
+
+async def test_garbage_gets_an_error_and_the_connection_and_run_carry_on() -> None:
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "start"})
+    cases = [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"hello": 1}', "unknown message"),
+        ('{"command": "consumer.explode", "consumer": "email"}', "unknown command"),
+        (
+            '{"command": "consumer.slow", "consumer": "ghost", "value": 2}',
+            "unknown consumer 'ghost'",
+        ),
+        ('{"command": "speed", "value": 1000}', "between 0.1 and 100"),
+        ("x" * 20000, "message too large"),
+        ('{"type": "trace", "correlation_id": "abc"}', "integer correlation_id"),
+    ]
+    for text, expected in cases:
+        await comm.send_to(text_data=text)
+        error = await receive_until(comm, lambda m: m.get("type") == "error")
+        assert expected in error["message"], (text[:40], error)
+    await comm.send_to(bytes_data=b"\x00\x01")
+    error = await receive_until(comm, lambda m: m.get("type") == "error")
+    assert "binary" in error["message"]
+    frame = await receive_until(comm, lambda m: is_frame(m) and m["t"] > 0.5)
+    assert frame["state"]["running"] is True
+    await comm.disconnect()
+
+
+async def test_a_viewer_without_control_watches_read_only() -> None:
+    sim_id, _ = await create(owner=await new_session())
+    comm = await connect(sim_id)  # no session: a student with the share link
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "consumer.down", "consumer": "email"})
+    error = await receive_until(comm, lambda m: m.get("type") == "error")
+    assert "read-only" in error["message"]
+    await comm.disconnect()
+
+
+async def test_many_viewers_share_one_runner_and_see_the_same_run() -> None:
+    from dashboard.runner import RUNNERS
+
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    teacher = await connect(sim_id, session)
+    students = [await connect(sim_id) for _ in range(5)]
+    assert list(RUNNERS) == [sim_id]
+    await teacher.send_json_to({"command": "step", "value": 3})
+    for student in students:
+        frame = await receive_until(student, lambda m: is_frame(m) and m["t"] >= 3)
+        assert frame["state"]["producers"]["checkout"]["produced"] == 120
+    for c in [teacher, *students]:
+        await c.disconnect()
+
+
+async def test_a_trace_request_returns_the_journey_of_an_order() -> None:
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "step", "value": 1})
+    await comm.send_json_to({"type": "trace", "correlation_id": 1})
+    trace = await receive_until(comm, lambda m: m.get("type") == "trace")
+    kinds = [h["kind"] for h in trace["hops"]]
+    assert kinds[:3] == ["produced", "delivered", "processed"]
+    await comm.disconnect()
+
+
+async def test_an_unknown_simulation_closes_the_socket() -> None:
+    comm = WebsocketCommunicator(application, "/ws/simulations/abcdef/", headers=[ORIGIN])
+    connected, code = await comm.connect()
+    assert (connected, code) == (False, 4404)
+
+
+async def test_a_socket_from_a_foreign_origin_is_refused() -> None:
+    sim_id, _ = await create()
+    comm = WebsocketCommunicator(
+        application, f"/ws/simulations/{sim_id}/", headers=[(b"origin", b"http://evil.example")]
+    )
+    connected, _ = await comm.connect()
+    assert connected is False
+
+
+async def test_commands_are_acknowledged_and_logged_with_their_time() -> None:
+    from dashboard.models import SimulationRecord
+
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "step", "value": 2})
+    await comm.send_json_to({"command": "consumer.slow", "consumer": "email", "value": 3})
+    ack = await receive_until(comm, lambda m: m.get("type") == "ack" and m is not None, limit=50)
+    assert ack["type"] == "ack"
+    await receive_until(
+        comm, lambda m: is_frame(m) and m["state"]["groups"]["email"]["status"] == "slow"
+    )
+    from dashboard.runner import RUNNERS
+
+    await RUNNERS[sim_id].flush()
+    record = await SimulationRecord.objects.aget(pk=sim_id)
+    assert record.command_log == [
+        [2.0, {"command": "consumer.slow", "consumer": "email", "value": 3}]
+    ]
+    _ = json
+    await comm.disconnect()

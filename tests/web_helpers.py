@@ -1,0 +1,84 @@
+"""Helpers for the web tests: simulations, sessions and WebSocket clients."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+
+from dashboard import services
+from dashboard.asgi import application
+from dashboard.runner import RUNNERS
+from simulator import parse_scenario
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+SMALL = {
+    "name": "Small",
+    "seed": 3,
+    "duration": 600,
+    "topics": [{"name": "orders", "partitions": 2}],
+    "producers": [
+        {
+            "name": "checkout",
+            "topic": "orders",
+            "event": "OrderPlaced",
+            "rate": 40,
+            "arrival": "constant",
+            "payload": {"total": {"uniform": [1, 9000]}},
+        }
+    ],
+    "consumers": [
+        {
+            "name": "email",
+            "topics": ["orders"],
+            "instances": 2,
+            "processing": {"dist": "constant", "mean_ms": 5},
+        }
+    ],
+}
+
+
+async def new_session() -> str:
+    store = SessionStore()
+    await store.acreate()
+    assert store.session_key is not None
+    return store.session_key
+
+
+async def create(doc: dict[str, Any] | None = None, *, owner: str = "") -> tuple[str, str]:
+    record, token = await services.simulation_create(
+        scenario=parse_scenario(doc or SMALL), owner_session=owner
+    )
+    return record.id, token
+
+
+async def connect(sim_id: str, session_key: str | None = None) -> WebsocketCommunicator:
+    headers = [ORIGIN]
+    if session_key:
+        headers.append((b"cookie", f"sessionid={session_key}".encode()))
+    comm = WebsocketCommunicator(application, f"/ws/simulations/{sim_id}/", headers=headers)
+    connected, _ = await comm.connect()
+    assert connected
+    return comm
+
+
+async def receive(comm: WebsocketCommunicator, timeout: float = 3.0) -> dict[str, Any]:
+    return dict(json.loads(await comm.receive_from(timeout=timeout)))
+
+
+async def receive_until(
+    comm: WebsocketCommunicator, predicate: Any, *, limit: int = 400, timeout: float = 3.0
+) -> dict[str, Any]:
+    for _ in range(limit):
+        message = await receive(comm, timeout)
+        if predicate(message):
+            return message
+    raise AssertionError("no matching message arrived")
+
+
+async def stop_all_runners() -> None:
+    for runner in list(RUNNERS.values()):
+        await runner.stop()
