@@ -380,8 +380,11 @@ class Simulation(Scheduler):
             ],
         }
 
-    def snapshot(self) -> dict[str, Any]:
-        """The whole state, as plain data (what a dashboard frame carries)."""
+    def snapshot(self, *, latency: bool = True) -> dict[str, Any]:
+        """The whole state, as plain data (what a dashboard frame carries).
+
+        ``latency=False`` leaves out the percentile summaries, which cost the most to compute.
+        """
         return {
             "t": round(self.now, 6),
             "seed": self.seed,
@@ -398,7 +401,9 @@ class Simulation(Scheduler):
                 for name, p in self.producers.items()
             },
             "topics": {name: self.topic_state(t) for name, t in self.topics.items()},
-            "groups": {name: self.group_state(g) for name, g in self.groups.items()},
+            "groups": {
+                name: self.group_state(g, latency=latency) for name, g in self.groups.items()
+            },
         }
 
     def metrics(self) -> dict[str, Any]:
