@@ -194,7 +194,8 @@ class LiveRunner:
         )
 
     def full_frame(self) -> str:
-        self.seq += 1
+        """A joiner's snapshot. It repeats the current ``seq``, so regular frames stay numbered
+        one after the other and a viewer can count what it missed."""
         frame = build_frame(self.sim, self.run, None, self.seq, full=True)
         return json.dumps(frame)
 
