@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .scenario import ScenarioError, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario
 from .simulation import Simulation
 
 PRESETS = Path(__file__).parent / "presets"
@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
         help="simulated seconds to run (default: the scenario's duration)",
     )
     run.add_argument("--json", action="store_true", help="print the metrics document as JSON")
+    cmp = sub.add_parser(
+        "compare",
+        help="run a synchronous call chain and event flow side by "
+        "side on the same orders, and print both sides' metrics",
+    )
+    cmp.add_argument("file", help="scenario file with a 'chain' (or a preset name)")
+    cmp.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    cmp.add_argument("--until", type=float, default=None, help="simulated seconds to run")
+    cmp.add_argument("--json", action="store_true", help="print the metrics as JSON")
     sub.add_parser("presets", help="list the preset scenarios")
     return p
 
@@ -69,6 +78,8 @@ def main(
     if until <= 0:
         err.write("error: --until must be > 0\n")
         return EXIT_BAD_SCENARIO
+    if args.cmd == "compare":
+        return _compare(args, scenario, until, out, err)
     sim = Simulation(scenario, seed=args.seed)
     show_progress = err.isatty() and not args.json
     steps = 50
@@ -84,6 +95,52 @@ def main(
         out.write("\n")
     else:
         out.write(summary(metrics))
+    return 0
+
+
+def _compare(
+    args: argparse.Namespace, scenario: Scenario, until: float, out: TextIO, err: TextIO
+) -> int:
+    from .compare import Comparison
+
+    try:
+        cmp = Comparison(scenario, seed=args.seed)
+    except ScenarioError as e:
+        err.write(f"error: {args.file}: cannot compare\n")
+        for where, message in e.errors:
+            err.write(f"  {where}: {message}\n" if where else f"  {message}\n")
+        return EXIT_BAD_SCENARIO
+    cmp.run_until(until)
+    m = cmp.metrics()
+    if args.json:
+        json.dump(m, out, indent=2, sort_keys=True)
+        out.write("\n")
+        return 0
+    sync_m, events_m = m["sync"], m["events"]
+    out.write(
+        f"{scenario.name or 'comparison'}: {m['time']:,.1f} simulated seconds, "
+        f"{m['orders']:,} orders, seed {m['seed']}\n\n"
+    )
+    rows = []
+    for side, d in (("synchronous chain", sync_m), ("event-driven", events_m)):
+        c = d["checkout_ms"]
+        rows.append(
+            [
+                side,
+                f"{c['p50']:,.1f}",
+                f"{c['p95']:,.1f}",
+                f"{c['p99']:,.1f}",
+                f"{d['checkout_errors']:,}",
+                d["producer_changes"],
+            ]
+        )
+    out.write(
+        _table(["checkout", "p50 ms", "p95 ms", "p99 ms", "errors", "producer changes"], rows)
+    )
+    out.write("\nsynchronous chain: " + " -> ".join(["checkout", *s["chain"]]) + "\n")
+    out.write(
+        "event side lag: " + ", ".join(f"{n} {g['lag']:,}" for n, g in e["groups"].items()) + "\n"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ ENGINE_COMMANDS = (
     "consumer.up",
     "consumer.crash",
     "consumer.slow",
+    "consumer.delay",
     "consumer.failure_rate",
     "consumer.instances",
     "consumer.add",

@@ -14,6 +14,7 @@ Failures go through retries with backoff, then to the group's dead-letter topic.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import heappush
 from math import log
@@ -163,6 +164,9 @@ class ConsumerGroup:
         self._rebalance_waiting = False
         self.failure_rate = spec.failure_rate
         self.slow = 1.0
+        self.delay = 0.0  # seconds added to every processing ("Email slow +500 ms")
+        # (service, record) -> (seconds, uniform draw for failure); set by a comparison
+        self.plan: Callable[[str, Record], tuple[float, float]] | None = None
         self.retry = spec.retry
         self.status = "up"
         self.rebalancing = False
@@ -217,12 +221,19 @@ class ConsumerGroup:
         for hook in sim.on_delivered:
             hook(now, self, inst.index, record, attempt, redelivery)
         rng = self.rng
-        rate = self._exp_rate
-        service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
+        fr = self.failure_rate
+        if self.plan is not None and attempt == 1:
+            # a comparison feeds both architectures the same per-order latency and luck
+            service, luck = self.plan(self.name, record)
+            inst.failing = record.poison or luck < fr
+        else:
+            rate = self._exp_rate
+            service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
+            inst.failing = record.poison or (fr > 0.0 and rng.random() < fr)
         if self.slow != 1.0:
             service *= self.slow
-        fr = self.failure_rate
-        inst.failing = record.poison or (fr > 0.0 and rng.random() < fr)
+        if self.delay:
+            service += self.delay
         heappush(sim._queue, (now + service, next(sim._seq), self._done_cb, (inst, inst.epoch)))
 
     def _done(self, arg: tuple[Instance, int]) -> None:
@@ -349,12 +360,16 @@ class ConsumerGroup:
                 return "down" if not self.instances else "crashed"
             if self.rebalancing:
                 return "rebalancing"
-            if self.slow != 1.0:
+            if self.slow != 1.0 or self.delay:
                 return "slow"
         return self.status
 
     def set_slow(self, factor: float) -> None:
         self.slow = factor
+        self.set_status(self.status)
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
         self.set_status(self.status)
 
     @property

@@ -28,7 +28,7 @@ LIMITS: dict[str, int] = {
 }
 
 FILTER_OPS = (">", ">=", "<", "<=", "==", "!=")
-FAULT_ACTIONS = ("down", "up", "crash", "slow", "failure_rate", "instances", "rate")
+FAULT_ACTIONS = ("down", "up", "crash", "slow", "delay", "failure_rate", "instances", "rate")
 DELIVERY_MODES = ("stream", "queue")
 ARRIVALS = ("constant", "poisson")
 
@@ -599,7 +599,7 @@ def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
     if action != "rate" and consumer is None:
         v.err(_join(path, "action"), f"{action} applies to a consumer")
     value_ = v.number(d, "value", path, ge=0)
-    if action in ("slow", "failure_rate", "instances", "rate") and value_ is None:
+    if action in ("slow", "delay", "failure_rate", "instances", "rate") and value_ is None:
         v.err(_join(path, "value"), f"is required for {action}")
     if action == "failure_rate" and value_ is not None and value_ > 1:
         v.err(_join(path, "value"), "must be <= 1")

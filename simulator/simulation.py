@@ -224,6 +224,8 @@ class Simulation(Scheduler):
             group.crash(instance)
         elif name == "consumer.slow":
             group.set_slow(number(cmd, lo=0, hi=1000, strict_lo=True))
+        elif name == "consumer.delay":
+            group.set_delay(number(cmd, lo=0, hi=600_000) / 1000.0)
         elif name == "consumer.failure_rate":
             group.failure_rate = number(cmd, lo=0, hi=1)
             group.set_status(group.status)
@@ -321,6 +323,7 @@ class Simulation(Scheduler):
             "emits": [e.event for e in spec.emits],
             "idempotent": group.idempotent,
             "slow": group.slow,
+            "delay_ms": round(group.delay * 1000.0, 3),
             "failure_rate": group.failure_rate,
             "lag": group.lag(),
             "lag_ms": round(group.lag_seconds() * 1000.0, 3),

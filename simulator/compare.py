@@ -1,0 +1,498 @@
+"""Side by side: a synchronous call chain and event flow, under the same load and faults.
+
+Checkout calls the services of ``chain`` one after another and waits for each (Order ->
+Inventory -> Email): every call blocks its caller for a network hop, the callee's queueing and
+processing, and a hop back; it has a timeout, and a failure propagates to checkout. On the event
+side, checkout persists the order, publishes OrderPlaced to the broker and returns; the services
+consume it when they can.
+
+Both sides run in one scheduler and are fed by one :class:`OrderPlan`: the same arrival times, the
+same per-order processing time of each service and the same luck (the uniform draw that decides a
+failure), so the comparison is fair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from random import Random
+from typing import Any
+
+from .broker import Record
+from .commands import CommandError, command_name, number, require
+from .distributions import LatencySpec, Sampler, value_maker
+from .metrics import Histogram
+from .scenario import _V, ConsumerSpec, Scenario, ScenarioError, _latency, parse_consumer_spec
+from .simulation import Simulation
+
+ERR_NO_CHAIN = "a comparison needs a 'chain': the services checkout calls, in order"
+SWITCHES = (
+    "consumer.down",
+    "consumer.up",
+    "consumer.slow",
+    "consumer.delay",
+    "consumer.failure_rate",
+    "consumer.crash",
+    "producer.rate",
+    "service.add",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncSpec:
+    hop_ms: float = 2.0
+    timeout_ms: float = 2000.0
+    retries: int = 0
+    backoff_ms: float = 50.0
+    checkout: LatencySpec = dataclasses.field(default_factory=lambda: LatencySpec("constant", 5.0))
+
+
+def parse_sync(doc: Any) -> SyncSpec:
+    v = _V()
+    d = v.mapping(doc if doc is not None else {}, "sync") or {}
+    v.known(d, "sync", ("hop_ms", "timeout_ms", "retries", "backoff_ms", "checkout"))
+    spec = SyncSpec(
+        hop_ms=v.number(d, "hop_ms", "sync", default=2.0, ge=0, le=60_000),
+        timeout_ms=v.number(d, "timeout_ms", "sync", default=2000.0, gt=0, le=600_000),
+        retries=v.number(d, "retries", "sync", default=0, ge=0, le=10, integer=True),
+        backoff_ms=v.number(d, "backoff_ms", "sync", default=50.0, ge=0, le=600_000),
+        checkout=(
+            _latency(v, d["checkout"], "sync.checkout")
+            if "checkout" in d
+            else LatencySpec("constant", 5.0)
+        )
+        or LatencySpec("constant", 5.0),
+    )
+    if v.errors:
+        raise ScenarioError(v.errors)
+    return spec
+
+
+class OrderPlan:
+    """The orders both sides see: drawn once, from streams seeded by the comparison's seed.
+
+    Each kind of draw has its own stream (arrivals, checkout work, each service's processing
+    time, each service's luck), so adding a service later does not shift anyone's numbers.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        services: dict[str, LatencySpec],
+        checkout: LatencySpec,
+        payload: dict[str, Any],
+    ) -> None:
+        self.seed = seed
+        self._rngs: dict[str, Random] = {}
+        self._samplers: dict[str, Sampler] = {n: s.sampler() for n, s in services.items()}
+        self._checkout = checkout.sampler()
+        self._makers = [(name, value_maker(v)) for name, v in payload.items()]
+        self._latency: dict[str, list[float]] = {}
+        self._luck: dict[str, list[float]] = {}
+        self.checkout_s: list[float] = []
+        self.payloads: list[dict[str, Any]] = []
+
+    def _rng(self, name: str) -> Random:
+        rng = self._rngs.get(name)
+        if rng is None:
+            rng = self._rngs[name] = Random(f"{self.seed}:{name}")
+        return rng
+
+    def add_service(self, name: str, latency: LatencySpec) -> None:
+        self._samplers.setdefault(name, latency.sampler())
+
+    def gap(self, rate: float) -> float:
+        rng = self._rng("arrivals")
+        return rng.expovariate(rate)
+
+    def new_order(self) -> int:
+        n = len(self.checkout_s)
+        self.checkout_s.append(self._checkout(self._rng("checkout")))
+        rng = self._rng("payload")
+        self.payloads.append({"order": n, **{k: make(rng, n + 1) for k, make in self._makers}})
+        return n
+
+    def service(self, name: str, order: int) -> tuple[float, float]:
+        """Order ``order``'s processing time (s) at ``name``, and its luck (0..1)."""
+        lat = self._latency.setdefault(name, [])
+        luck = self._luck.setdefault(name, [])
+        sampler = self._samplers[name]
+        rng_l, rng_f = self._rng(f"latency:{name}"), self._rng(f"luck:{name}")
+        while len(lat) <= order:
+            lat.append(sampler(rng_l))
+            luck.append(rng_f.random())
+        return lat[order], luck[order]
+
+
+class RecentWindow:
+    """Latencies of the last ``seconds`` of simulated time: what a live chart wants."""
+
+    def __init__(self, seconds: float = 5.0, cap: int = 20_000) -> None:
+        self.seconds = seconds
+        self.values: deque[tuple[float, float]] = deque(maxlen=cap)
+
+    def add(self, t: float, ms: float) -> None:
+        self.values.append((t, ms))
+
+    def summary(self, now: float) -> dict[str, float]:
+        while self.values and self.values[0][0] < now - self.seconds:
+            self.values.popleft()
+        ms = sorted(v for _, v in self.values)
+        if not ms:
+            return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0}
+
+        def q(p: float) -> float:
+            return round(ms[min(len(ms) - 1, int(p * len(ms)))], 3)
+
+        return {"count": len(ms), "p50": q(0.5), "p95": q(0.95), "p99": q(0.99)}
+
+
+class SyncService:
+    def __init__(self, spec: ConsumerSpec) -> None:
+        self.name = spec.name
+        self.label = spec.label
+        self.instances = spec.instances
+        self.busy = 0
+        self.queue: deque[_Call] = deque()
+        self.status = "up"
+        self.slow = 1.0
+        self.delay = 0.0
+        self.failure_rate = spec.failure_rate
+        self.calls = 0
+        self.failures = 0
+        self.refused = 0
+
+
+class _Call:
+    __slots__ = ("attempt", "done", "index", "order", "started")
+
+    def __init__(self, order: int, index: int, attempt: int, started: float) -> None:
+        self.order = order
+        self.index = index
+        self.attempt = attempt
+        self.started = started
+        self.done = False
+
+
+class SyncChain:
+    """Checkout calls each service of ``chain`` in turn, blocking on every call."""
+
+    def __init__(
+        self,
+        sim: Simulation,
+        plan: OrderPlan,
+        spec: SyncSpec,
+        services: dict[str, SyncService],
+        chain: list[str],
+    ) -> None:
+        self.sim = sim
+        self.plan = plan
+        self.spec = spec
+        self.services = services
+        self.chain = chain
+        self.hop = spec.hop_ms / 1000.0
+        self.timeout = spec.timeout_ms / 1000.0
+        self.checkout = Histogram()
+        self.recent = RecentWindow()
+        self.recent_errors: deque[float] = deque(maxlen=20_000)
+        # (arrived, finished, ok) of the latest checkouts, oldest dropped first
+        self.outcomes: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
+        self.arrived: dict[int, float] = {}
+        self.ok = 0
+        self.errors = 0
+        self.timeouts = 0
+        self.producer_changes = 0
+        self.rng = Random(f"{plan.seed}:sync-retries")
+
+    def order_placed(self, order: int, arrived: float) -> None:
+        self.arrived[order] = arrived
+        self.sim.at(arrived + self.plan.checkout_s[order], self._next, (order, 0))
+
+    def _next(self, arg: tuple[int, int]) -> None:
+        order, index = arg
+        if index >= len(self.chain):
+            self._finish(order, ok=True)
+            return
+        self._call(_Call(order, index, 1, self.sim.now))
+
+    def _call(self, call: _Call) -> None:
+        sim = self.sim
+        sim.at(sim.now + self.timeout, self._timed_out, call)
+        sim.at(sim.now + self.hop, self._arrive, call)
+
+    def _arrive(self, call: _Call) -> None:
+        if call.done:
+            return
+        service = self.services[self.chain[call.index]]
+        service.calls += 1
+        if service.status != "up":
+            service.refused += 1
+            self.sim.at(self.sim.now + self.hop, self._reply, (call, False))  # refused
+            return
+        service.queue.append(call)
+        self._serve(service)
+
+    def _serve(self, service: SyncService) -> None:
+        sim = self.sim
+        while service.queue and service.busy < service.instances and service.status == "up":
+            call = service.queue.popleft()
+            service.busy += 1
+            if call.attempt == 1:
+                seconds, luck = self.plan.service(service.name, call.order)
+            else:
+                base, _ = self.plan.service(service.name, call.order)
+                seconds, luck = base, self.rng.random()
+            seconds = seconds * service.slow + service.delay
+            sim.at(sim.now + seconds, self._served, (service, call, luck < service.failure_rate))
+
+    def _served(self, arg: tuple[SyncService, _Call, bool]) -> None:
+        service, call, failed = arg
+        service.busy -= 1
+        if failed:
+            service.failures += 1
+        # the callee works on even when its caller gave up: that work is wasted
+        self.sim.at(self.sim.now + self.hop, self._reply, (call, not failed))
+        self._serve(service)
+
+    def _reply(self, arg: tuple[_Call, bool]) -> None:
+        call, ok = arg
+        if call.done:
+            return
+        call.done = True
+        if ok:
+            self._next((call.order, call.index + 1))
+        else:
+            self._failed(call)
+
+    def _timed_out(self, call: _Call) -> None:
+        if call.done:
+            return
+        call.done = True
+        self.timeouts += 1
+        self._failed(call)
+
+    def _failed(self, call: _Call) -> None:
+        if call.attempt <= self.spec.retries:
+            retry = _Call(call.order, call.index, call.attempt + 1, self.sim.now)
+            self.sim.at(
+                self.sim.now + self.spec.backoff_ms / 1000.0 * call.attempt, self._call, retry
+            )
+            return
+        self._finish(call.order, ok=False)
+
+    def _finish(self, order: int, *, ok: bool) -> None:
+        arrived = self.arrived.pop(order)
+        ms = (self.sim.now - arrived) * 1000.0
+        self.checkout.add(ms)
+        self.recent.add(self.sim.now, ms)
+        self.outcomes.append((arrived, self.sim.now, ok))
+        if ok:
+            self.ok += 1
+        else:
+            self.errors += 1
+            self.recent_errors.append(self.sim.now)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "chain": list(self.chain),
+            "producer_changes": self.producer_changes,
+            "checkout_ms": self.checkout.summary(),
+            "recent_checkout_ms": self.recent.summary(self.sim.now),
+            "recent_error_rate": _rate(self.recent_errors, self.recent.values, self.sim.now),
+            "checkout_ok": self.ok,
+            "checkout_errors": self.errors,
+            "checkout_timeouts": self.timeouts,
+            "in_flight": len(self.arrived),
+            "services": {
+                name: {
+                    "label": s.label,
+                    "status": s.status,
+                    "busy": s.busy,
+                    "queue": len(s.queue),
+                    "calls": s.calls,
+                    "failures": s.failures,
+                    "refused": s.refused,
+                    "slow": s.slow,
+                    "delay_ms": round(s.delay * 1000, 3),
+                    "failure_rate": s.failure_rate,
+                }
+                for name, s in self.services.items()
+            },
+        }
+
+
+def _rate(errors: deque[float], recent: deque[tuple[float, float]], now: float) -> float:
+    """Share of the checkouts that finished in the recent window which failed."""
+    while errors and errors[0] < now - 5.0:
+        errors.popleft()
+    return round(len(errors) / len(recent), 4) if recent else 0.0
+
+
+class Comparison:
+    """Both architectures, one clock, one order stream, one set of fault switches."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, **kwargs: Any) -> None:
+        if not scenario.chain:
+            raise ScenarioError([("chain", ERR_NO_CHAIN)])
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.sync_spec = parse_sync(scenario.extra.get("sync"))
+        producer = scenario.producers[0]
+        self.rate = producer.rate
+        # The event side's order producer is driven from here, so both sides get the same orders.
+        quiet = dataclasses.replace(producer, rate=0.0)
+        self.sim = Simulation(
+            dataclasses.replace(scenario, producers=(quiet,)), self.seed, **kwargs
+        )
+        self.producer = self.sim.producers[producer.name]
+        self.topic = self.sim.topics[producer.topic]
+        self.event = producer.event
+        self.size = producer.size_bytes
+        self.key = producer.key
+        specs = {c.name: c for c in scenario.consumers}
+        self.plan = OrderPlan(
+            self.seed,
+            {n: c.processing for n, c in specs.items()},
+            self.sync_spec.checkout,
+            dict(producer.payload),
+        )
+        self.sync = SyncChain(
+            self.sim,
+            self.plan,
+            self.sync_spec,
+            {n: SyncService(c) for n, c in specs.items()},
+            list(scenario.chain),
+        )
+        for group in self.sim.groups.values():
+            group.plan = self._plan_for
+        self.hop = self.sync_spec.hop_ms / 1000.0
+        self.events_checkout = Histogram()
+        self.events_recent = RecentWindow()
+        self.events_errors = 0
+        self.switch_log: list[tuple[float, dict[str, Any]]] = []
+        self._epoch = 0
+        self._schedule_arrival()
+
+    def _plan_for(self, service: str, record: Record) -> tuple[float, float]:
+        order = record.payload.get("order") if record.payload else None
+        if not isinstance(order, int) or service not in self.plan._samplers:
+            return self.sim.rng.expovariate(1.0), self.sim.rng.random()
+        return self.plan.service(service, order)
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def _schedule_arrival(self) -> None:
+        if self.rate > 0:
+            self.sim.at(self.sim.now + self.plan.gap(self.rate), self._arrive, self._epoch)
+
+    def _arrive(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            return
+        now = self.sim.now
+        order = self.plan.new_order()
+        self.sync.order_placed(order, now)
+        # Event side: checkout does its own work, publishes OrderPlaced (a hop to the broker and
+        # its ack) and returns to the customer. Nothing else is on its path.
+        work = self.plan.checkout_s[order]
+        self.sim.at(now + work + self.hop, self._publish, order)
+        self.events_checkout.add((work + 2 * self.hop) * 1000.0)
+        self.events_recent.add(now, (work + 2 * self.hop) * 1000.0)
+        self._schedule_arrival()
+
+    def _publish(self, order: int) -> None:
+        payload = self.plan.payloads[order]
+        key = str(payload[self.key]) if self.key and self.key in payload else None
+        self.producer.produced += 1
+        self.sim.publish(self.topic, self.event, key, payload, self.size, None, None)
+
+    # --- switches ------------------------------------------------------------------------
+
+    def run_until(self, t: float) -> None:
+        self.sim.run_until(t)
+
+    @property
+    def now(self) -> float:
+        return self.sim.now
+
+    def apply(self, command: Any) -> dict[str, Any]:
+        """One switch, acting on both sides at once."""
+        name = command_name(command)
+        if name not in SWITCHES:
+            raise CommandError(f"unknown switch {name!r}; known switches: {', '.join(SWITCHES)}")
+        if name == "producer.rate":
+            self.rate = number(command, lo=0, hi=50_000)
+            self._epoch += 1
+            self._schedule_arrival()
+        elif name == "service.add":
+            self._add_service(command)
+        else:
+            target = require(command, "consumer")
+            service = self.sync.services.get(target) if isinstance(target, str) else None
+            if service is None:
+                raise CommandError(f"unknown consumer {target!r}")
+            self.sim.apply(command)  # validates the value; raises before anything changes
+            if name == "consumer.down":
+                service.status = "down"
+            elif name == "consumer.crash":
+                service.status = "crashed"
+            elif name == "consumer.up":
+                service.status = "up"
+                self.sync._serve(service)
+            elif name == "consumer.slow":
+                service.slow = float(command["value"])
+            elif name == "consumer.delay":
+                service.delay = float(command["value"]) / 1000.0
+            elif name == "consumer.failure_rate":
+                service.failure_rate = float(command["value"])
+        self.switch_log.append((self.now, dict(command)))
+        return {}
+
+    def _add_service(self, command: dict[str, Any]) -> None:
+        """Deploy a new service (the lesson's Fraud) on both sides.
+
+        Event side: it subscribes to the topic; no producer changes. Sync side: checkout's code
+        must be changed to call it, and every checkout waits for it.
+        """
+        doc = require(command, "consumer")
+        try:
+            spec = parse_consumer_spec(doc, set(self.sim.topics))
+        except ScenarioError as e:
+            raise CommandError(f"service.add: {e}") from None
+        if spec.name in self.sync.services:
+            raise CommandError(f"a consumer named {spec.name!r} exists already")
+        self.sim.apply(
+            {"command": "consumer.add", "consumer": doc, "from": command.get("from", "latest")}
+        )
+        self.plan.add_service(spec.name, spec.processing)
+        self.sim.groups[spec.name].plan = self._plan_for
+        self.sync.services[spec.name] = SyncService(spec)
+        self.sync.chain.append(spec.name)
+        self.sync.producer_changes += 1
+
+    # --- results -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        groups = {
+            name: self.sim.group_state(g, latency=False) for name, g in self.sim.groups.items()
+        }
+        return {
+            "t": round(self.now, 6),
+            "seed": self.seed,
+            "orders": len(self.plan.checkout_s),
+            "rate": self.rate,
+            "sync": self.sync.state(),
+            "events": {
+                "producer_changes": self.producer.changes,
+                "checkout_ms": self.events_checkout.summary(),
+                "recent_checkout_ms": self.events_recent.summary(self.now),
+                "recent_error_rate": 0.0,
+                "checkout_errors": self.events_errors,
+                "orders_published": self.producer.produced,
+                "groups": groups,
+            },
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        st = self.state()
+        st["time"] = st.pop("t")
+        return st
