@@ -137,10 +137,9 @@ def _compare(
     out.write(
         _table(["checkout", "p50 ms", "p95 ms", "p99 ms", "errors", "producer changes"], rows)
     )
-    out.write("\nsynchronous chain: " + " -> ".join(["checkout", *s["chain"]]) + "\n")
-    out.write(
-        "event side lag: " + ", ".join(f"{n} {g['lag']:,}" for n, g in e["groups"].items()) + "\n"
-    )
+    out.write("\nsynchronous chain: " + " -> ".join(["checkout", *sync_m["chain"]]) + "\n")
+    lags = ", ".join(f"{n} {g['lag']:,}" for n, g in events_m["groups"].items())
+    out.write(f"event side lag: {lags}\n")
     return 0
 
 
