@@ -134,3 +134,12 @@ def test_cli_compare_without_a_chain_exits_2() -> None:
     err = io.StringIO()
     assert main(["compare", "basic"], out=io.StringIO(), err=err) == 2
     assert "needs a 'chain'" in err.getvalue()
+
+
+def test_cli_compare_prints_both_sides_and_the_chain() -> None:
+    out = io.StringIO()
+    assert main(["compare", "sync-vs-events", "--until", "10"], out=out, err=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "synchronous chain" in text and "event-driven" in text
+    assert "checkout -> inventory -> email" in text
+    assert "event side lag: inventory" in text
