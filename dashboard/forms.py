@@ -12,7 +12,7 @@ SCALARS = ("consumer", "producer", "value", "instance", "to", "event_id", "from"
 def command_from_form(data: QueryDict) -> dict[str, Any]:
     """A command dict from posted form fields (numbers stay strings; the engine checks them)."""
     command: dict[str, Any] = {"command": data.get("command", "")}
-    if command["command"] == "consumer.add":
+    if command["command"] in ("consumer.add", "service.add"):
         command["from"] = data.get("from") or "latest"
         command["consumer"] = _consumer_spec(data)
         return command

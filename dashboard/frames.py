@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator import EventSampler, Simulation
+from simulator.compare import Comparison
 
 MAX_EVENTS_PER_FRAME = 150
 DEAD_LETTERS_SHOWN = 20
@@ -62,6 +63,24 @@ def history(sim: Simulation) -> dict[str, Any]:
     return out
 
 
+def compare_state(cmp: Comparison, run: RunState, *, latency: bool = True) -> dict[str, Any]:
+    """A comparison's state: both sides, plus what the runner adds."""
+    st = cmp.state()
+    st.update(
+        id=run.sim_id,
+        mode="compare",
+        running=run.running,
+        speed=run.speed,
+        effective_speed=round(run.effective_speed, 3),
+        behind=run.behind,
+        finished=run.finished,
+        duration=cmp.scenario.duration,
+        marks=list(cmp.sim.metrics_observer.marks)[-50:],
+        commands=len(cmp.switch_log),
+    )
+    return st
+
+
 def build_frame(
     sim: Simulation,
     run: RunState,
@@ -70,6 +89,7 @@ def build_frame(
     *,
     full: bool = False,
     latency: bool = True,
+    comparison: Comparison | None = None,
 ) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     seen = 0
@@ -81,10 +101,16 @@ def build_frame(
         "seq": seq,
         "t": round(sim.now, 6),
         "full": full,
-        "state": state(sim, run, latency=latency),
+        "state": (
+            state(sim, run, latency=latency)
+            if comparison is None
+            else compare_state(comparison, run, latency=latency)
+        ),
         "events": events,
         "events_seen": seen,
     }
+    if comparison is not None:
+        frame["sync_hops"] = comparison.sync.drain_hops() if not full else []
     if full:
         frame["history"] = history(sim)
     return frame

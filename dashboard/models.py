@@ -25,6 +25,8 @@ class SimulationRecord(models.Model):
     """
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    MODES = (("live", "live simulation"), ("compare", "sync chain vs event flow"))
+    mode = models.CharField(max_length=16, choices=MODES, default="live")
     scenario = models.JSONField(help_text="the scenario document, as validated")
     seed = models.BigIntegerField()
     name = models.CharField(max_length=200, blank=True)

@@ -23,8 +23,9 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from simulator import CommandError, EventSampler, Scenario, Simulation, parse_scenario
+from simulator.compare import Comparison
 
-from .frames import RunState, build_frame, state
+from .frames import RunState, build_frame, compare_state, state
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,11 @@ class LiveRunner:
         self._stopped = False
         self.last_activity = time.monotonic()
 
+    comparison: Comparison | None = None
+
     def _build(self, log_: list[tuple[float, dict[str, Any]]], until: float) -> None:
         self.sampler = EventSampler(200, seed=self.seed)
-        self.sim = Simulation(self.scenario, self.seed, observers=(self.sampler,), trace=True)
+        self._make_model()
         for t, command in log_:
             self.sim.run_until(t)
             self._apply_engine(command)
@@ -88,8 +91,19 @@ class LiveRunner:
         self.sampler.drain()
         self.run.finished = self.sim.now >= self.scenario.duration
 
+    def _make_model(self) -> None:
+        self.sim = Simulation(self.scenario, self.seed, observers=(self.sampler,), trace=True)
+
     def _apply_engine(self, command: dict[str, Any]) -> dict[str, Any]:
         return self.sim.apply(command)
+
+    def command_log(self) -> list[tuple[float, dict[str, Any]]]:
+        return self.sim.command_log
+
+    def current_state(self) -> dict[str, Any]:
+        if self.comparison is not None:
+            return compare_state(self.comparison, self.run)
+        return state(self.sim, self.run)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -187,7 +201,12 @@ class LiveRunner:
         assert self.layer is not None
         self.seq += 1
         frame = build_frame(
-            self.sim, self.run, self.sampler, self.seq, latency=self.seq % LATENCY_EVERY == 0
+            self.sim,
+            self.run,
+            self.sampler,
+            self.seq,
+            latency=self.seq % LATENCY_EVERY == 0,
+            comparison=self.comparison,
         )
         await self.layer.group_send(
             frames_group(self.sim_id), {"type": "sim.frame", "text": json.dumps(frame)}
@@ -196,7 +215,9 @@ class LiveRunner:
     def full_frame(self) -> str:
         """A joiner's snapshot. It repeats the current ``seq``, so regular frames stay numbered
         one after the other and a viewer can count what it missed."""
-        frame = build_frame(self.sim, self.run, None, self.seq, full=True)
+        frame = build_frame(
+            self.sim, self.run, None, self.seq, full=True, comparison=self.comparison
+        )
         return json.dumps(frame)
 
     # --- messages ----------------------------------------------------------------------
@@ -218,7 +239,7 @@ class LiveRunner:
             return False
         if kind == "sim.state":
             await self._reply(
-                message, {"type": "sim.reply", "ok": True, "state": state(self.sim, self.run)}
+                message, {"type": "sim.reply", "ok": True, "state": self.current_state()}
             )
             return False
         if kind == "sim.trace":
@@ -241,7 +262,7 @@ class LiveRunner:
                     "type": "sim.reply",
                     "ok": True,
                     "result": result,
-                    "state": state(self.sim, self.run),
+                    "state": self.current_state(),
                 },
             )
             self._schedule_persist()
@@ -307,6 +328,22 @@ class LiveRunner:
         return {}
 
 
+class CompareRunner(LiveRunner):
+    """Runs a :class:`~simulator.compare.Comparison`: both architectures, one clock."""
+
+    def _make_model(self) -> None:
+        self.comparison = Comparison(self.scenario, self.seed, observers=(self.sampler,))
+        self.sim = self.comparison.sim
+
+    def _apply_engine(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.comparison is not None
+        return self.comparison.apply(command)
+
+    def command_log(self) -> list[tuple[float, dict[str, Any]]]:
+        assert self.comparison is not None
+        return self.comparison.switch_log
+
+
 async def start_runner(
     sim_id: str,
     scenario_doc: dict[str, Any],
@@ -316,8 +353,10 @@ async def start_runner(
     log_: list[tuple[float, dict[str, Any]]] | None = None,
     until: float = 0.0,
     on_change: Any = None,
+    mode: str = "live",
 ) -> LiveRunner:
-    runner = LiveRunner(
+    cls = CompareRunner if mode == "compare" else LiveRunner
+    runner = cls(
         sim_id,
         parse_scenario(scenario_doc),
         seed,

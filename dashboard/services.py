@@ -20,7 +20,7 @@ _start_lock = asyncio.Lock()
 
 async def _persist(runner: runners.LiveRunner) -> None:
     """Save the command log (and the time reached) so a restart can rebuild the run."""
-    log = [[t, cmd] for t, cmd in runner.sim.command_log]
+    log = [[t, cmd] for t, cmd in runner.command_log()]
     await SimulationRecord.objects.filter(pk=runner.sim_id).aupdate(
         command_log=log,
         sim_time=runner.sim.now,
@@ -31,7 +31,7 @@ async def _persist(runner: runners.LiveRunner) -> None:
 
 
 async def simulation_create(
-    *, scenario: Scenario, seed: int | None = None, owner_session: str = ""
+    *, scenario: Scenario, seed: int | None = None, owner_session: str = "", mode: str = "live"
 ) -> tuple[SimulationRecord, str]:
     """Store a new simulation, start its runner here, and return it with its control token."""
     token = secrets.token_urlsafe(24)
@@ -41,8 +41,11 @@ async def simulation_create(
         name=scenario.name,
         owner_session=owner_session,
         control_token_hash=hash_token(token),
+        mode=mode,
     )
-    await runners.start_runner(record.id, record.scenario, record.seed, on_change=_persist)
+    await runners.start_runner(
+        record.id, record.scenario, record.seed, on_change=_persist, mode=mode
+    )
     return record, token
 
 
@@ -75,6 +78,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
             log_=record.log(),
             until=record.sim_time,
             on_change=_persist,
+            mode=record.mode,
         )
 
 

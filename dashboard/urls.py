@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", views.home, name="home"),
     path("simulations/", views.simulation_create, name="simulation_create"),
+    path("compare/", views.compare_create, name="compare_create"),
     path("simulations/<str:sim_id>/", views.simulation_page, name="simulation_page"),
     path("simulations/<str:sim_id>/control", views.simulation_control, name="simulation_control"),
     path("api/simulations", views.api_simulations, name="api_simulations"),

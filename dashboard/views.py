@@ -30,6 +30,7 @@ ERR_BODY_TOO_LARGE = f"the request body is larger than {MAX_BODY // 1024} KB"
 ERR_BAD_JSON = "the request body is not valid JSON"
 ERR_NOT_OBJECT = "the request body must be a JSON object"
 ERR_NO_PRESET = "unknown preset {slug!r}"
+ERR_NO_CHAIN = "a comparison needs a 'chain': the services checkout calls, in order"
 
 
 def preset_list() -> list[dict[str, str]]:
@@ -65,12 +66,26 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def simulation_create(request: HttpRequest) -> HttpResponse:
     """Start a simulation from a preset (or posted scenario text) and open its page."""
-    text = request.POST.get("scenario") or preset_text(request.POST.get("preset", "")) or ""
+    return _create_from_form(request, mode="live")
+
+
+@require_POST
+def compare_create(request: HttpRequest) -> HttpResponse:
+    """Start a side-by-side comparison (a scenario with a ``chain``) and open its page."""
+    return _create_from_form(request, mode="compare")
+
+
+def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
+    default = "sync-vs-events" if mode == "compare" else ""
+    slug = request.POST.get("preset", default)
+    text = request.POST.get("scenario") or preset_text(slug) or ""
     if not text:
         messages.error(request, ERR_NO_PRESET.format(slug=request.POST.get("preset", "")))
         return redirect("home")
     scenario, errors = services.parse_scenario_or_errors(text)
     seed = _int_or_none(request.POST.get("seed"))
+    if scenario is not None and mode == "compare" and not scenario.chain:
+        scenario, errors = None, [{"path": "chain", "message": ERR_NO_CHAIN}]
     if scenario is None:
         for e in errors:
             messages.error(request, f"{e['path']}: {e['message']}" if e["path"] else e["message"])
@@ -78,7 +93,7 @@ def simulation_create(request: HttpRequest) -> HttpResponse:
     if not request.session.session_key:
         request.session.save()
     record, _ = async_to_sync(services.simulation_create)(
-        scenario=scenario, seed=seed, owner_session=request.session.session_key or ""
+        scenario=scenario, seed=seed, owner_session=request.session.session_key or "", mode=mode
     )
     return redirect("simulation_page", sim_id=record.id)
 
@@ -115,7 +130,7 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
     controls = services.can_control(record, session_key=request.session.session_key, bearer=None)
     return render(
         request,
-        "simulation.html",
+        "compare.html" if record.mode == "compare" else "simulation.html",
         {
             "sim_id": record.id,
             "ws_path": f"/ws/simulations/{record.id}/",
@@ -205,8 +220,15 @@ async def api_simulations(request: HttpRequest) -> JsonResponse:
     scenario, errors = await sync_to_async(services.parse_scenario_or_errors)(doc)
     if scenario is None:
         return JsonResponse({"errors": errors}, status=400)
+    mode = request.GET.get("mode", "live")
+    if mode not in ("live", "compare"):
+        return JsonResponse(
+            {"errors": [{"path": "", "message": "mode must be live or compare"}]}, status=400
+        )
+    if mode == "compare" and not scenario.chain:
+        return JsonResponse({"errors": [{"path": "chain", "message": ERR_NO_CHAIN}]}, status=400)
     record, token = await services.simulation_create(
-        scenario=scenario, seed=seed if isinstance(seed, int) else None
+        scenario=scenario, seed=seed if isinstance(seed, int) else None, mode=mode
     )
     return JsonResponse(
         {

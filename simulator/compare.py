@@ -203,6 +203,24 @@ class SyncChain:
         self.timeouts = 0
         self.producer_changes = 0
         self.rng = Random(f"{plan.seed}:sync-retries")
+        # the latest call hops, for animation (bounded; drained by whoever draws them)
+        self.hops: deque[dict[str, Any]] = deque(maxlen=150)
+
+    def _hop(self, kind: str, call: _Call) -> None:
+        self.hops.append(
+            {
+                "t": round(self.sim.now, 6),
+                "kind": kind,
+                "order": call.order,
+                "service": self.chain[call.index] if call.index < len(self.chain) else "",
+                "attempt": call.attempt,
+            }
+        )
+
+    def drain_hops(self) -> list[dict[str, Any]]:
+        hops = list(self.hops)
+        self.hops.clear()
+        return hops
 
     def order_placed(self, order: int, arrived: float) -> None:
         self.arrived[order] = arrived
@@ -217,6 +235,7 @@ class SyncChain:
 
     def _call(self, call: _Call) -> None:
         sim = self.sim
+        self._hop("call", call)
         sim.at(sim.now + self.timeout, self._timed_out, call)
         sim.at(sim.now + self.hop, self._arrive, call)
 
@@ -259,6 +278,7 @@ class SyncChain:
         if call.done:
             return
         call.done = True
+        self._hop("reply" if ok else "failed", call)
         if ok:
             self._next((call.order, call.index + 1))
         else:
@@ -269,6 +289,7 @@ class SyncChain:
             return
         call.done = True
         self.timeouts += 1
+        self._hop("timeout", call)
         self._failed(call)
 
     def _failed(self, call: _Call) -> None:
@@ -491,6 +512,10 @@ class Comparison:
                 "groups": groups,
             },
         }
+
+    @property
+    def command_log(self) -> list[tuple[float, dict[str, Any]]]:
+        return self.switch_log
 
     def metrics(self) -> dict[str, Any]:
         st = self.state()
