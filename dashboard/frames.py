@@ -43,9 +43,10 @@ def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, 
         marks=list(sim.metrics_observer.marks)[-50:],
         commands=len(sim.command_log),
     )
-    for name, group in sim.groups.items():
-        letters = list(group.dead_letters)[-DEAD_LETTERS_SHOWN:]
-        snap["groups"][name]["dead_letters"] = [d.as_dict() for d in reversed(letters)]
+    if not snap["compact"]:
+        for name, group in sim.groups.items():
+            letters = list(group.dead_letters)[-DEAD_LETTERS_SHOWN:]
+            snap["groups"][name]["dead_letters"] = [d.as_dict() for d in reversed(letters)]
     return snap
 
 

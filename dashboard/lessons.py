@@ -1,7 +1,64 @@
-"""Guided lessons (filled in by the lessons work; empty until then)."""
+"""Lesson pages: explain, predict, then see what the simulation measured."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from simulator.lessons import LESSONS, Answer, Lesson, lesson
+
 
 def lesson_links() -> list[dict[str, str]]:
-    return []
+    return [
+        {
+            "slug": item.slug,
+            "title": f"{item.number}. {item.title}",
+            "url": reverse("lesson_page", args=[item.slug]),
+        }
+        for item in LESSONS
+    ]
+
+
+@lru_cache(maxsize=32)
+def measured(slug: str) -> Answer:
+    """The lesson's answer, measured by running its scenario headless (deterministic: cached)."""
+    found = lesson(slug)
+    assert found is not None
+    return found.measure(None)
+
+
+def _context(item: Lesson) -> dict[str, object]:
+    index = LESSONS.index(item)
+    return {
+        "lesson": item,
+        "previous": LESSONS[index - 1] if index > 0 else None,
+        "next": LESSONS[index + 1] if index + 1 < len(LESSONS) else None,
+        "live_url": reverse("compare_create" if item.live == "compare" else "simulation_create"),
+        "scenario": item.scenario(),
+    }
+
+
+def lesson_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET: the idea, the steps, the question. POST a prediction: the measured answer."""
+    item = lesson(slug)
+    if item is None:
+        raise Http404(f"No lesson {slug!r}.")
+    context = _context(item)
+    if request.method == "POST":
+        prediction = request.POST.get("prediction", "")
+        choices = dict(item.choices)
+        answer = measured(slug)
+        context.update(
+            answer=answer,
+            prediction=prediction,
+            prediction_text=choices.get(prediction, ""),
+            right=prediction == answer.correct,
+            correct_text=choices.get(answer.correct, answer.correct),
+            hops=answer.data.get("hops") if slug == "correlation-ids" else None,
+        )
+        if getattr(request, "htmx", False):
+            return render(request, "_lesson_answer.html", context)
+    return render(request, "lesson.html", context)

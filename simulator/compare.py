@@ -22,7 +22,15 @@ from .broker import Record
 from .commands import CommandError, command_name, number, require
 from .distributions import LatencySpec, Sampler, value_maker
 from .metrics import Histogram
-from .scenario import _V, ConsumerSpec, Scenario, ScenarioError, _latency, parse_consumer_spec
+from .scenario import (
+    _V,
+    ConsumerSpec,
+    FaultSpec,
+    Scenario,
+    ScenarioError,
+    _latency,
+    parse_consumer_spec,
+)
 from .simulation import Simulation
 
 ERR_NO_CHAIN = "a comparison needs a 'chain': the services checkout calls, in order"
@@ -392,7 +400,19 @@ class Comparison:
         self.events_errors = 0
         self.switch_log: list[tuple[float, dict[str, Any]]] = []
         self._epoch = 0
+        for fault in scenario.faults:
+            self.sim.at(fault.at, self._fault, fault)
         self._schedule_arrival()
+
+    def _fault(self, fault: FaultSpec) -> None:
+        if fault.producer is not None:
+            self._execute({"command": "producer.rate", "value": fault.value})
+            return
+        cmd: dict[str, Any] = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
+        if fault.value is not None:
+            cmd["value"] = fault.value
+        if fault.consumer in self.sync.services:
+            self._execute(cmd)
 
     def _plan_for(self, service: str, record: Record) -> tuple[float, float]:
         order = record.payload.get("order") if record.payload else None
@@ -436,7 +456,12 @@ class Comparison:
         return self.sim.now
 
     def apply(self, command: Any) -> dict[str, Any]:
-        """One switch, acting on both sides at once."""
+        """One switch, acting on both sides at once, recorded in the switch log."""
+        result = self._execute(command)
+        self.switch_log.append((self.now, dict(command)))
+        return result
+
+    def _execute(self, command: Any) -> dict[str, Any]:
         name = command_name(command)
         if name not in SWITCHES:
             raise CommandError(f"unknown switch {name!r}; known switches: {', '.join(SWITCHES)}")
@@ -465,7 +490,6 @@ class Comparison:
                 service.delay = float(command["value"]) / 1000.0
             elif name == "consumer.failure_rate":
                 service.failure_rate = float(command["value"])
-        self.switch_log.append((self.now, dict(command)))
         return {}
 
     def _add_service(self, command: dict[str, Any]) -> None:

@@ -311,7 +311,22 @@ class Simulation(Scheduler):
         hops = self.tracer.trace(correlation_id)
         return None if hops is None else [h.as_dict() for h in hops]
 
-    def group_state(self, group: ConsumerGroup, *, latency: bool = True) -> dict[str, Any]:
+    def group_state(
+        self, group: ConsumerGroup, *, latency: bool = True, compact: bool = False
+    ) -> dict[str, Any]:
+        if compact:
+            # the headline numbers only: what a diagram of hundreds of services can show
+            return {
+                "status": group.display_status,
+                "label": group.spec.label,
+                "mode": group.mode,
+                "topics": list(group.spec.topics),
+                "lag": group.lag(),
+                "lag_ms": round(group.lag_seconds() * 1000.0, 3),
+                "processed": group.processed,
+                "dead_lettered": group.dead_lettered,
+                "in_flight": group.in_flight,
+            }
         spec = group.spec
         state: dict[str, Any] = {
             "status": group.display_status,
@@ -383,11 +398,17 @@ class Simulation(Scheduler):
             ],
         }
 
-    def snapshot(self, *, latency: bool = True) -> dict[str, Any]:
+    COMPACT_ABOVE = 40  # services; larger systems get compact per-service state
+
+    def snapshot(self, *, latency: bool = True, compact: bool | None = None) -> dict[str, Any]:
         """The whole state, as plain data (what a dashboard frame carries).
 
         ``latency=False`` leaves out the percentile summaries, which cost the most to compute.
+        ``compact`` (by default: above ``COMPACT_ABOVE`` services) keeps each service's headline
+        numbers only, so a system of hundreds of services still streams live.
         """
+        if compact is None:
+            compact = len(self.groups) > self.COMPACT_ABOVE
         return {
             "t": round(self.now, 6),
             "seed": self.seed,
@@ -404,8 +425,10 @@ class Simulation(Scheduler):
                 for name, p in self.producers.items()
             },
             "topics": {name: self.topic_state(t) for name, t in self.topics.items()},
+            "compact": compact,
             "groups": {
-                name: self.group_state(g, latency=latency) for name, g in self.groups.items()
+                name: self.group_state(g, latency=latency and not compact, compact=compact)
+                for name, g in self.groups.items()
             },
         }
 

@@ -143,3 +143,18 @@ def test_cli_compare_prints_both_sides_and_the_chain() -> None:
     assert "synchronous chain" in text and "event-driven" in text
     assert "checkout -> inventory -> email" in text
     assert "event side lag: inventory" in text
+
+
+def test_scheduled_faults_in_the_scenario_act_on_both_sides() -> None:
+    from dataclasses import replace
+
+    from simulator.scenario import FaultSpec
+
+    sc = load_scenario(PRESET)
+    sc = replace(sc, faults=(FaultSpec(at=10, action="down", consumer="email"),))
+    c = Comparison(sc)
+    c.run_until(20)
+    assert c.sync.services["email"].status == "down"
+    assert c.sim.groups["email"].display_status == "down"
+    assert c.sync.errors > 100
+    assert c.switch_log == []  # faults are the scenario's, not commands

@@ -1,0 +1,805 @@
+"""Guided lessons: each idea of the EDA lesson, demonstrated by a run of the simulator.
+
+A lesson is data (its words, its preset, steps to try, a question to predict) plus a
+``measure`` function that runs the preset headless and derives the answer - including which
+prediction was right - from what the simulation measured. Nothing here is a hard-coded result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .broker import Record
+from .compare import Comparison
+from .groups import ConsumerGroup
+from .metrics import Histogram
+from .observe import Observer
+from .scenario import Scenario, load_scenario
+from .simulation import Simulation
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the simulation measured, and which prediction it makes right."""
+
+    correct: str
+    summary: str
+    facts: tuple[tuple[str, str], ...]
+    claim_holds: bool
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: int
+    slug: str
+    title: str
+    idea: tuple[str, ...]
+    preset: str
+    live: str  # "simulation" or "compare": how the preset opens in the dashboard
+    steps: tuple[str, ...]
+    question: str
+    choices: tuple[tuple[str, str], ...]
+    measure: Callable[[int | None], Answer]
+
+    def scenario(self) -> Scenario:
+        return load_scenario(PRESETS / f"{self.preset}.yaml")
+
+
+def _ms(x: float) -> str:
+    return f"{x:,.0f} ms" if x >= 10 else f"{x:,.1f} ms"
+
+
+def _unique(g: ConsumerGroup) -> int:
+    return g.processed - g.duplicates
+
+
+# --- 1. events, commands and queries --------------------------------------------------------
+
+
+def measure_events_commands_queries(seed: int | None = None) -> Answer:
+    cmp = Comparison(load_scenario(PRESETS / "sync-vs-events.yaml"), seed)
+    cmp.run_until(30)
+    st = cmp.state()
+    orders = st["orders"]
+    calls = sum(s["calls"] for s in st["sync"]["services"].values())
+    per_order = calls / orders if orders else 0.0
+    # On the event side no consumer is on checkout's path: its time is its own work plus the
+    # broker's acknowledgement, whatever the consumers do. Slow Email down to show it.
+    slow = Comparison(load_scenario(PRESETS / "sync-vs-events.yaml"), seed)
+    slow.apply({"command": "consumer.delay", "consumer": "email", "value": 300})
+    slow.run_until(30)
+    e0 = st["events"]["checkout_ms"]["p50"]
+    e1 = slow.state()["events"]["checkout_ms"]["p50"]
+    s0 = st["sync"]["checkout_ms"]["p50"]
+    s1 = slow.state()["sync"]["checkout_ms"]["p50"]
+    consumers_on_path = 0 if abs(e1 - e0) <= 0.05 * e0 else 1
+    correct = "ack" if consumers_on_path == 0 else "each"
+    return Answer(
+        correct=correct,
+        summary=(
+            f"Checkout's commands (ReserveStock, SendConfirmation) each waited for a reply: "
+            f"{per_order:.1f} replies per order. Emitting OrderPlaced waited only for the "
+            f"broker's acknowledgement that it stored the event: with Email 300 ms slower, "
+            f"event-side checkout stayed at {_ms(e1)} (was {_ms(e0)}) while the synchronous one "
+            f"went from {_ms(s0)} to {_ms(s1)}."
+        ),
+        facts=(
+            ("orders", f"{orders:,}"),
+            ("replies awaited per order (commands)", f"{per_order:.1f}"),
+            ("replies awaited from consumers (event)", str(consumers_on_path)),
+            ("event checkout p50, Email normal / +300 ms", f"{_ms(e0)} / {_ms(e1)}"),
+            ("sync checkout p50, Email normal / +300 ms", f"{_ms(s0)} / {_ms(s1)}"),
+        ),
+        claim_holds=consumers_on_path == 0 and per_order >= 1.99,
+        data={"replies_per_order": per_order, "events_p50": [e0, e1], "sync_p50": [s0, s1]},
+    )
+
+
+# --- 2. temporal decoupling -----------------------------------------------------------------
+
+
+def _outage(seed: int | None, *, idempotent: bool) -> dict[str, Any]:
+    sc = load_scenario(PRESETS / "lesson-outage.yaml")
+    consumers = tuple(
+        dataclasses.replace(c, idempotent=idempotent) if c.name == "email" else c
+        for c in sc.consumers
+    )
+    cmp = Comparison(dataclasses.replace(sc, consumers=consumers), seed)
+    cmp.run_until(19.9)
+    before = cmp.events_recent.summary(cmp.now)["p50"]
+    cmp.run_until(49.9)
+    during = cmp.events_recent.summary(cmp.now)["p50"]
+    email = cmp.sim.groups["email"]
+    peak_lag = max((row[1] for row in email.stats.history), default=0)
+    sync_errors = cmp.sync.errors
+    cmp.apply({"command": "producer.rate", "value": 0})
+    cmp.run_until(90)
+    return {
+        "before": before,
+        "during": during,
+        "peak_lag": peak_lag,
+        "lag": email.lag(),
+        "orders": cmp.producer.produced,
+        "emailed": _unique(email),
+        "duplicates": email.duplicates,
+        "deduplicated": email.deduplicated,
+        "processed": email.processed,
+        "sync_errors": sync_errors,
+    }
+
+
+def measure_temporal_decoupling(seed: int | None = None) -> Answer:
+    plain = _outage(seed, idempotent=False)
+    idem = _outage(seed, idempotent=True)
+    unchanged = abs(plain["during"] - plain["before"]) <= 0.05 * plain["before"]
+    none_lost = plain["emailed"] == plain["orders"] and idem["emailed"] == idem["orders"]
+    return Answer(
+        correct="unchanged" if unchanged else "slower",
+        summary=(
+            f"While Email was down, checkout stayed at {_ms(plain['during'])} "
+            f"(before: {_ms(plain['before'])}); the broker kept the orders and Email's lag peaked "
+            f"at {plain['peak_lag']:,}. When it came back it picked up from its committed offset: "
+            f"all {plain['orders']:,} orders were emailed. It had done work it had not committed, "
+            f"so {plain['duplicates']:,} emails went out twice (at-least-once); with idempotency "
+            f"on it recognised {idem['deduplicated']:,} redelivered orders and sent each email "
+            f"exactly once. The synchronous chain failed {plain['sync_errors']:,} checkouts."
+        ),
+        facts=(
+            (
+                "checkout p50 before / during the outage",
+                f"{_ms(plain['before'])} / {_ms(plain['during'])}",
+            ),
+            ("Email lag at its peak", f"{plain['peak_lag']:,}"),
+            ("orders / emailed (unique)", f"{plain['orders']:,} / {plain['emailed']:,}"),
+            ("duplicate emails without idempotency", f"{plain['duplicates']:,}"),
+            (
+                "duplicates with idempotency",
+                f"{idem['duplicates']:,} ({idem['deduplicated']:,} skipped)",
+            ),
+            ("sync checkouts failed meanwhile", f"{plain['sync_errors']:,}"),
+        ),
+        claim_holds=(
+            unchanged
+            and none_lost
+            and plain["lag"] == 0
+            and plain["duplicates"] > 0
+            and idem["duplicates"] == 0
+            and idem["deduplicated"] > 0
+        ),
+        data={"plain": plain, "idempotent": idem},
+    )
+
+
+# --- 3. adding consumers without touching producers -----------------------------------------
+
+
+FRAUD = {
+    "name": "fraud",
+    "label": "Fraud Service",
+    "topics": ["orders"],
+    "events": ["OrderPlaced"],
+    "filter": {"field": "total", "op": ">", "value": 5000},
+    "processing": {"dist": "exponential", "mean_ms": 15},
+}
+
+
+def _fraud_run(seed: int | None, start: str) -> dict[str, Any]:
+    sim = Simulation(load_scenario(PRESETS / "lesson-fraud.yaml"), seed)
+    sim.run_until(30)
+    before = list(sim.topics["orders"].partitions)
+    big_before = sum(
+        1 for p in before for r in p.records if r.payload and r.payload["total"] > 5000
+    )
+    sim.apply({"command": "consumer.add", "consumer": FRAUD, "from": start})
+    sim.run_until(60)
+    sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
+    sim.run_until(62)
+    records = [r for p in sim.topics["orders"].partitions for r in p.records]
+    big = sum(1 for r in records if r.payload and r.payload["total"] > 5000)
+    fraud = sim.groups["fraud"]
+    return {
+        "flagged": fraud.processed,
+        "seen": fraud.processed + fraud.filtered,
+        "big_total": big,
+        "big_before": big_before,
+        "orders": len(records),
+        "producer_changes": sim.producers["order-service"].changes,
+    }
+
+
+def measure_adding_consumers(seed: int | None = None) -> Answer:
+    early = _fraud_run(seed, "earliest")
+    late = _fraud_run(seed, "latest")
+    replayed = early["seen"] == early["orders"]
+    return Answer(
+        correct="history" if replayed else "new",
+        summary=(
+            f"Deployed at t = 30 from earliest, Fraud read all {early['seen']:,} orders the "
+            f"broker had kept and flagged {early['flagged']:,} over $5,000 - including "
+            f"{early['big_before']:,} placed before it existed. From latest it read only the "
+            f"{late['seen']:,} new orders and flagged {late['flagged']:,}. The Order service was "
+            f"changed {early['producer_changes']} times."
+        ),
+        facts=(
+            ("orders over $5,000 in the log", f"{early['big_total']:,}"),
+            ("flagged, from earliest", f"{early['flagged']:,}"),
+            ("flagged, from latest", f"{late['flagged']:,}"),
+            ("changes to the Order service", str(early["producer_changes"])),
+        ),
+        claim_holds=(
+            early["flagged"] == early["big_total"]
+            and late["flagged"] == early["big_total"] - early["big_before"]
+            and early["producer_changes"] == 0
+            and replayed
+        ),
+        data={"earliest": early, "latest": late},
+    )
+
+
+# --- 5. eventual consistency ----------------------------------------------------------------
+
+
+class ConsistencyWindow(Observer):
+    """Per correlation id: time from the first event of one type to the first of another."""
+
+    def __init__(self, start: str, end: str) -> None:
+        self.start_type, self.end_type = start, end
+        self.started: dict[int, float] = {}
+        self.window = Histogram()
+
+    def produced(self, t: float, record: Record) -> None:
+        if record.type == self.start_type:
+            self.started.setdefault(record.correlation_id, t)
+        elif record.type == self.end_type:
+            t0 = self.started.pop(record.correlation_id, None)
+            if t0 is not None:
+                self.window.add((t - t0) * 1000.0)
+
+
+CONSISTENCY_BUCKETS = (
+    ("under-10", 10.0),
+    ("10-100", 100.0),
+    ("100-1000", 1000.0),
+    ("over-1000", float("inf")),
+)
+
+
+def measure_eventual_consistency(seed: int | None = None) -> Answer:
+    window = ConsistencyWindow("OrderPlaced", "InventoryReserved")
+    sim = Simulation(load_scenario(PRESETS / "ecommerce.yaml"), seed, observers=(window,))
+    sim.run_until(120)
+    s = window.window.summary()
+    correct = next(key for key, upper in CONSISTENCY_BUCKETS if s["p95"] < upper)
+    return Answer(
+        correct=correct,
+        summary=(
+            f"For {s['count']:,} orders, stock was reserved {_ms(s['p50'])} after OrderPlaced at "
+            f"the median, {_ms(s['p95'])} for 95% of orders and {_ms(s['p99'])} for 99% (the "
+            f"slowest: {_ms(s['max'])}). Checkout had already returned: in that window a "
+            f"customer who looks sees an order whose stock is not reserved yet."
+        ),
+        facts=(
+            ("orders measured", f"{s['count']:,}"),
+            ("p50", _ms(s["p50"])),
+            ("p95", _ms(s["p95"])),
+            ("p99", _ms(s["p99"])),
+            ("max", _ms(s["max"])),
+        ),
+        claim_holds=s["count"] > 0 and s["p50"] > 0,
+        data={"window_ms": s, "buckets": window.window.counts[:]},
+    )
+
+
+# --- 6. debugging with correlation ids -----------------------------------------------------
+
+
+def measure_correlation_ids(seed: int | None = None) -> Answer:
+    sc = load_scenario(PRESETS / "ecommerce.yaml")
+    consumers = tuple(
+        dataclasses.replace(c, failure_rate=0.15) if c.name == "payment" else c
+        for c in sc.consumers
+    )
+    sim = Simulation(dataclasses.replace(sc, consumers=consumers), seed, trace=True)
+    sim.run_until(60)
+    assert sim.tracer is not None
+    best: tuple[float, int] = (-1.0, 0)
+    for candidate in sim.tracer.correlation_ids():
+        journey = sim.tracer.trace(candidate) or []
+        if len(journey) > 1 and journey[-1].t - journey[0].t > best[0]:
+            best = (journey[-1].t - journey[0].t, candidate)
+    cid = best[1]
+    hops = sim.trace(cid) or []
+    waiting = processing = backoff = 0.0
+    delivered_at: dict[tuple[str, int], float] = {}
+    produced_at: dict[int, float] = {}
+    retry_at: dict[tuple[str, int], float] = {}
+    for h in hops:
+        key = (h["service"], h["event_id"])
+        if h["kind"] == "produced":
+            produced_at[h["event_id"]] = h["t"]
+        elif h["kind"] == "delivered":
+            if key in retry_at:
+                backoff += h["t"] - retry_at.pop(key)
+            elif h["event_id"] in produced_at:
+                waiting += h["t"] - produced_at[h["event_id"]]
+            delivered_at[key] = h["t"]
+        elif h["kind"] in ("processed", "failed") and key in delivered_at:
+            processing += h["t"] - delivered_at.pop(key)
+        elif h["kind"] == "retried":
+            retry_at[key] = h["t"]
+    parts = {"broker": waiting, "processing": processing, "backoff": backoff}
+    correct = max(parts, key=lambda k: parts[k])
+    retries = sum(1 for h in hops if h["kind"] == "retried")
+    return Answer(
+        correct=correct,
+        summary=(
+            f"The slowest order (correlation id {cid}) took {_ms(best[0] * 1000)} from "
+            f"OrderPlaced to its last hop, across {len({h['service'] for h in hops} - {''})} "
+            f"services and {retries} retries. Summed over every hop: "
+            f"{_ms(waiting * 1000)} waiting in the broker, {_ms(processing * 1000)} being "
+            f"processed, {_ms(backoff * 1000)} in retry backoff. Without the correlation id, "
+            f"these hops would be unrelated lines in five services' logs."
+        ),
+        facts=(
+            ("correlation id", str(cid)),
+            ("hops", str(len(hops))),
+            ("waiting in the broker", _ms(waiting * 1000)),
+            ("processing", _ms(processing * 1000)),
+            ("retry backoff", _ms(backoff * 1000)),
+        ),
+        claim_holds=len(hops) > 3,
+        data={"correlation_id": cid, "hops": hops, "parts_s": parts},
+    )
+
+
+# --- 8. event sourcing ----------------------------------------------------------------------
+
+TRANSITIONS = {
+    "OrderPlaced": "placed",
+    "PaymentProcessed": "paid",
+    "InventoryReserved": "reserved",
+    "OrderShipped": "shipped",
+}
+
+
+def order_state(
+    sim: Simulation, order_id: str, upto_offset: int | None = None
+) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """Rebuild one order by replaying its events from the log (up to an offset)."""
+    topic = sim.topics["order-events"]
+    from .broker import stable_partition
+
+    part = topic.partitions[stable_partition(order_id, len(topic.partitions))]
+    state: dict[str, Any] = {}
+    seen: list[tuple[int, str]] = []
+    for r in part.records:
+        if upto_offset is not None and r.offset > upto_offset:
+            break
+        if r.key != order_id:
+            continue
+        seen.append((r.offset, r.type))
+        if r.type == "OrderPlaced" and r.payload:
+            state.update(
+                order_id=order_id, customer_id=r.payload["customer_id"], total=r.payload["total"]
+            )
+        state["status"] = TRANSITIONS.get(r.type, state.get("status"))
+        state["version"] = len(seen)
+    return state, seen
+
+
+def measure_event_sourcing(seed: int | None = None) -> Answer:
+    sim = Simulation(load_scenario(PRESETS / "lesson-sourcing.yaml"), seed)
+    sim.run_until(30)
+    order_id = "ord-10"
+    final, events = order_state(sim, order_id)
+    middle = events[1][0] if len(events) > 1 else events[0][0]
+    as_of, _ = order_state(sim, order_id, upto_offset=middle)
+    return Answer(
+        correct=str(as_of.get("status")),
+        summary=(
+            f"{order_id} is stored nowhere as a row. Its {len(events)} events sit in partition "
+            f"order, at offsets {', '.join(str(o) for o, _ in events)}. Replaying all of them "
+            f"gives status '{final.get('status')}'; replaying up to offset {middle} gives "
+            f"'{as_of.get('status')}' - the order as it was then."
+        ),
+        facts=(
+            *((f"offset {o}", t) for o, t in events),
+            ("state now", str(final)),
+            (f"state as of offset {middle}", str(as_of)),
+        ),
+        claim_holds=final.get("status") == "shipped" and as_of.get("status") == "paid",
+        data={"events": events, "final": final, "as_of": as_of, "offset": middle},
+    )
+
+
+# --- 9. the e-commerce order flow -----------------------------------------------------------
+
+
+class FlowTimes(Observer):
+    """When each order reached each step (first time)."""
+
+    def __init__(self) -> None:
+        self.placed: dict[int, float] = {}
+        self.step: dict[str, Histogram] = {}
+        self.done_before_checkout = 0  # downstream work finished before checkout returned
+
+    def produced(self, t: float, record: Record) -> None:
+        if record.type == "OrderPlaced":
+            self.placed[record.correlation_id] = t
+
+    def processed(
+        self,
+        t: float,
+        group: ConsumerGroup,
+        instance: int,
+        record: Record,
+        started: float,
+        duplicate: bool,
+    ) -> None:
+        t0 = self.placed.get(record.correlation_id)
+        if t0 is not None and not duplicate:
+            if t <= t0:
+                self.done_before_checkout += 1
+            key = f"{group.name}:{record.type}"
+            self.step.setdefault(key, Histogram()).add((t - t0) * 1000.0)
+
+
+def measure_ecommerce_flow(seed: int | None = None) -> Answer:
+    flow = FlowTimes()
+    sim = Simulation(load_scenario(PRESETS / "ecommerce.yaml"), seed, observers=(flow,))
+    sim.run_until(120)
+    p = {k: h.summary()["p50"] for k, h in flow.step.items()}
+    inv = sim.groups["inventory"]
+    both = {k.split(":")[1] for k in flow.step if k.startswith("inventory:")}
+    # Checkout returns when the broker has stored OrderPlaced. Had it waited for any later
+    # step, some downstream work would have finished by then.
+    fulfilled = p.get("fulfillment:InventoryReserved", 0.0)
+    correct = "step1" if flow.done_before_checkout == 0 else "later"
+    return Answer(
+        correct=correct,
+        summary=(
+            f"Checkout returned when OrderPlaced was stored (step 1). Then, in parallel: Payment "
+            f"charged the card {_ms(p.get('payment:OrderPlaced', 0))} later (median), Inventory "
+            f"handled OrderPlaced after {_ms(p.get('inventory:OrderPlaced', 0))} and "
+            f"PaymentProcessed after {_ms(p.get('inventory:PaymentProcessed', 0))}, "
+            f"Notification emailed after {_ms(p.get('notification:PaymentProcessed', 0))}, "
+            f"Fulfillment created the pick-pack-ship task after {_ms(fulfilled)}, and Analytics "
+            f"saw all {sim.groups['analytics'].processed:,} events."
+        ),
+        facts=(
+            *tuple((k.replace(":", " handles "), _ms(v)) for k, v in sorted(p.items())),
+            ("Inventory consumed", ", ".join(sorted(both))),
+            ("Inventory processed", f"{inv.processed:,}"),
+            ("downstream steps done before checkout returned", str(flow.done_before_checkout)),
+        ),
+        claim_holds=(
+            both == {"OrderPlaced", "PaymentProcessed"}
+            and fulfilled > 0
+            and flow.done_before_checkout == 0
+        ),
+        data={"p50_ms": p},
+    )
+
+
+# --- 10. operational overhead ----------------------------------------------------------------
+
+
+def measure_operations(seed: int | None = None) -> Answer:
+    sim = Simulation(load_scenario(PRESETS / "lesson-operations.yaml"), seed)
+    sim.run_until(30)
+    payment = sim.groups["payment"]
+    parked = len(payment.dead_letters)
+    peak_lag = max((row[1] for row in payment.stats.history), default=0)
+    reasons = {d.reason for d in payment.dead_letters}
+    attempts = {d.attempts for d in payment.dead_letters}
+    sim.apply({"command": "dead_letters.redrive", "consumer": "payment"})
+    sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
+    sim.run_until(60)
+    paid = _unique(payment) - payment.dead_lettered + parked
+    orders = sim.producers["order-service"].produced
+    return Answer(
+        correct="parked" if parked and len(payment.dead_letters) == 0 else "lost",
+        summary=(
+            f"Between t = 10 and 20 every payment attempt failed. Each order was tried "
+            f"{', '.join(map(str, sorted(attempts)))} times with backoff, then {parked:,} orders "
+            f"were parked in the dead-letter queue with reason '{', '.join(sorted(reasons))}' "
+            f"and their original offsets; Payment's lag peaked at {peak_lag:,}. After the fix, a "
+            f"redrive sent them back: {len(payment.dead_letters)} dead letters remain, and "
+            f"{sim.groups['notification'].processed:,} of {orders:,} orders were confirmed."
+        ),
+        facts=(
+            ("dead-lettered", f"{parked:,}"),
+            ("attempts each", str(sorted(attempts))),
+            ("lag peak", f"{peak_lag:,}"),
+            ("dead letters after redrive", str(len(payment.dead_letters))),
+            ("orders confirmed / placed", f"{sim.groups['notification'].processed:,} / {orders:,}"),
+        ),
+        claim_holds=(
+            parked > 0
+            and len(payment.dead_letters) == 0
+            and sim.groups["notification"].processed == orders
+        ),
+        data={"parked": parked, "orders": orders, "paid": paid},
+    )
+
+
+# --- 11. scale ------------------------------------------------------------------------------
+
+
+def measure_scale(seed: int | None = None) -> Answer:
+    sim = Simulation(load_scenario(PRESETS / "lesson-scale.yaml"), seed)
+    sim.run_until(30)
+    produced = sim.producers["trip-service"].produced
+    stored = sim.topics["trips"].produced
+    groups = list(sim.groups.values())
+    behind = max(g.lag() for g in groups)
+    slowest = min(g.processed for g in groups)
+    total = sum(g.processed for g in groups)
+    return Answer(
+        correct="none" if produced == stored else "per-consumer",
+        summary=(
+            f"{len(groups)} services read the same stream. The trip service published each of "
+            f"its {produced:,} events once ({stored:,} stored); the broker delivered "
+            f"{total:,} events in all - {total // max(1, produced):,} per event - and every "
+            f"service kept up (the furthest behind had a lag of {behind}). The producer did no "
+            f"extra work for any of them."
+        ),
+        facts=(
+            ("consumer services", str(len(groups))),
+            ("events published", f"{produced:,}"),
+            ("deliveries", f"{total:,}"),
+            ("slowest service processed", f"{slowest:,}"),
+            ("largest lag", str(behind)),
+        ),
+        claim_holds=produced == stored and behind <= 10 and len(groups) >= 300,
+        data={"groups": len(groups), "produced": produced, "deliveries": total},
+    )
+
+
+LESSONS: tuple[Lesson, ...] = ()  # filled below
+
+
+def _lessons() -> tuple[Lesson, ...]:
+    return (
+        Lesson(
+            1,
+            "events-commands-queries",
+            "Events, commands and queries",
+            (
+                "A command says \u201cdo this\u201d and expects an outcome (ReserveStock). A query "
+                "says \u201ctell me this\u201d and expects data back (GetStock). An event says "
+                "\u201cthis happened\u201d (OrderPlaced) - an immutable fact, named in the past "
+                "tense - and expects no response.",
+                "Here checkout sends two commands down a synchronous chain and waits for each "
+                "reply, and, on the other side, emits one event to the broker.",
+            ),
+            "sync-vs-events",
+            "compare",
+            (
+                "Start the comparison and watch checkout's response time on both sides.",
+                "Slow Email down by 500 ms. Which checkout notices?",
+                "Add a Fraud service: which side had to change its producer?",
+            ),
+            "After emitting OrderPlaced, what does the Order service wait for?",
+            (
+                ("each", "a reply from every service that consumes it"),
+                ("ack", "only the broker's acknowledgement that the event is stored"),
+                ("first", "the first consumer to finish"),
+            ),
+            measure_events_commands_queries,
+        ),
+        Lesson(
+            2,
+            "temporal-decoupling",
+            "Temporal decoupling",
+            (
+                "Producers and consumers do not need to be alive at the same time. If the Email "
+                "Service restarts at 3 AM, it picks up where it left off when it comes back: the "
+                "event was already safely stored in the broker.",
+                "Delivery is at-least-once: work done but not committed when a service crashes is "
+                "delivered again. An idempotent consumer recognises it by its event id.",
+            ),
+            "lesson-outage",
+            "compare",
+            (
+                "Start, and at t = 20 watch Email crash: the producer carries on.",
+                "Watch Email's lag pile up, then drain from its committed offset after t = 50.",
+                "Compare with the synchronous chain on the left, which fails while Email is down.",
+            ),
+            "The Email service is down for 30 seconds. What happens to checkout on the event side?",
+            (
+                ("slower", "it slows down until Email is back"),
+                ("fails", "it fails: orders cannot be confirmed"),
+                ("unchanged", "nothing: it takes as long as before"),
+            ),
+            measure_temporal_decoupling,
+        ),
+        Lesson(
+            3,
+            "adding-consumers",
+            "Adding consumers without touching producers",
+            (
+                "The business wants orders over $5,000 flagged for review. In a synchronous "
+                "architecture you modify the Order service to call a new Fraud service. In EDA you "
+                "deploy Fraud, subscribe it to OrderPlaced, and you are done.",
+                "Where it starts reading is a choice: from earliest (it replays the history the "
+                "broker kept) or from latest (only new orders).",
+            ),
+            "lesson-fraud",
+            "simulation",
+            (
+                "Start the run; at t = 30 add a service: name fraud, topic orders, filter total > "
+                "5000, from earliest.",
+                "Reset and do it again from latest. Compare how many orders Fraud flagged.",
+                "Check the producer's change count: it stays 0.",
+            ),
+            "Fraud is deployed at t = 30 from earliest. Which orders does it check?",
+            (
+                ("new", "only orders placed after it was deployed"),
+                ("history", "every order the broker still holds, from the first"),
+            ),
+            measure_adding_consumers,
+        ),
+        Lesson(
+            5,
+            "eventual-consistency",
+            "Eventual consistency",
+            (
+                "After OrderPlaced is emitted, the inventory is not reserved yet: Payment must "
+                "charge the card, then Inventory reserves the stock. For that window, a user may "
+                "see an order whose stock is not reserved.",
+            ),
+            "ecommerce",
+            "simulation",
+            (
+                "Start the e-commerce flow and open the event log, filtered by one correlation "
+                "id: find OrderPlaced, then InventoryReserved.",
+                "Slow the Payment service (x3): what happens to the window?",
+            ),
+            "For 95% of orders, how long after OrderPlaced is the stock reserved?",
+            (
+                ("under-10", "under 10 ms"),
+                ("10-100", "10 to 100 ms"),
+                ("100-1000", "100 ms to 1 s"),
+                ("over-1000", "more than 1 s"),
+            ),
+            measure_eventual_consistency,
+        ),
+        Lesson(
+            6,
+            "correlation-ids",
+            "Debugging with correlation ids",
+            (
+                "A bug shows in Service C, but the cause is an event from Service A, three hops "
+                "earlier. Every event carries its order's correlation id, and every event it "
+                "causes "
+                "keeps it: one id follows the order through every service.",
+            ),
+            "ecommerce",
+            "simulation",
+            (
+                "Start the e-commerce flow, set Payment's failure rate to 0.15.",
+                "In the event log, enter a correlation id: its whole journey appears as a "
+                "timeline, retries and all.",
+            ),
+            "The slowest order of the run: where did most of its time go?",
+            (
+                ("broker", "waiting in the broker for a consumer"),
+                ("processing", "being processed"),
+                ("backoff", "waiting to be retried"),
+            ),
+            measure_correlation_ids,
+        ),
+        Lesson(
+            8,
+            "event-sourcing",
+            "Event sourcing vs event-driven architecture",
+            (
+                "Event-driven architecture is about communication: services talk through events. "
+                "Event sourcing is about persistence: an entity's state is derived by replaying "
+                "its "
+                "events rather than read from a mutable row.",
+                "Here every change to an order is an event on one topic, keyed by order id, so all "
+                "of an order's events are in one partition, in order.",
+            ),
+            "lesson-sourcing",
+            "simulation",
+            (
+                "Start the run and follow one order's events in the log.",
+                "Replay them in your head: placed, paid, reserved, shipped.",
+            ),
+            "Replaying ord-10's events only up to its second event's offset, what is its status?",
+            (
+                ("placed", "placed"),
+                ("paid", "paid"),
+                ("reserved", "reserved"),
+                ("shipped", "shipped"),
+            ),
+            measure_event_sourcing,
+        ),
+        Lesson(
+            9,
+            "ecommerce-flow",
+            "The e-commerce order flow",
+            (
+                "1. Order Service persists the order and emits OrderPlaced. 2. Payment consumes "
+                "OrderPlaced, charges the card, emits PaymentProcessed. 3. Inventory consumes "
+                "OrderPlaced and PaymentProcessed, reserves stock, emits InventoryReserved. "
+                "4. Fulfillment consumes InventoryReserved and creates a pick-pack-ship task. "
+                "5. Notification consumes PaymentProcessed and sends the confirmation. "
+                "6. Analytics consumes all events.",
+            ),
+            "ecommerce",
+            "simulation",
+            (
+                "Start the flow and watch events fan out through the broker.",
+                "Take Fulfillment down: checkout and payments carry on.",
+            ),
+            "When does the customer's checkout return?",
+            (
+                ("step1", "after step 1, when OrderPlaced is stored"),
+                ("later", "after payment and stock are confirmed"),
+            ),
+            measure_ecommerce_flow,
+        ),
+        Lesson(
+            10,
+            "operations",
+            "Operational overhead: offsets, lag, dead letters",
+            (
+                "You now operate a broker, manage consumer group offsets, monitor lag, and handle "
+                "dead-letter queues. Events that fail every retry are parked with their reason and "
+                "original offset, to be fixed and redriven - not lost, not retried forever.",
+            ),
+            "lesson-operations",
+            "simulation",
+            (
+                "Start; at t = 10 Payment's card processor starts failing every call.",
+                "Watch retries, then dead letters pile up; open one to see its reason and offset.",
+                "After t = 20 press Redrive: every order gets paid.",
+            ),
+            "Orders that fail all their retries: what happens to them?",
+            (
+                ("lost", "they are dropped"),
+                ("forever", "they are retried until they pass"),
+                ("parked", "they wait in the dead-letter queue until someone redrives them"),
+            ),
+            measure_operations,
+        ),
+        Lesson(
+            11,
+            "scale",
+            "Hundreds of consumers on one stream",
+            (
+                "Uber's real-time architecture reaches hundreds of consumers on a single event "
+                "stream: adding an analytics experiment takes days, not weeks, because no "
+                "upstream service changes.",
+            ),
+            "lesson-scale",
+            "simulation",
+            (
+                "Start the run: 300 services read one stream of trip events, live.",
+                "Add a 301st service from latest.",
+            ),
+            "How much extra work does the 300th consumer cost the trip service?",
+            (
+                ("per-consumer", "one more publish per event"),
+                ("none", "none: it publishes each event once"),
+            ),
+            measure_scale,
+        ),
+    )
+
+
+LESSONS = _lessons()
+
+
+def lesson(slug: str) -> Lesson | None:
+    return next((item for item in LESSONS if item.slug == slug), None)
