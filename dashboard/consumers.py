@@ -15,12 +15,16 @@ from . import services
 from .runner import frames_group, runner_group
 
 MAX_MESSAGE_BYTES = 16 * 1024
+# Frames a socket may have unacknowledged. Past that the server keeps only the latest frame
+# (frames carry the whole state, so the latest wins) instead of buffering for a slow reader.
+FRAME_WINDOW = 8
 ERR_TOO_BIG = f"message too large: at most {MAX_MESSAGE_BYTES} bytes"
 ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "pause"}'
 ERR_NOT_OBJECT = "message must be a JSON object"
 ERR_UNKNOWN_MESSAGE = (
-    'unknown message: send {"command": ...} to control the run or '
-    '{"type": "trace", "correlation_id": N} to follow an order'
+    'unknown message: send {"command": ...} to control the run, '
+    '{"type": "trace", "correlation_id": N} to follow an order, '
+    'or {"type": "ack"} after drawing a frame'
 )
 ERR_BINARY = "binary messages are not accepted: send JSON text"
 
@@ -30,6 +34,10 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     controls: bool
 
     async def connect(self) -> None:
+        # flow control is per socket by nature: each reader has its own pace
+        self.unacked = 0
+        self.pending: str | None = None
+        self.dropped = 0
         self.sim_id = str(self.scope["url_route"]["kwargs"]["sim_id"])
         record = await services.simulation_get(sim_id=self.sim_id)
         if record is None:
@@ -65,7 +73,19 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         if not isinstance(message, dict):
             await self._error(ERR_NOT_OBJECT)
             return
-        if message.get("type") == "trace":
+        kind = message.get("type")
+        if kind == "ack":
+            # the browser drew a frame: one more may go out; a held-back one goes first
+            self.unacked = max(0, self.unacked - 1)
+            if self.pending is not None:
+                text, self.pending = self.pending, None
+                await self._send_frame(text)
+            return
+        if kind == "ping":
+            await self.channel_layer.group_send(runner_group(self.sim_id), {"type": "sim.viewer"})
+            await self.send(text_data='{"type": "pong"}')
+            return
+        if kind == "trace":
             cid = message.get("correlation_id")
             if isinstance(cid, bool) or not isinstance(cid, int):
                 await self._error("trace needs an integer correlation_id")
@@ -92,7 +112,19 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     # --- group handlers: forward only ------------------------------------------------------
 
     async def sim_frame(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["text"])
+        if event.get("full"):
+            await self.send(text_data=event["text"])  # a joiner's snapshot always goes
+            return
+        if self.unacked >= FRAME_WINDOW:
+            if self.pending is not None:
+                self.dropped += 1
+            self.pending = event["text"]
+            return
+        await self._send_frame(event["text"])
+
+    async def _send_frame(self, text: str) -> None:
+        self.unacked += 1
+        await self.send(text_data=text)
 
     async def sim_reply(self, event: dict[str, Any]) -> None:
         if event.get("ok"):

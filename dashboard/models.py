@@ -37,6 +37,12 @@ class SimulationRecord(models.Model):
     running = models.BooleanField(default=False)
     speed = models.FloatField(default=1.0)
     owner_session = models.CharField(max_length=64, blank=True, db_index=True)
+    owner_ip = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="client address of an API caller (for the limit)",
+    )
     control_token_hash = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 FRAME_INTERVAL = 0.05  # 20 frames a second
 ENGINE_BUDGET = 0.012  # seconds of engine work per tick, at most
 PAUSED_FRAME_INTERVAL = 1.0
+PERSIST_INTERVAL = 2.0  # wall seconds between saves of the time reached, while running
+# No command, joiner or viewer ping for this long: the runner stops (its work is saved, and
+# opening the simulation again rebuilds it).
+IDLE_SECONDS = float(os.environ.get("FANOUT_IDLE_SECONDS", "1800"))
 LATENCY_EVERY = 5  # percentile summaries every 5th frame (4 a second)
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
 STEP_SECONDS = 0.5
@@ -60,6 +65,7 @@ class LiveRunner:
         log_: list[tuple[float, dict[str, Any]]] | None = None,
         until: float = 0.0,
         on_change: Any = None,
+        running: bool = False,
     ) -> None:
         self.sim_id = sim_id
         self.scenario = scenario
@@ -68,6 +74,7 @@ class LiveRunner:
         self.on_change = on_change  # async callable(runner): persist the log
         self.seq = 0
         self._build(log_ or [], until)
+        self.run.running = running and not self.run.finished
         self.layer = get_channel_layer()
         self.channel = ""
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -76,6 +83,8 @@ class LiveRunner:
         self._persist_wanted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.stopped_idle = False
+        self.idle_seconds = IDLE_SECONDS
         self.last_activity = time.monotonic()
 
     comparison: Comparison | None = None
@@ -122,6 +131,7 @@ class LiveRunner:
     async def stop(self) -> None:
         self._stopped = True
         RUNNERS.pop(self.sim_id, None)
+        self._schedule_persist()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 2.0)
         for task in self._tasks:
@@ -142,7 +152,7 @@ class LiveRunner:
     async def _loop(self) -> None:
         """Ticks at a steady rate; a command wakes it early so its effect shows at once."""
         loop = asyncio.get_running_loop()
-        last_advance = next_tick = last_sent = loop.time()
+        last_advance = next_tick = last_sent = last_saved = loop.time()
         while not self._stopped:
             delay = next_tick - loop.time()
             if delay > 0:
@@ -178,6 +188,19 @@ class LiveRunner:
             if dirty:
                 await self._publish()
                 last_sent = now
+            if time.monotonic() - self.last_activity > self.idle_seconds:
+                log.info("runner %s: idle for %.0f s, stopping", self.sim_id, self.idle_seconds)
+                self.stopped_idle = True
+                self.run.running = False
+                RUNNERS.pop(self.sim_id, None)
+                self._stopped = True
+                self._schedule_persist()
+                if self.layer is not None:
+                    await self.layer.group_discard(runner_group(self.sim_id), self.channel)
+                break
+            if self.run.running and now - last_saved >= PERSIST_INTERVAL:
+                self._schedule_persist()  # a restart rebuilds up to here
+                last_saved = now
 
     def _advance(self, wall_dt: float) -> None:
         """Advance by wall_dt x speed, within the time budget; say so when behind."""
@@ -232,8 +255,12 @@ class LiveRunner:
         kind = message.get("type")
         self.last_activity = time.monotonic()
         if kind == "sim.join":
-            await self._reply(message, {"type": "sim.frame", "text": self.full_frame()})
+            await self._reply(
+                message, {"type": "sim.frame", "text": self.full_frame(), "full": True}
+            )
             return False
+        if kind == "sim.viewer":
+            return False  # a viewer is still watching: that counts as activity
         if kind == "sim.ping":
             await self._reply(message, {"type": "sim.pong", "sim_id": self.sim_id})
             return False
@@ -354,6 +381,7 @@ async def start_runner(
     until: float = 0.0,
     on_change: Any = None,
     mode: str = "live",
+    running: bool = False,
 ) -> LiveRunner:
     cls = CompareRunner if mode == "compare" else LiveRunner
     runner = cls(
@@ -364,6 +392,7 @@ async def start_runner(
         log_=log_,
         until=until,
         on_change=on_change,
+        running=running,
     )
     await runner.start()
     return runner

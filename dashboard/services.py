@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from typing import Any
 
@@ -14,6 +15,16 @@ from .models import SimulationRecord, hash_token
 ERR_UNKNOWN_SIMULATION = "no simulation with id {sim_id!r}"
 ERR_NO_RUNNER = "the simulation's runner did not answer; try again in a moment"
 ERR_READ_ONLY = "this is a read-only view: only whoever started the simulation can control it"
+MAX_LIVE_PER_OWNER = int(os.environ.get("FANOUT_MAX_SIMULATIONS_PER_USER", "5"))
+ERR_TOO_MANY = (
+    "you already have {n} live simulations, the most one user may run: stop using one (idle "
+    "simulations stop by themselves after {idle:.0f} minutes)"
+)
+
+
+class LimitReached(Exception):
+    """A user asked for more than their share; the message says what and how to get on."""
+
 
 _start_lock = asyncio.Lock()
 
@@ -27,13 +38,32 @@ async def _persist(runner: runners.LiveRunner) -> None:
         seed=runner.seed,
         running=runner.run.running,
         speed=runner.run.speed,
+        stopped=runner.stopped_idle,
     )
 
 
 async def simulation_create(
-    *, scenario: Scenario, seed: int | None = None, owner_session: str = "", mode: str = "live"
+    *,
+    scenario: Scenario,
+    seed: int | None = None,
+    owner_session: str = "",
+    owner_ip: str = "",
+    mode: str = "live",
 ) -> tuple[SimulationRecord, str]:
-    """Store a new simulation, start its runner here, and return it with its control token."""
+    """Store a new simulation, start its runner here, and return it with its control token.
+
+    Raises :class:`LimitReached` when the owner (a browser session, or a client address for the
+    API) already has ``MAX_LIVE_PER_OWNER`` simulations that have not stopped.
+    """
+    live = SimulationRecord.objects.filter(stopped=False)
+    live = (
+        live.filter(owner_session=owner_session)
+        if owner_session
+        else live.filter(owner_ip=owner_ip, owner_session="")
+    )
+    n = await live.acount()
+    if n >= MAX_LIVE_PER_OWNER:
+        raise LimitReached(ERR_TOO_MANY.format(n=n, idle=runners.IDLE_SECONDS / 60))
     token = secrets.token_urlsafe(24)
     record = await SimulationRecord.objects.acreate(
         scenario=dict(scenario.source),
@@ -42,6 +72,7 @@ async def simulation_create(
         owner_session=owner_session,
         control_token_hash=hash_token(token),
         mode=mode,
+        owner_ip=owner_ip,
     )
     await runners.start_runner(
         record.id, record.scenario, record.seed, on_change=_persist, mode=mode
@@ -70,6 +101,9 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
         pong = await runners.request(record.id, {"type": "sim.ping"}, timeout=0.3)
         if pong is not None:
             return
+        if record.stopped:
+            record.stopped = False
+            await record.asave(update_fields=["stopped"])
         await runners.start_runner(
             record.id,
             record.scenario,
@@ -79,6 +113,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
             until=record.sim_time,
             on_change=_persist,
             mode=record.mode,
+            running=record.running,
         )
 
 

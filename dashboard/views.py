@@ -92,9 +92,16 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
         return redirect("home")
     if not request.session.session_key:
         request.session.save()
-    record, _ = async_to_sync(services.simulation_create)(
-        scenario=scenario, seed=seed, owner_session=request.session.session_key or "", mode=mode
-    )
+    try:
+        record, _ = async_to_sync(services.simulation_create)(
+            scenario=scenario,
+            seed=seed,
+            owner_session=request.session.session_key or "",
+            mode=mode,
+        )
+    except services.LimitReached as e:
+        messages.error(request, str(e))
+        return redirect("home")
     return redirect("simulation_page", sim_id=record.id)
 
 
@@ -227,9 +234,15 @@ async def api_simulations(request: HttpRequest) -> JsonResponse:
         )
     if mode == "compare" and not scenario.chain:
         return JsonResponse({"errors": [{"path": "chain", "message": ERR_NO_CHAIN}]}, status=400)
-    record, token = await services.simulation_create(
-        scenario=scenario, seed=seed if isinstance(seed, int) else None, mode=mode
-    )
+    try:
+        record, token = await services.simulation_create(
+            scenario=scenario,
+            seed=seed if isinstance(seed, int) else None,
+            mode=mode,
+            owner_ip=request.META.get("REMOTE_ADDR", ""),
+        )
+    except services.LimitReached as e:
+        return JsonResponse({"errors": [{"path": "", "message": str(e)}]}, status=429)
     return JsonResponse(
         {
             "id": record.id,

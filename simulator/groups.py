@@ -47,6 +47,7 @@ class Instance:
         "leaving",
         "processed",
         "record",
+        "redrive_dup",
         "rr",
         "started",
         "state",
@@ -68,6 +69,7 @@ class Instance:
         self.rr = 0
         self.waiting = False
         self.processed = 0
+        self.redrive_dup = False  # working on a redriven duplicate dead letter
 
 
 class Cursor:
@@ -120,6 +122,9 @@ class DeadLetter:
     topic: str
     partition: int
     offset: int
+    # failed on a redelivery of an event this group had already finished: listed, but not
+    # counted again among the events still to deal with
+    duplicate: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +185,8 @@ class ConsumerGroup:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=10_000)
         self.dead_letters_dropped = 0
         self.redrive: deque[Record] = deque()
+        # alongside each redriven record: was its dead letter a duplicate (see DeadLetter)?
+        self._redrive_dup: deque[bool] = deque()
         self.instances: list[Instance] = []
         # counters
         self.processed = 0
@@ -195,6 +202,8 @@ class ConsumerGroup:
         self.redriven = 0
         self.emitted = 0
         self.detached = False
+        self.redrive_deduplicated = 0  # redriven letters an idempotent group had processed
+        self.dead_letters_dropped_fresh = 0
         self._done_cb = self._done
         self._accept_all = self._types is None and self._match is None
 
@@ -256,10 +265,9 @@ class ConsumerGroup:
                     hook(now, self, record, inst.attempt + 1, delay)
                 self.retry_later(inst, record, delay)
                 return
-            self.dead_letter(record, reason, inst.attempt)
+            self.dead_letter(record, reason, inst.attempt, duplicate=self._is_dup(inst, record))
         else:
-            cur = inst.cursor  # None in queue mode, and for redriven dead letters
-            duplicate = cur is not None and record.offset < cur.completed
+            duplicate = self._is_dup(inst, record)
             self.processed += 1
             inst.processed += 1
             if duplicate:
@@ -278,6 +286,13 @@ class ConsumerGroup:
             self.after_idle(inst)
         else:
             self.poll(inst)
+
+    def _is_dup(self, inst: Instance, record: Record) -> bool:
+        """Had this group already finished ``record`` (processed or dead-lettered it)?"""
+        cur = inst.cursor  # None in queue mode, and for redriven dead letters
+        if cur is not None:
+            return record.offset < cur.completed
+        return inst.redrive_dup
 
     def emit(self, record: Record) -> None:
         """React: publish this service's events, caused by ``record``, in its correlation."""
@@ -312,10 +327,14 @@ class ConsumerGroup:
             return True
         return False
 
-    def dead_letter(self, record: Record, reason: str, attempts: int) -> None:
+    def dead_letter(
+        self, record: Record, reason: str, attempts: int, *, duplicate: bool = False
+    ) -> None:
         self.dead_lettered += 1
         if len(self.dead_letters) == self.dead_letters.maxlen:
             self.dead_letters_dropped += 1
+            if not self.dead_letters[0].duplicate:
+                self.dead_letters_dropped_fresh += 1
         self.dead_letters.append(
             DeadLetter(
                 record,
@@ -325,6 +344,7 @@ class ConsumerGroup:
                 record.topic,
                 record.partition,
                 record.offset,
+                duplicate,
             )
         )
         for hook in self.sim.on_dead_lettered:
@@ -336,7 +356,7 @@ class ConsumerGroup:
         moved = 0
         for dl in self.dead_letters:
             if event_id is None or dl.record.id == event_id:
-                self.redrive.append(dl.record)
+                self.redrive_push(dl.record, dl.duplicate)
                 moved += 1
                 for hook in self.sim.on_redriven:
                     hook(self.sim.now, self, dl.record)
@@ -347,6 +367,25 @@ class ConsumerGroup:
         if moved:
             self.wake()
         return moved
+
+    def redrive_push(self, record: Record, duplicate: bool, *, front: bool = False) -> None:
+        if front:
+            self.redrive.appendleft(record)
+            self._redrive_dup.appendleft(duplicate)
+        else:
+            self.redrive.append(record)
+            self._redrive_dup.append(duplicate)
+
+    def redrive_pop(self) -> tuple[Record, bool]:
+        return self.redrive.popleft(), self._redrive_dup.popleft()
+
+    def skip_redriven(self, record: Record, duplicate: bool) -> bool:
+        """An idempotent group skips a redriven letter whose event it has processed since."""
+        if not self.seen(record):
+            return False
+        if not duplicate:
+            self.redrive_deduplicated += 1
+        return True
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -463,9 +502,13 @@ class StreamGroup(ConsumerGroup):
     def poll(self, inst: Instance) -> None:
         if inst.state != IDLE or not inst.alive or inst.leaving or not self.fetching:
             return
-        if self.redrive:
+        while self.redrive:
+            record, duplicate = self.redrive_pop()
+            if self.skip_redriven(record, duplicate):
+                continue
             inst.cursor = None
-            self.begin(inst, self.redrive.popleft(), 1, True)
+            inst.redrive_dup = duplicate
+            self.begin(inst, record, 1, True)
             return
         cursors = inst.cursors
         n = len(cursors)
@@ -539,7 +582,7 @@ class StreamGroup(ConsumerGroup):
             # stopped meanwhile: give the event back uncommitted; it is delivered again later
             cur = inst.cursor
             if cur is None:
-                self.redrive.appendleft(record)
+                self.redrive_push(record, inst.redrive_dup, front=True)
             else:
                 cur.position = min(cur.position, record.offset)
             inst.record = None
@@ -666,7 +709,8 @@ class StreamGroup(ConsumerGroup):
             inst.epoch += 1  # pending completions of this instance are now stale
             inst.state = DEAD
             if inst.record is not None and inst.cursor is None:
-                self.redrive.appendleft(inst.record)  # a redriven letter is not lost
+                # a redriven letter is not lost
+                self.redrive_push(inst.record, inst.redrive_dup, front=True)
             inst.record = None
             inst.cursor = None
             for cur in inst.cursors:
@@ -732,7 +776,9 @@ class StreamGroup(ConsumerGroup):
             r = inst.record
             if r is None or inst.state not in (BUSY, BACKOFF):
                 continue
-            fresh = inst.cursor is None or r.offset >= inst.cursor.completed
+            fresh = (
+                not inst.redrive_dup if inst.cursor is None else r.offset >= inst.cursor.completed
+            )
             if fresh:
                 if inst.state == BUSY:
                     in_flight += 1
@@ -747,12 +793,13 @@ class StreamGroup(ConsumerGroup):
             "processed": self.processed - self.duplicates,
             "in_flight": in_flight,
             "retrying": retrying,
-            "dead_lettered": len(self.dead_letters) + self.dead_letters_dropped,
-            "redrive_pending": len(self.redrive),
+            "dead_lettered": sum(1 for d in self.dead_letters if not d.duplicate)
+            + self.dead_letters_dropped_fresh,
+            "redrive_pending": sum(1 for d in self._redrive_dup if not d),
             "filtered": self.filtered,
             "expired": self.expired,
             "skipped": self.skipped,
-            "deduplicated": 0,
+            "deduplicated": self.redrive_deduplicated,
             "not_delivered": not_delivered,
         }
 
@@ -881,8 +928,11 @@ class QueueGroup(ConsumerGroup):
         ):
             return
         while True:
+            duplicate = False
             if self.redrive:
-                record = self.redrive.popleft()
+                record, duplicate = self.redrive_pop()
+                if self.skip_redriven(record, duplicate):
+                    continue
             elif self.ready:
                 record = self.ready.popleft()
             else:
@@ -898,6 +948,7 @@ class QueueGroup(ConsumerGroup):
             if self.seen(record):
                 continue
             attempt = self.attempts.get(rid, 0) + 1
+            inst.redrive_dup = duplicate
             self.begin(inst, record, attempt, redelivery)
             return
 
@@ -1007,11 +1058,12 @@ class QueueGroup(ConsumerGroup):
             "processed": self.processed - self.duplicates,
             "in_flight": sum(1 for i in self.instances if i.state == BUSY),
             "retrying": self.delayed,
-            "dead_lettered": len(self.dead_letters) + self.dead_letters_dropped,
-            "redrive_pending": len(self.redrive),
+            "dead_lettered": sum(1 for d in self.dead_letters if not d.duplicate)
+            + self.dead_letters_dropped_fresh,
+            "redrive_pending": sum(1 for d in self._redrive_dup if not d),
             "filtered": self.filtered,
             "expired": 0,
             "skipped": 0,
-            "deduplicated": 0,
+            "deduplicated": self.redrive_deduplicated,
             "not_delivered": len(self.ready),
         }

@@ -193,6 +193,9 @@ class Simulation(Scheduler):
         Raises :class:`CommandError` (the simulation unchanged) when the command is not valid.
         """
         result = self._execute(command)
+        # What the command set off at this very instant runs now, before anything else: a
+        # replay, which calls run_until(t) before each command, then sees the same order.
+        self.run_until(self.now)
         self.command_log.append((self.now, dict(command)))
         for hook in self.on_command_applied:
             hook(self.now, command)

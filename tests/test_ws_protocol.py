@@ -207,3 +207,37 @@ async def test_commands_are_acknowledged_and_logged_with_their_time() -> None:
     ]
     _ = json
     await comm.disconnect()
+
+
+async def test_a_reader_that_does_not_acknowledge_gets_a_window_then_the_latest_frame() -> None:
+    from dashboard.consumers import FRAME_WINDOW
+    from tests.web_helpers import receive as recv
+
+    session = await new_session()
+    sim_id, _ = await create(owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)  # the full snapshot
+    await comm.send_json_to({"command": "speed", "value": 10})
+    await comm.send_json_to({"command": "start"})
+    frames = []
+    while not await comm.receive_nothing(timeout=1.0):
+        m = await recv(comm, 1.0, ack=False)
+        if is_frame(m):
+            frames.append(m)
+        assert len(frames) <= FRAME_WINDOW + 1
+    # without acknowledgements the server stops after the window, whatever keeps coming
+    assert len(frames) == FRAME_WINDOW
+    await comm.send_to(text_data='{"type": "ack"}')
+    held = await recv(comm, 2.0, ack=False)
+    assert is_frame(held) and held["seq"] > frames[-1]["seq"] + 5  # the latest, not the next
+    await comm.disconnect()
+
+
+async def test_a_ping_keeps_the_run_alive_and_gets_a_pong() -> None:
+    sim_id, _ = await create()
+    comm = await connect(sim_id)
+    await receive_until(comm, is_frame)
+    await comm.send_to(text_data='{"type": "ping"}')
+    pong = await receive_until(comm, lambda m: m.get("type") == "pong")
+    assert pong == {"type": "pong"}
+    await comm.disconnect()

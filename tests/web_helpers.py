@@ -65,8 +65,14 @@ async def connect(sim_id: str, session_key: str | None = None) -> WebsocketCommu
     return comm
 
 
-async def receive(comm: WebsocketCommunicator, timeout: float = 3.0) -> dict[str, Any]:
-    return dict(json.loads(await comm.receive_from(timeout=timeout)))
+async def receive(
+    comm: WebsocketCommunicator, timeout: float = 3.0, *, ack: bool = True
+) -> dict[str, Any]:
+    """The next message; frames are acknowledged as a browser does after drawing them."""
+    message = dict(json.loads(await comm.receive_from(timeout=timeout)))
+    if ack and message.get("type") == "frame" and not message.get("full"):
+        await comm.send_to(text_data='{"type": "ack"}')
+    return message
 
 
 async def receive_until(
