@@ -51,6 +51,7 @@ class Instance:
         "rr",
         "started",
         "state",
+        "unreadable",
         "waiting",
     )
 
@@ -70,6 +71,7 @@ class Instance:
         self.waiting = False
         self.processed = 0
         self.redrive_dup = False  # working on a redriven duplicate dead letter
+        self.unreadable = ""  # why the event cannot be read with the service's schema
 
 
 class Cursor:
@@ -179,6 +181,11 @@ class ConsumerGroup:
         self._types = frozenset(types) if types else None
         self._match = spec.filter.matcher() if spec.filter else None
         self._emits = [(e, sim.topics[e.topic]) for e in spec.emits]
+        self.reader: dict[str, Any] | None = None  # the schema it reads events with
+        if spec.reads is not None and sim.schemas is not None:
+            from .schema import parse_versioned
+
+            self.reader = sim.schemas.get(*parse_versioned(spec.reads))
         self.idempotent = spec.idempotent
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
@@ -239,6 +246,13 @@ class ConsumerGroup:
             rate = self._exp_rate
             service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
             inst.failing = record.poison or (fr > 0.0 and rng.random() < fr)
+        if self.reader is not None:
+            from .schema import read_payload
+
+            _, problems = read_payload(self.reader, record.payload or {})
+            inst.unreadable = problems[0] if problems else ""
+            if problems:
+                inst.failing = True
         if self.slow != 1.0:
             service *= self.slow
         if self.delay:
@@ -256,9 +270,12 @@ class ConsumerGroup:
         if inst.failing:
             self.failures += 1
             reason = REASON_POISON if record.poison else REASON_FAILED
+            if inst.unreadable:
+                reason = f"cannot read {record.type} with {self.spec.reads}: {inst.unreadable}"
             for hook in sim.on_failed:
                 hook(now, self, inst.index, record, inst.attempt, reason)
-            if inst.attempt < self.retry.max_attempts:
+            # an event it cannot read will not read better on a retry: straight to the DLQ
+            if inst.attempt < self.retry.max_attempts and not inst.unreadable:
                 delay = self.retry.delay(inst.attempt)
                 self.retries += 1
                 for hook in sim.on_retried:

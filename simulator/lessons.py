@@ -243,6 +243,145 @@ def measure_adding_consumers(seed: int | None = None) -> Answer:
     )
 
 
+# --- 4. the event schema contract -----------------------------------------------------------
+
+
+def measure_schema_contract(seed: int | None = None) -> Answer:
+    from .schema import Compatibility, IncompatibleSchema, SchemaRegistry
+
+    sc = load_scenario(PRESETS / "lesson-schema.yaml")
+    v1, v2 = sc.extra["schemas"]["subjects"]["OrderPlaced"]
+    renamed = {
+        **v2,
+        "properties": {
+            **{k: p for k, p in v2["properties"].items() if k != "total"},
+            "amount": {"type": "number"},
+        },
+        "required": ["order_id", "customer_id", "amount"],
+    }
+    verdicts: dict[str, dict[str, str]] = {}
+    for mode in (
+        Compatibility.BACKWARD,
+        Compatibility.FORWARD,
+        Compatibility.FULL,
+        Compatibility.NONE,
+    ):
+        registry = SchemaRegistry(compatibility=mode)
+        registry.register("OrderPlaced", v1)
+        row = {}
+        for label, schema in (("v2 adds optional currency", v2), ("v3 renames total", renamed)):
+            try:
+                registry.register("OrderPlaced", schema)
+                row[label] = "accepted"
+            except IncompatibleSchema as e:
+                row[label] = "rejected: " + "; ".join(e.reasons)
+        verdicts[mode.value] = row
+    sim = Simulation(sc, seed)
+    sim.run_until(30)
+    email, billing = sim.groups["email"], sim.groups["billing"]
+    renamed_p = sim.producers["checkout-renamed"]
+    legacy = sim.producers["legacy-export"].produced
+    reasons = sorted({d.reason for d in email.dead_letters})
+    backward_v3 = verdicts["BACKWARD"]["v3 renames total"]
+    parallel = sum(1 for name in ("checkout-v1", "checkout-v2") if sim.producers[name].produced > 0)
+    return Answer(
+        correct="rejected" if backward_v3.startswith("rejected") else "accepted",
+        summary=(
+            f"Under BACKWARD, v2 (adding an optional currency) was accepted and v3 (renaming "
+            f"total to amount) {backward_v3}. In the run, OrderPlaced.v1 and .v2 flowed in "
+            f"parallel and both services read both ({email.processed:,} and "
+            f"{billing.processed:,} events); the renamed payloads were refused at publish time "
+            f"({renamed_p.rejected:,} of them, none stored). The export job that bypasses the "
+            f"registry published {legacy:,} events, and each service dead-lettered every one: "
+            f"{reasons[0] if reasons else 'no reason'}."
+        ),
+        facts=(
+            *(
+                (
+                    f"{mode}: v2 / v3",
+                    f"{row['v2 adds optional currency'].split(':')[0]} / "
+                    f"{row['v3 renames total'].split(':')[0]}",
+                )
+                for mode, row in verdicts.items()
+            ),
+            ("v1 and v2 producers running in parallel", str(parallel)),
+            ("renamed payloads refused at publish", f"{renamed_p.rejected:,}"),
+            ("events email / billing could read", f"{email.processed:,} / {billing.processed:,}"),
+            (
+                "dead-lettered by email / billing",
+                f"{email.dead_lettered:,} / {billing.dead_lettered:,}",
+            ),
+        ),
+        claim_holds=(
+            backward_v3.startswith("rejected")
+            and verdicts["NONE"]["v3 renames total"] == "accepted"
+            and all(v["v2 adds optional currency"] == "accepted" for v in verdicts.values())
+            and renamed_p.rejected > 0
+            and email.dead_lettered == legacy
+            and billing.dead_lettered == legacy
+            and parallel == 2
+        ),
+        data={
+            "verdicts": verdicts,
+            "rejected": renamed_p.rejected,
+            "legacy": legacy,
+            "email_dead": email.dead_lettered,
+            "billing_dead": billing.dead_lettered,
+            "email_processed": email.processed,
+            "reasons": reasons,
+        },
+    )
+
+
+# --- 7. fat vs thin events -------------------------------------------------------------------
+
+
+def measure_fat_thin(seed: int | None = None) -> Answer:
+    sim = Simulation(load_scenario(PRESETS / "lesson-fat-thin.yaml"), seed)
+    sim.run_until(29.9)
+    fat_before = sim.groups["shipping-fat"].dead_lettered
+    sim.run_until(60)
+    fat, thin = sim.topics["orders-fat"], sim.topics["orders-thin"]
+    fat_per = fat.bytes_produced / max(1, fat.produced)
+    thin_per = thin.bytes_produced / max(1, thin.produced)
+    broken = sim.groups["shipping-fat"]
+    fine = sim.groups["shipping-thin"]
+    after = broken.dead_lettered - fat_before
+    reason = broken.dead_letters[-1].reason if broken.dead_letters else ""
+    return Answer(
+        correct="dlq" if after > 0 and fine.dead_lettered == 0 else "nothing",
+        summary=(
+            f"Fat events cost {fat_per:,.0f} bytes each against {thin_per:,.0f} for thin ones: "
+            f"the broker stored {fat.bytes_stored:,} bytes for the fat topic and "
+            f"{thin.bytes_stored:,} for the thin one, for the same order updates. When the fat "
+            f"event lost shipping_address at t = 30, the Shipping service that read it from the "
+            f"event dead-lettered all {after:,} events after that ({reason}). The thin-event "
+            f"Shipping service, which asks the Order API for the address, did not notice."
+        ),
+        facts=(
+            ("bytes per fat event", f"{fat_per:,.0f}"),
+            ("bytes per thin event", f"{thin_per:,.0f}"),
+            ("broker storage, fat topic", f"{fat.bytes_stored:,} bytes"),
+            ("broker storage, thin topic", f"{thin.bytes_stored:,} bytes"),
+            ("fat-event consumer: dead letters after the change", f"{after:,}"),
+            ("thin-event consumer: dead letters", f"{fine.dead_lettered:,}"),
+        ),
+        claim_holds=fat_per > 10 * thin_per
+        and fat_before == 0
+        and after > 0
+        and fine.dead_lettered == 0,
+        data={
+            "fat_per": fat_per,
+            "thin_per": thin_per,
+            "after": after,
+            "before": fat_before,
+            "thin_dead": fine.dead_lettered,
+            "fat_stored": fat.bytes_stored,
+            "thin_stored": thin.bytes_stored,
+        },
+    )
+
+
 # --- 5. eventual consistency ----------------------------------------------------------------
 
 
@@ -648,6 +787,34 @@ def _lessons() -> tuple[Lesson, ...]:
             measure_adding_consumers,
         ),
         Lesson(
+            4,
+            "schema-contract",
+            "The event schema contract",
+            (
+                "Because many consumers depend on event payloads, the schema becomes a public "
+                "contract. Breaking changes - removing a field, renaming a field, changing a "
+                "type - can silently break consumers.",
+                "A schema registry enforces the contract: incompatible versions are rejected at "
+                "publish time. During a migration window, OrderPlaced.v1 and OrderPlaced.v2 are "
+                "emitted in parallel; additive-only changes keep everyone reading.",
+            ),
+            "lesson-schema",
+            "simulation",
+            (
+                "Start the run: v1 and v2 orders flow in parallel; both services read both.",
+                "Watch the renamed producer: every publish is refused by the registry.",
+                "Open the dead letters: the export job that bypasses the registry breaks "
+                "every consumer.",
+            ),
+            "A team renames total to amount in OrderPlaced (v3). Under BACKWARD "
+            "compatibility, what happens?",
+            (
+                ("accepted", "the registry accepts it; consumers adapt"),
+                ("rejected", "the registry rejects it when they try to publish"),
+            ),
+            measure_schema_contract,
+        ),
+        Lesson(
             5,
             "eventual-consistency",
             "Eventual consistency",
@@ -696,6 +863,32 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("backoff", "waiting to be retried"),
             ),
             measure_correlation_ids,
+        ),
+        Lesson(
+            7,
+            "fat-thin-events",
+            "Fat events vs thin events",
+            (
+                "Embedding the complete entity in every event seems convenient but creates "
+                "backward-compatibility nightmares and balloons broker storage. Prefer thin "
+                "events with enough context to act on, and let consumers fetch more from an "
+                "API if needed.",
+            ),
+            "lesson-fat-thin",
+            "simulation",
+            (
+                "Start the run and compare the bytes stored by the two topics.",
+                "At t = 30 the Order team drops shipping_address from the fat event: watch "
+                "the fat-event Shipping service's dead letters.",
+            ),
+            "shipping_address is removed from the fat event. What happens to the Shipping "
+            "service that read it from the event?",
+            (
+                ("nothing", "nothing: it carries on"),
+                ("dlq", "it cannot read the new events: they pile up in its dead-letter queue"),
+                ("blocked", "the producer is blocked until Shipping is updated"),
+            ),
+            measure_fat_thin,
         ),
         Lesson(
             8,

@@ -29,11 +29,18 @@ class Producer:
         self.poison_rate = spec.poison_rate
         self._makers = [(name, value_maker(v)) for name, v in spec.payload.items()]
         self.produced = 0
+        self.rejected = 0  # payloads the schema registry refused at publish time
+        self.last_rejection = ""
+        self._schema: dict[str, Any] | None = None
+        if spec.schema is not None and sim.schemas is not None:
+            from .schema import parse_versioned
+
+            self._schema = sim.schemas.get(*parse_versioned(spec.schema))
         self.changes = 0  # edits to this producer's code (the sync-vs-events lesson)
         self._epoch = 0
         self._anchor = 0.0
         self._n = 0
-        self._plain = not self._makers and not self.poison_rate
+        self._plain = not self._makers and not self.poison_rate and self._schema is None
         self._arrive_cb = self._arrive
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
@@ -83,6 +90,15 @@ class Producer:
             if self.key is not None:
                 key = str(payload[self.key])
         poison = self.poison_rate > 0.0 and rng.random() < self.poison_rate
+        if self._schema is not None:
+            from .schema import validate
+
+            problems = validate(self._schema, payload or {})
+            if problems:
+                # the broker's schema check refuses it: nothing is stored, nobody sees it
+                self.rejected += 1
+                self.last_rejection = f"{self.spec.schema}: {problems[0]}"
+                return
         sim.publish(self.topic, self.event, key, payload, self.size, None, None, poison)
 
     def set_rate(self, rate: float) -> None:

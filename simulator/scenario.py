@@ -75,6 +75,7 @@ class ProducerSpec:
     payload: Mapping[str, Any] = field(default_factory=dict)
     poison_rate: float = 0.0
     bursts: tuple[BurstSpec, ...] = ()
+    schema: str | None = None  # "OrderPlaced.v2": payloads are checked against it at publish
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class ConsumerSpec:
     rebalance_ms: float = 300.0
     dedupe_window: int = 100_000
     label: str = ""
+    reads: str | None = None  # "OrderPlaced.v1": the schema this service reads events with
 
 
 @dataclass(frozen=True)
@@ -419,6 +421,7 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
             "payload",
             "poison_rate",
             "bursts",
+            "schema",
         ),
     )
     name = v.name(d, "name", path)
@@ -462,6 +465,7 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
         payload=payload,
         poison_rate=poison,
         bursts=tuple(bursts),
+        schema=_versioned_name(v, d, "schema", path),
     )
 
 
@@ -491,6 +495,7 @@ CONSUMER_FIELDS = (
     "rebalance_ms",
     "dedupe_window",
     "label",
+    "reads",
 )
 
 
@@ -580,6 +585,7 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
         rebalance_ms=rebalance,
         dedupe_window=window,
         label=label,
+        reads=_versioned_name(v, d, "reads", path),
     )
 
 
@@ -613,7 +619,7 @@ def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
     )
 
 
-TOP_FIELDS = (
+TOP_FIELDS: tuple[str, ...] = (
     "seed",
     "name",
     "description",
@@ -706,6 +712,21 @@ def parse_scenario(doc: Any) -> Scenario:
     for i, s in enumerate(chain):
         if s not in consumer_names:
             v.err(f"chain[{i}]", f"unknown consumer {s!r}")
+    registry = None
+    if "schemas" in d:
+        registry = build_registry(v, d["schemas"])
+        if registry is not None:
+            for i, p in enumerate(producers):
+                _check_known_schema(v, registry, p.schema, f"producers[{i}].schema")
+            for i, c in enumerate(consumers):
+                _check_known_schema(v, registry, c.reads, f"consumers[{i}].reads")
+    else:
+        for i, p in enumerate(producers):
+            if p.schema:
+                v.err(f"producers[{i}].schema", "there is no 'schemas' section to find it in")
+        for i, c in enumerate(consumers):
+            if c.reads:
+                v.err(f"consumers[{i}].reads", "there is no 'schemas' section to find it in")
     if v.errors:
         raise ScenarioError(v.errors)
     extra = {k: d[k] for k in ("lesson", "sync", "schemas") if k in d}
@@ -723,6 +744,71 @@ def parse_scenario(doc: Any) -> Scenario:
         extra=extra,
         source=d,
     )
+
+
+def _versioned_name(v: _V, d: Mapping[str, Any], key: str, path: str) -> str | None:
+    from .schema import parse_versioned
+
+    value = d.get(key)
+    if value is None:
+        return None
+    try:
+        parse_versioned(str(value))
+    except ValueError:
+        v.err(_join(path, key), f"must name a schema version such as OrderPlaced.v1, got {value!r}")
+        return None
+    return str(value)
+
+
+def build_registry(v: _V, doc: Any) -> Any:
+    """The scenario's schema registry: every subject's versions, registered in order."""
+    from .schema import (
+        Compatibility,
+        IncompatibleSchema,
+        SchemaError,
+        SchemaRegistry,
+    )
+
+    d = v.mapping(doc, "schemas")
+    if d is None:
+        return None
+    mode = d.get("compatibility", "BACKWARD")
+    try:
+        registry = SchemaRegistry(compatibility=Compatibility.parse(mode))
+    except (ValueError, KeyError):
+        v.err(
+            "schemas.compatibility", f"must be one of {', '.join(c.value for c in Compatibility)}"
+        )
+        return None
+    subjects = d.get("subjects", {})
+    if not isinstance(subjects, dict):
+        v.err("schemas.subjects", "must map each event type to its list of schema versions")
+        return None
+    for subject, versions in subjects.items():
+        path = f"schemas.subjects.{subject}"
+        if not isinstance(versions, list) or not versions:
+            v.err(path, "must be a non-empty list of schemas (version 1, 2, ...)")
+            continue
+        for i, schema in enumerate(versions):
+            try:
+                registry.register(str(subject), schema)
+            except SchemaError as e:
+                v.err(f"{path}[{i}]", "; ".join(e.problems))
+            except IncompatibleSchema as e:
+                v.err(f"{path}[{i}]", str(e))
+    return registry
+
+
+def _check_known_schema(v: _V, registry: Any, name: str | None, path: str) -> None:
+    if name is None:
+        return
+    from .schema import SchemaRegistryError, parse_versioned
+
+    subject, version = parse_versioned(name)
+    try:
+        registry.get(subject, version)
+    except SchemaRegistryError:
+        v.err(path, f"the registry has no schema {name}")
 
 
 def check_consumer_refs(v: _V, c: ConsumerSpec, path: str, known_topics: set[str]) -> None:

@@ -76,6 +76,7 @@ class Simulation(Scheduler):
             self.add_observer(obs)
         self.command_log: list[tuple[float, dict[str, Any]]] = []
         self._last_id = 0
+        self.schemas = registry_for(scenario)
         self.topics: dict[str, Topic] = {
             t.name: Topic(
                 t.name,
@@ -227,13 +228,17 @@ class Simulation(Scheduler):
             group.crash(instance)
         elif name == "consumer.slow":
             group.set_slow(number(cmd, lo=0, hi=1000, strict_lo=True))
+            self._note(group, f"slow x{group.slow:g}")
         elif name == "consumer.delay":
             group.set_delay(number(cmd, lo=0, hi=600_000) / 1000.0)
+            self._note(group, f"+{group.delay * 1000:g} ms")
         elif name == "consumer.failure_rate":
             group.failure_rate = number(cmd, lo=0, hi=1)
-            group.set_status(group.status)
+            self._note(group, f"failure rate {group.failure_rate:g}")
         elif name == "consumer.instances":
-            group.set_instances(int(number(cmd, lo=0, hi=LIMITS["instances"], integer=True)))
+            n = int(number(cmd, lo=0, hi=LIMITS["instances"], integer=True))
+            group.set_instances(n)
+            self._note(group, f"{n} instances")
         elif name == "consumer.remove":
             group.detach()
             del self.groups[group.name]
@@ -259,6 +264,11 @@ class Simulation(Scheduler):
                 event_id = int(number(cmd, "event_id", lo=1, integer=True))
             return {"redriven": group.redrive_dead_letters(event_id)}
         return {}
+
+    def _note(self, group: ConsumerGroup, text: str) -> None:
+        """Tell observers (chart markers) what changed, in words."""
+        for hook in self.on_status_changed:
+            hook(self.now, "consumer", group.name, text)
 
     def _add_consumer(self, cmd: dict[str, Any]) -> dict[str, Any]:
         doc = require(cmd, "consumer")
@@ -338,7 +348,7 @@ class Simulation(Scheduler):
             "topics": list(spec.topics),
             "events": list(spec.events) if spec.events else None,
             "filter": spec.filter.describe() if spec.filter else None,
-            "emits": [e.event for e in spec.emits],
+            "emits": [{"event": e.event, "topic": e.topic} for e in spec.emits],
             "idempotent": group.idempotent,
             "slow": group.slow,
             "delay_ms": round(group.delay * 1000.0, 3),
@@ -424,6 +434,9 @@ class Simulation(Scheduler):
                     "event": p.event,
                     "arrival": "poisson" if p.poisson else "constant",
                     "changes": p.changes,
+                    "schema": p.spec.schema,
+                    "rejected": p.rejected,
+                    "last_rejection": p.last_rejection,
                 }
                 for name, p in self.producers.items()
             },
@@ -451,6 +464,16 @@ class Simulation(Scheduler):
     def history(self, group: str) -> list[tuple[float, int, float, int, int]]:
         g = self.metrics_observer.groups.get(group)
         return [] if g is None else list(g.history)
+
+
+def registry_for(scenario: Scenario) -> Any:
+    """The scenario's schema registry (already validated when the scenario was parsed)."""
+    doc = scenario.extra.get("schemas")
+    if doc is None:
+        return None
+    from .scenario import _V, build_registry
+
+    return build_registry(_V(), doc)
 
 
 def replay(

@@ -151,3 +151,29 @@ def test_a_lesson_page_asks_then_shows_the_measured_answer() -> None:
 @pytest.mark.django_db
 def test_an_unknown_lesson_is_404() -> None:
     assert Client().get("/lessons/nope/").status_code == 404
+
+
+def test_the_registry_rejects_a_breaking_version_and_unreadable_events_are_dead_lettered() -> None:
+    a = measure("schema-contract")
+    v = a.data["verdicts"]
+    assert a.correct == "rejected" and a.claim_holds
+    for mode in ("BACKWARD", "FORWARD", "FULL", "NONE"):
+        assert v[mode]["v2 adds optional currency"] == "accepted"
+    assert "amount' was added as required" in v["BACKWARD"]["v3 renames total"]
+    assert "'total' was removed" in v["FORWARD"]["v3 renames total"]
+    assert v["FULL"]["v3 renames total"].startswith("rejected")
+    assert v["NONE"]["v3 renames total"] == "accepted"
+    assert a.data["rejected"] > 0  # refused at publish time, never stored
+    assert a.data["email_dead"] == a.data["billing_dead"] == a.data["legacy"] > 0
+    assert a.data["reasons"] == [
+        "cannot read OrderPlaced with OrderPlaced.v1: missing required field 'total'"
+    ]
+
+
+def test_fat_events_cost_storage_and_break_their_readers_when_a_field_goes() -> None:
+    a = measure("fat-thin-events")
+    assert a.correct == "dlq" and a.claim_holds
+    assert a.data["fat_per"] > 20 * a.data["thin_per"]
+    assert a.data["fat_stored"] > 20 * a.data["thin_stored"]
+    assert a.data["before"] == 0 and a.data["after"] > 500
+    assert a.data["thin_dead"] == 0
