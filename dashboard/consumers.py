@@ -62,7 +62,7 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self._error(ERR_BINARY)
             return
-        if len(text_data.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        if len(text_data.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
             await self._error(ERR_TOO_BIG)
             return
         try:
