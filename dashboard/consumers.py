@@ -7,6 +7,7 @@ hands commands to the runner through the channel layer; group handlers only forw
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,7 +18,7 @@ from .runner import frames_group, runner_group
 MAX_MESSAGE_BYTES = 16 * 1024
 # Frames a socket may have unacknowledged. Past that the server keeps only the latest frame
 # (frames carry the whole state, so the latest wins) instead of buffering for a slow reader.
-FRAME_WINDOW = 8
+FRAME_WINDOW = int(os.environ.get("FANOUT_FRAME_WINDOW", "8"))
 ERR_TOO_BIG = f"message too large: at most {MAX_MESSAGE_BYTES} bytes"
 ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "pause"}'
 ERR_NOT_OBJECT = "message must be a JSON object"

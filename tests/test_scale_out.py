@@ -1,0 +1,116 @@
+"""Several server processes share simulations through Redis (channels_redis)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from websockets.sync.client import connect
+
+from tests.conftest import run_daphne
+
+REDIS_DB = 14  # a database of its own, flushed before and after
+
+
+def post(url: str, doc: Any, token: str | None = None) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(doc).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return dict(json.load(r))
+
+
+def frames(ws: Any, *, until: Any, limit: int = 200) -> dict[str, Any]:
+    for _ in range(limit):
+        m = json.loads(ws.recv(timeout=10))
+        if m.get("type") == "frame":
+            if not m.get("full"):
+                ws.send('{"type": "ack"}')
+            if until(m):
+                return dict(m)
+    raise AssertionError("no matching frame")
+
+
+@pytest.fixture
+def two_servers(redis_url: str, tmp_path: Path, artifacts_dir: Path) -> Iterator[list[str]]:
+    url = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    env = {"REDIS_URL": url}
+    db = tmp_path / "shared.sqlite3"
+    try:
+        with ExitStack() as stack:
+            a = stack.enter_context(
+                run_daphne(db_path=db, log_path=artifacts_dir / "daphne-a.log", env=env)
+            )
+            b = stack.enter_context(
+                run_daphne(db_path=db, log_path=artifacts_dir / "daphne-b.log", env=env)
+            )
+            yield [a, b]
+    finally:
+        client.flushdb()
+
+
+def test_a_viewer_on_process_b_watches_and_controls_the_run_process_a_owns(
+    two_servers: list[str],
+) -> None:
+    a, b = two_servers
+    scenario = {
+        "topics": [{"name": "orders", "partitions": 2}],
+        "producers": [
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 40,
+                "arrival": "constant",
+            }
+        ],
+        "consumers": [
+            {
+                "name": "email",
+                "topics": ["orders"],
+                "processing": {"dist": "constant", "mean_ms": 5},
+            }
+        ],
+    }
+    created = post(f"{a}/api/simulations", scenario)  # its runner lives in process A
+    sim_id, token = created["id"], created["control_token"]
+    ws_path = f"/ws/simulations/{sim_id}/"
+    with (
+        connect(b.replace("http", "ws") + ws_path, origin=b) as on_b,
+        connect(a.replace("http", "ws") + ws_path, origin=a) as on_a,
+    ):
+        first = frames(on_b, until=lambda m: m.get("full"))
+        assert first["state"]["id"] == sim_id and first["state"]["t"] == 0
+        # a command sent to process B reaches the runner in process A ...
+        reply = post(
+            f"{b}/api/simulations/{sim_id}/commands", {"command": "step", "value": 2}, token
+        )
+        assert reply["state"]["t"] == 2.0
+        post(
+            f"{b}/api/simulations/{sim_id}/commands",
+            {"command": "consumer.down", "consumer": "email"},
+            token,
+        )
+        post(f"{b}/api/simulations/{sim_id}/commands", {"command": "step", "value": 1}, token)
+        # ... and viewers on both processes see the same frames from it
+        seen_b = frames(on_b, until=lambda m: m["t"] >= 3.0)
+        seen_a = frames(on_a, until=lambda m: m["t"] >= 3.0)
+        for seen in (seen_a, seen_b):
+            g = seen["state"]["groups"]["email"]
+            assert (g["status"], g["lag"]) == ("down", 40)
+            assert seen["state"]["producers"]["checkout"]["produced"] == 120
+    with urllib.request.urlopen(f"{b}/api/simulations/{sim_id}", timeout=10) as r:
+        assert json.load(r)["t"] == 3.0
