@@ -468,6 +468,18 @@ class ConsumerGroup:
     def set_instances(self, n: int) -> None:
         raise NotImplementedError
 
+    def add_instances(self, count: int) -> list[Instance]:
+        """Start ``count`` new instances (dead ones if the service is crashed)."""
+        next_index = max((i.index for i in self.instances), default=-1) + 1
+        added = []
+        for k in range(count):
+            inst = Instance(next_index + k)
+            inst.alive = self.status != "crashed"
+            inst.state = IDLE if inst.alive else DEAD
+            self.instances.append(inst)
+            added.append(inst)
+        return added
+
     def detach(self) -> None:
         raise NotImplementedError
 
@@ -743,12 +755,7 @@ class StreamGroup(ConsumerGroup):
     def set_instances(self, n: int) -> None:
         current = [i for i in self.instances if not i.leaving]
         if n > len(current):
-            next_index = max((i.index for i in self.instances), default=-1) + 1
-            for k in range(n - len(current)):
-                inst = Instance(next_index + k)
-                inst.alive = self.status != "crashed"
-                inst.state = IDLE if inst.alive else DEAD
-                self.instances.append(inst)
+            self.add_instances(n - len(current))
         else:
             for inst in current[n:]:
                 inst.leaving = True
@@ -1029,12 +1036,7 @@ class QueueGroup(ConsumerGroup):
     def set_instances(self, n: int) -> None:
         current = [i for i in self.instances if not i.leaving]
         if n > len(current):
-            next_index = max((i.index for i in self.instances), default=-1) + 1
-            for k in range(n - len(current)):
-                inst = Instance(next_index + k)
-                inst.alive = self.status != "crashed"
-                inst.state = IDLE if inst.alive else DEAD
-                self.instances.append(inst)
+            for inst in self.add_instances(n - len(current)):
                 self.poll(inst)
         else:
             for inst in current[n:]:
