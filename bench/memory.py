@@ -169,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"events processed (groups) {delivered:>12,}")
         for name, g in groups.items():
             print(f"  {name:<12} processed {g['processed']:>10,}  lag {g['lag']:>6}")
+        print(
+            f"records stored at end    {topic.get('stored', '?'):>12}   "
+            f"(bound {PARTITIONS} x {RETENTION_MESSAGES:,} by count)"
+        )
         print(f"wall time (untraced)      {wall:>12.2f} s")
         print(f"events simulated / s      {produced / wall:>12,.0f}")
+        print(f"deliveries processed / s  {delivered / wall:>12,.0f}")
         print(
             f"tracemalloc peak          {peak_mb:>12.1f} MB   (traced run took {traced_wall:.1f} s)"
         )

@@ -58,7 +58,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "presets": preset_list(),
             "create_url": reverse("simulation_create"),
-        "compare_url": reverse("compare_create"),
+            "compare_url": reverse("compare_create"),
             "lessons": lesson_links(),
         },
     )

@@ -74,7 +74,8 @@ def test_validation_names_the_field_path_and_the_problem() -> None:
         ("consumers[1].processing.mean_ms", "must be > 0"),
         (
             "faults[0].action",
-            "must be one of down, up, crash, slow, delay, failure_rate, instances, rate, got 'explode'",
+            "must be one of down, up, crash, slow, delay, failure_rate, instances, rate, "
+            "got 'explode'",
         ),
         ("faults[0].consumer", "unknown consumer 'ghost'"),
     ]
