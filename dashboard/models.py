@@ -56,3 +56,30 @@ class SimulationRecord(models.Model):
 
     def log(self) -> list[tuple[float, dict[str, Any]]]:
         return [(float(t), dict(cmd)) for t, cmd in self.command_log]
+
+
+class SavedScenario(models.Model):
+    """A scenario kept as its author typed it (YAML or JSON), valid or not (a draft).
+
+    Only the browser session that created it may edit it; anyone with its link may view, fork,
+    export it or start a simulation from it.
+    """
+
+    FORMATS = (("yaml", "YAML"), ("json", "JSON"))
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    name = models.CharField(max_length=200)
+    text = models.TextField(blank=True, help_text="the YAML or JSON source, as typed")
+    format = models.CharField(max_length=8, choices=FORMATS, default="yaml")
+    valid = models.BooleanField(default=False, help_text="the text passed validation when saved")
+    owner_session = models.CharField(max_length=64, blank=True, db_index=True)
+    forked_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-updated",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"

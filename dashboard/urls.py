@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from dashboard import lessons, views
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("compare/", views.compare_create, name="compare_create"),
     path("simulations/<str:sim_id>/", views.simulation_page, name="simulation_page"),
     path("simulations/<str:sim_id>/control", views.simulation_control, name="simulation_control"),
+    path("scenarios/", include("dashboard.scenario_urls")),
     path("lessons/<slug:slug>/", lessons.lesson_page, name="lesson_page"),
     path("api/simulations", views.api_simulations, name="api_simulations"),
     path("api/simulations/<str:sim_id>", views.api_simulation, name="api_simulation"),
