@@ -149,6 +149,7 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
             "control_url": reverse("simulation_control", args=[record.id]),
             "api_url": reverse("api_simulation", args=[record.id]),
             "can_control": controls,
+            "share_url": request.build_absolute_uri(),
         },
     )
 

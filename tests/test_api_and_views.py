@@ -171,6 +171,10 @@ async def test_someone_elses_simulation_is_read_only_for_forms() -> None:
     assert "read-only" in r.content.decode()
     page = await other.get(page_url)
     assert page.status_code == 200
+    assert 'id="read-only-badge"' in page.content.decode()
+    assert 'id="share-box"' not in page.content.decode()
+    mine = (await owner.get(page_url)).content.decode()
+    assert 'id="share-box"' in mine and page_url in mine  # the teacher's link for the class
 
 
 async def test_the_add_service_form_builds_a_filtered_consumer() -> None:
