@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services
@@ -54,6 +55,20 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_send(
             runner_group(self.sim_id), {"type": "sim.join", "reply_to": self.channel_name}
         )
+
+    # Only connect touches the database. Channels closes stale database connections before every
+    # message, which costs a round trip to a worker thread; for frames and acks (thousands a
+    # second with a class watching) that hop was most of the server's CPU (docs/performance.md).
+    DB_MESSAGES = frozenset({"websocket.connect"})
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] in self.DB_MESSAGES:
+            await super().dispatch(message)
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "sim_id", None):

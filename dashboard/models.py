@@ -47,6 +47,10 @@ class SimulationRecord(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     stopped = models.BooleanField(default=False, help_text="stopped for being idle")
+    # The lease that keeps one runner per simulation across server processes: the process that
+    # runs it and when it last said so. Another process may take over only a stale lease.
+    runner_token = models.CharField(max_length=32, blank=True)
+    runner_seen = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created",)

@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
 from simulator import CommandError, EventSampler, Scenario, Simulation, parse_scenario
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 FRAME_INTERVAL = 0.05  # 20 frames a second
 ENGINE_BUDGET = 0.012  # seconds of engine work per tick, at most
 PAUSED_FRAME_INTERVAL = 1.0
-PERSIST_INTERVAL = 2.0  # wall seconds between saves of the time reached, while running
+PERSIST_INTERVAL = 2.0  # wall seconds between saves of the time reached (and heartbeats)
 # No command, joiner or viewer ping for this long: the runner stops (its work is saved, and
 # opening the simulation again rebuilds it).
 IDLE_SECONDS = float(os.environ.get("FANOUT_IDLE_SECONDS", "1800"))
@@ -198,8 +199,9 @@ class LiveRunner:
                 if self.layer is not None:
                     await self.layer.group_discard(runner_group(self.sim_id), self.channel)
                 break
-            if self.run.running and now - last_saved >= PERSIST_INTERVAL:
-                self._schedule_persist()  # a restart rebuilds up to here
+            if now - last_saved >= PERSIST_INTERVAL:
+                # a restart rebuilds up to here; it is also this runner's heartbeat (lease)
+                self._schedule_persist()
                 last_saved = now
 
     def _advance(self, wall_dt: float) -> None:
@@ -248,7 +250,11 @@ class LiveRunner:
     async def _reply(self, message: dict[str, Any], reply: dict[str, Any]) -> None:
         to = message.get("reply_to")
         if to and self.layer is not None:
-            await self.layer.send(to, reply)
+            try:
+                await self.layer.send(to, reply)
+            except ChannelFull:
+                # the asker is too far behind to read it; the run must not stop for that
+                log.warning("runner %s: reply to a full channel dropped", self.sim_id)
 
     async def _handle(self, message: dict[str, Any]) -> bool:
         """Handle one channel-layer message. Returns whether the state changed."""

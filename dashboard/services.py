@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from datetime import timedelta
 from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
 
 from simulator import Scenario, parse_scenario
 
@@ -29,10 +33,21 @@ class LimitReached(Exception):
 _start_lock = asyncio.Lock()
 
 
+# Identifies this server process in the runner lease (see SimulationRecord.runner_token).
+PROCESS_TOKEN = secrets.token_hex(8)
+RUNNER_STALE_SECONDS = 10.0  # a lease not renewed for this long is free to take over
+
+
 async def _persist(runner: runners.LiveRunner) -> None:
-    """Save the command log (and the time reached) so a restart can rebuild the run."""
+    """Save the command log (and the time reached) so a restart can rebuild the run.
+
+    Doubles as the runner's heartbeat: it renews this process's lease on the simulation.
+    """
     log = [[t, cmd] for t, cmd in runner.command_log()]
+    idle = runner.stopped_idle
     await SimulationRecord.objects.filter(pk=runner.sim_id).aupdate(
+        runner_token="" if idle else PROCESS_TOKEN,
+        runner_seen=None if idle else timezone.now(),
         command_log=log,
         sim_time=runner.sim.now,
         seed=runner.seed,
@@ -73,6 +88,8 @@ async def simulation_create(
         control_token_hash=hash_token(token),
         mode=mode,
         owner_ip=owner_ip,
+        runner_token=PROCESS_TOKEN,
+        runner_seen=timezone.now(),
     )
     await runners.start_runner(
         record.id, record.scenario, record.seed, on_change=_persist, mode=mode
@@ -98,12 +115,25 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
     async with _start_lock:
         if record.id in runners.RUNNERS:
             return
-        pong = await runners.request(record.id, {"type": "sim.ping"}, timeout=0.3)
+        pong = await runners.request(record.id, {"type": "sim.ping"}, timeout=1.0)
         if pong is not None:
             return
-        if record.stopped:
-            record.stopped = False
-            await record.asave(update_fields=["stopped"])
+        # Claim the lease atomically: free, stale, or last held by this very process. If another
+        # live process holds it, its runner is just slow to answer: do not start a second one.
+        now = timezone.now()
+        stale = now - timedelta(seconds=RUNNER_STALE_SECONDS)
+        claimed = await (
+            SimulationRecord.objects.filter(pk=record.id)
+            .filter(
+                Q(runner_seen__isnull=True)
+                | Q(runner_seen__lt=stale)
+                | Q(runner_token=PROCESS_TOKEN)
+            )
+            .aupdate(runner_token=PROCESS_TOKEN, runner_seen=now, stopped=False)
+        )
+        if not claimed:
+            return
+        record = await SimulationRecord.objects.aget(pk=record.id)  # the latest log
         await runners.start_runner(
             record.id,
             record.scenario,

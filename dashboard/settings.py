@@ -153,7 +153,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A process's channels share one inbox in Redis: room for a class's frames.
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 2000},
         }
     }
 else:

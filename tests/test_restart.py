@@ -93,3 +93,34 @@ async def test_a_running_simulation_comes_back_running_from_where_it_was_saved()
     r = await client.get(f"/api/simulations/{body['id']}")
     st = r.json()
     assert st["running"] is True and st["t"] >= record.sim_time
+
+
+async def test_a_live_lease_held_by_another_process_prevents_a_second_runner() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard.models import SimulationRecord
+
+    client = AsyncClient()
+    r = await client.post("/api/simulations", json.dumps(SMALL), content_type="application/json")
+    sim_id = r.json()["id"]
+    await RUNNERS[sim_id].flush()
+    await crash_runner(sim_id)
+    # another server process holds the lease and renewed it just now (its runner is slow to
+    # answer a ping): this process must not start a second runner for the same simulation
+    await SimulationRecord.objects.filter(pk=sim_id).aupdate(
+        runner_token="another-process", runner_seen=timezone.now()
+    )
+    r = await client.get(f"/api/simulations/{sim_id}")
+    assert r.status_code == 503 and sim_id not in RUNNERS
+    # that process died: once its lease is stale, this one takes the simulation over
+    await SimulationRecord.objects.filter(pk=sim_id).aupdate(
+        runner_seen=timezone.now() - timedelta(seconds=60)
+    )
+    r = await client.get(f"/api/simulations/{sim_id}")
+    assert r.status_code == 200 and sim_id in RUNNERS
+    record = await SimulationRecord.objects.aget(pk=sim_id)
+    from dashboard.services import PROCESS_TOKEN
+
+    assert record.runner_token == PROCESS_TOKEN
