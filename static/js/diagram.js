@@ -25,6 +25,8 @@
   // Below this width the diagram is drawn at this width and scaled down, so columns never overlap.
   const MIN_LAYOUT_W = 980;
 
+  const GRID_ABOVE = 40; // services; above this the diagram draws a grid of cells
+
   function clamp(v, lo, hi) {
     return v < lo ? lo : v > hi ? hi : v;
   }
@@ -265,7 +267,15 @@
         const h = chipsY + rows * (chipSz + chipGap) + 4;
         return { name, n, rows, chipsY, h, total: h + 3 + trayH };
       });
-      const colG = groupBoxes.reduce((a, b) => a + b.total, 0) + Math.max(0, groupBoxes.length - 1) * gGap;
+      // Hundreds of services (the Uber lesson): one small cell each, in a grid, coloured by state.
+      const grid = groups.length > GRID_ABOVE;
+      const cell = 16;
+      const cellGap = 3;
+      const gridCols = Math.max(1, Math.floor((gW + cellGap) / (cell + cellGap)));
+      const gridRows = Math.ceil(groups.length / gridCols);
+      const colG = grid
+        ? 26 + gridRows * (cell + cellGap)
+        : groupBoxes.reduce((a, b) => a + b.total, 0) + Math.max(0, groupBoxes.length - 1) * gGap;
 
       const inner = Math.max(colP, colB, colG, 140);
       L.height = top + inner + pad;
@@ -292,7 +302,15 @@
 
       // Consumer services, each with its DLQ tray underneath.
       y = top + Math.round((inner - colG) / 2);
-      for (const gb of groupBoxes) {
+      L.grid = grid ? { x: gx, y, w: gW, n: groups.length } : null;
+      if (grid) {
+        groupBoxes.forEach((gb, i) => {
+          const cx = gx + (i % gridCols) * (cell + cellGap);
+          const cy = y + 26 + Math.floor(i / gridCols) * (cell + cellGap);
+          L.groups.set(gb.name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
+        });
+      }
+      for (const gb of grid ? [] : groupBoxes) {
         const box = { x: gx, y, w: gW, h: gb.h, chips: [], chipSz };
         for (let i = 0; i < gb.n; i++) {
           const r = Math.floor(i / perRow);
@@ -421,7 +439,7 @@
         }
         case "dead_lettered": {
           const g = L.groups.get(e.service);
-          if (!g) return;
+          if (!g || !g.tray) return;
           const x = g.x + g.w / 2;
           this.addDot(x, g.y + g.h - 4, g.tray.x + 44 + Math.random() * (g.tray.w - 60), g.tray.y + g.tray.h / 2, start, DOT_MS.dead_lettered, -1, K_DLQ, 0);
           if (this.effectsOn) this.addEffect(E_FLASH, x, g.y + g.h - 4, start, this.theme.dead, g);
@@ -429,7 +447,7 @@
         }
         case "redriven": {
           const g = L.groups.get(e.service);
-          if (!g) return;
+          if (!g || !g.tray) return;
           this.addDot(g.tray.x + 30, g.tray.y + g.tray.h / 2, g.x + 10, g.y + g.h / 2, start, DOT_MS.redriven, this.types.idx(e.event_type), K_MOVE, 2);
           return;
         }
@@ -657,9 +675,17 @@
       }
       let maxThr = 1;
       for (const g of Object.values(groups)) maxThr = Math.max(maxThr, g.throughput || 0);
+      if (L.grid) {
+        // one bundled edge from each topic to the grid, not hundreds of separate ones
+        const gy = L.grid.y + 26;
+        for (const t of L.topics.values()) {
+          this.edge(ctx, t.x + t.w, t.y + t.h / 2, L.grid.x - 4, gy + 60, 6, th.accent, 0.45, null);
+        }
+      }
       for (const [name, g] of Object.entries(groups)) {
         const b = L.groups.get(name);
         if (!b) continue;
+        if (b.cell) continue;
         const down = g.status === "down" || g.status === "crashed";
         const f = Math.sqrt((g.throughput || 0) / maxThr);
         for (const tn of g.topics || []) {
@@ -789,10 +815,25 @@
         }
       }
 
+      if (L.grid) {
+        ctx.font = "600 11px " + F;
+        ctx.textAlign = "left";
+        ctx.fillStyle = th.muted;
+        ctx.fillText(fit(ctx, L.grid.n + " services · green ok · amber lag · grey down · red DLQ", L.grid.w), L.grid.x, L.grid.y + 12);
+      }
       // Consumer services: instances as chips, a status badge, their lag; DLQ tray below.
       for (const [name, g] of Object.entries(groups)) {
         const b = L.groups.get(name);
         if (!b) continue;
+        if (b.cell) {
+          const st = g.status || "up";
+          const lagging = (g.lag || 0) > 5;
+          ctx.fillStyle = st === "crashed" || (g.dead_lettered || 0) > 0 ? th.dead
+            : st === "down" ? th.muted : lagging ? th.slow : th.ok;
+          roundRect(ctx, b.x, b.y, b.w, b.h, 3);
+          ctx.fill();
+          continue;
+        }
         const status = g.status || "up";
         const down = status === "down";
         const crashed = status === "crashed";
@@ -915,7 +956,8 @@
       const x = (ev.clientX - r.left) / this.scale;
       const y = (ev.clientY - r.top) / this.scale;
       for (const [name, b] of this.layout.groups) {
-        if (x >= b.x && x <= b.x + b.w && y >= b.y && y <= b.tray.y + b.tray.h) return name;
+        const bottom = b.tray ? b.tray.y + b.tray.h : b.y + b.h;
+        if (x >= b.x && x <= b.x + b.w && y >= b.y && y <= bottom) return name;
       }
       return null;
     }
