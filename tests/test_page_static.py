@@ -578,3 +578,34 @@ def test_home_page_lists_presets(page: Page, static_site: str, artifacts_dir: Pa
     assert page.locator("#lessons-heading").inner_text() == "Lessons"
     page.screenshot(path=artifacts_dir / "home-static.png", full_page=True)
     assert errors == []
+
+
+def test_hundreds_of_services_draw_as_a_grid_and_keep_animating(
+    page: Page, static_site: str, artifacts_dir: Path
+) -> None:
+    """The scale lesson: 300 services in compact state, a grid of cells, still live."""
+    import simulator
+    from dashboard.frames import RunState, build_frame
+
+    sc = simulator.load_scenario(
+        Path(__file__).resolve().parent.parent / "simulator/presets/lesson-scale.yaml"
+    )
+    sampler = simulator.EventSampler(150, seed=1)
+    sim = simulator.Simulation(sc, observers=(sampler,))
+    run = RunState("demo", running=True)
+    scale_frames = []
+    for seq in range(1, 21):
+        sim.run_until(seq * 0.05)
+        scale_frames.append(build_frame(sim, run, sampler, seq, full=seq == 1))
+    assert scale_frames[-1]["state"]["compact"] is True
+    errors = collect_errors(page, static_site)
+    page.goto(static_site + PAGE_PATH)
+    page.wait_for_function("window.fanout && window.fanout.framesReceived === 1")
+    feed(page, scale_frames, every_ms=40)
+    page.wait_for_function("document.querySelectorAll('[id^=group-row-]').length === 300")
+    raf = page.evaluate("window.fanout.rafCount")
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.fanout.rafCount") > raf + 10  # still animating
+    assert text(page, "#group-pricing-01-status") == "up"
+    page.locator("canvas").first.screenshot(path=str(artifacts_dir / "simulation-300.png"))
+    assert errors == []
