@@ -94,7 +94,7 @@ def test_redis_url_selects_the_redis_channel_layer() -> None:
     assert loaded["CHANNEL_LAYERS"] == {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]},
+            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"], "capacity": 2000},
         }
     }
 
