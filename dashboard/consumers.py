@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -20,6 +21,9 @@ MAX_MESSAGE_BYTES = 16 * 1024
 # Frames a socket may have unacknowledged. Past that the server keeps only the latest frame
 # (frames carry the whole state, so the latest wins) instead of buffering for a slow reader.
 FRAME_WINDOW = int(os.environ.get("FANOUT_FRAME_WINDOW", "8"))
+# A frame older than this when its turn comes is skipped: frames carry the whole state, so the
+# next one replaces it (a saturated server sheds its backlog instead of delivering it late).
+STALE_FRAME_SECONDS = float(os.environ.get("FANOUT_STALE_FRAME_SECONDS", "1.0"))
 ERR_TOO_BIG = f"message too large: at most {MAX_MESSAGE_BYTES} bytes"
 ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "pause"}'
 ERR_NOT_OBJECT = "message must be a JSON object"
@@ -130,6 +134,12 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     async def sim_frame(self, event: dict[str, Any]) -> None:
         if event.get("full"):
             await self.send(text_data=event["text"])  # a joiner's snapshot always goes
+            return
+        sent = event.get("sent")
+        if isinstance(sent, float) and time.time() - sent > STALE_FRAME_SECONDS:
+            # A frame that waited this long in this socket's queue: the server is saturated.
+            # Newer frames are queued behind it; skip to them rather than replay the past.
+            self.dropped += 1
             return
         if self.unacked >= FRAME_WINDOW:
             if self.pending is not None:

@@ -233,8 +233,11 @@ class LiveRunner:
             latency=self.seq % LATENCY_EVERY == 0,
             comparison=self.comparison,
         )
+        # "sent" (wall clock, comparable across processes) lets a consumer that fell behind
+        # skip frames that queued up for it instead of replaying them late
         await self.layer.group_send(
-            frames_group(self.sim_id), {"type": "sim.frame", "text": json.dumps(frame)}
+            frames_group(self.sim_id),
+            {"type": "sim.frame", "text": json.dumps(frame), "sent": time.time()},
         )
 
     def full_frame(self) -> str:

@@ -46,7 +46,8 @@ def test_take_a_consumer_down_and_watch_temporal_decoupling(
     processed_at_outage = number(page, "#group-notification-processed")
     wait_number(page, "#group-notification-lag", "n > 60")
     assert number(page, "#producer-order-service-produced") > produced_at_outage + 40
-    assert number(page, "#group-notification-processed") == processed_at_outage
+    # nothing new is taken; the one event in flight (one instance) may still finish
+    assert number(page, "#group-notification-processed") <= processed_at_outage + 1
     page.screenshot(path=str(artifacts_dir / "live-notification-down.png"), full_page=False)
 
     # bring it back: it catches up from its committed offset and the lag drains
