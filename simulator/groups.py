@@ -21,6 +21,7 @@ from math import log
 from typing import TYPE_CHECKING, Any
 
 from .broker import Partition, Record, Topic
+from .schema import parse_versioned, read_payload
 
 if TYPE_CHECKING:
     from .metrics import GroupStats
@@ -183,8 +184,6 @@ class ConsumerGroup:
         self._emits = [(e, sim.topics[e.topic]) for e in spec.emits]
         self.reader: dict[str, Any] | None = None  # the schema it reads events with
         if spec.reads is not None and sim.schemas is not None:
-            from .schema import parse_versioned
-
             self.reader = sim.schemas.get(*parse_versioned(spec.reads))
         self.idempotent = spec.idempotent
         self._seen: set[int] = set()
@@ -247,8 +246,6 @@ class ConsumerGroup:
             service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
             inst.failing = record.poison or (fr > 0.0 and rng.random() < fr)
         if self.reader is not None:
-            from .schema import read_payload
-
             _, problems = read_payload(self.reader, record.payload or {})
             inst.unreadable = problems[0] if problems else ""
             if problems:
@@ -520,7 +517,6 @@ class StreamGroup(ConsumerGroup):
                 part.listeners.append(cur)
         self.instances = [Instance(i) for i in range(spec.instances)]
         self._rebalance_epoch = 0
-        self._rebalance_waiting = False
         self._commit_each = spec.commit_interval_ms <= 0
         if not self._commit_each:
             sim.after(spec.commit_interval_ms / 1000.0, self._commit_tick, None)

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .broker import Record
+from .broker import Record, stable_partition
 from .compare import Comparison
 from .groups import ConsumerGroup
 from .metrics import Histogram
 from .observe import Observer
 from .scenario import Scenario, load_scenario
+from .schema import Compatibility, IncompatibleSchema, SchemaRegistry
 from .simulation import Simulation
 
 PRESETS = Path(__file__).parent / "presets"
@@ -247,8 +248,6 @@ def measure_adding_consumers(seed: int | None = None) -> Answer:
 
 
 def measure_schema_contract(seed: int | None = None) -> Answer:
-    from .schema import Compatibility, IncompatibleSchema, SchemaRegistry
-
     sc = load_scenario(PRESETS / "lesson-schema.yaml")
     v1, v2 = sc.extra["schemas"]["subjects"]["OrderPlaced"]
     renamed = {
@@ -513,8 +512,6 @@ def order_state(
 ) -> tuple[dict[str, Any], list[tuple[int, str]]]:
     """Rebuild one order by replaying its events from the log (up to an offset)."""
     topic = sim.topics["order-events"]
-    from .broker import stable_partition
-
     part = topic.partitions[stable_partition(order_id, len(topic.partitions))]
     state: dict[str, Any] = {}
     seen: list[tuple[int, str]] = []

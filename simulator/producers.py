@@ -7,6 +7,7 @@ from math import log
 from typing import TYPE_CHECKING, Any
 
 from .distributions import value_maker
+from .schema import parse_versioned, validate
 
 if TYPE_CHECKING:
     from .broker import Topic
@@ -33,8 +34,6 @@ class Producer:
         self.last_rejection = ""
         self._schema: dict[str, Any] | None = None
         if spec.schema is not None and sim.schemas is not None:
-            from .schema import parse_versioned
-
             self._schema = sim.schemas.get(*parse_versioned(spec.schema))
         self.changes = 0  # edits to this producer's code (the sync-vs-events lesson)
         self._epoch = 0
@@ -91,8 +90,6 @@ class Producer:
                 key = str(payload[self.key])
         poison = self.poison_rate > 0.0 and rng.random() < self.poison_rate
         if self._schema is not None:
-            from .schema import validate
-
             problems = validate(self._schema, payload or {})
             if problems:
                 # the broker's schema check refuses it: nothing is stored, nobody sees it

@@ -16,6 +16,14 @@ from typing import Any
 import yaml
 
 from .distributions import DISTRIBUTIONS, VALUE_KINDS, LatencySpec
+from .schema import (
+    Compatibility,
+    IncompatibleSchema,
+    SchemaError,
+    SchemaRegistry,
+    SchemaRegistryError,
+    parse_versioned,
+)
 
 LIMITS: dict[str, int] = {
     "topics": 50,
@@ -747,8 +755,6 @@ def parse_scenario(doc: Any) -> Scenario:
 
 
 def _versioned_name(v: _V, d: Mapping[str, Any], key: str, path: str) -> str | None:
-    from .schema import parse_versioned
-
     value = d.get(key)
     if value is None:
         return None
@@ -762,12 +768,6 @@ def _versioned_name(v: _V, d: Mapping[str, Any], key: str, path: str) -> str | N
 
 def build_registry(v: _V, doc: Any) -> Any:
     """The scenario's schema registry: every subject's versions, registered in order."""
-    from .schema import (
-        Compatibility,
-        IncompatibleSchema,
-        SchemaError,
-        SchemaRegistry,
-    )
 
     d = v.mapping(doc, "schemas")
     if d is None:
@@ -802,8 +802,6 @@ def build_registry(v: _V, doc: Any) -> Any:
 def _check_known_schema(v: _V, registry: Any, name: str | None, path: str) -> None:
     if name is None:
         return
-    from .schema import SchemaRegistryError, parse_versioned
-
     subject, version = parse_versioned(name)
     try:
         registry.get(subject, version)

@@ -10,6 +10,7 @@ every random model.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from random import Random
 from typing import Any
 
@@ -33,7 +34,16 @@ from .groups import ConsumerGroup, QueueGroup, StreamGroup
 from .metrics import Metrics
 from .observe import HOOKS, Observer, Tracer
 from .producers import Producer
-from .scenario import LIMITS, ConsumerSpec, FaultSpec, Scenario, ScenarioError, parse_consumer_spec
+from .scenario import (
+    _V,
+    LIMITS,
+    ConsumerSpec,
+    FaultSpec,
+    Scenario,
+    ScenarioError,
+    build_registry,
+    parse_consumer_spec,
+)
 
 
 class Simulation(Scheduler):
@@ -299,8 +309,6 @@ class Simulation(Scheduler):
             topic.enforce_age(now)
             hist = m.topic_history.get(topic.name)
             if hist is None:
-                from collections import deque
-
                 hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
             hist.append((now, topic.produced))
         for group in self.groups.values():
@@ -471,8 +479,6 @@ def registry_for(scenario: Scenario) -> Any:
     doc = scenario.extra.get("schemas")
     if doc is None:
         return None
-    from .scenario import _V, build_registry
-
     return build_registry(_V(), doc)
 
 
