@@ -18,7 +18,7 @@ from collections import deque
 from random import Random
 from typing import Any
 
-from .broker import Record
+from .broker import PAYLOAD, Record
 from .commands import CommandError, command_name, number, require
 from .distributions import LatencySpec, Sampler, value_maker
 from .metrics import Histogram
@@ -415,7 +415,7 @@ class Comparison:
             self._execute(cmd)
 
     def _plan_for(self, service: str, record: Record) -> tuple[float, float]:
-        order = record.payload.get("order") if record.payload else None
+        order = record[PAYLOAD].get("order") if record[PAYLOAD] else None
         if not isinstance(order, int) or service not in self.plan._samplers:
             return self.sim.rng.expovariate(1.0), self.sim.rng.random()
         return self.plan.service(service, order)

@@ -20,7 +20,23 @@ from heapq import heappush
 from math import log
 from typing import TYPE_CHECKING, Any
 
-from .broker import Partition, Record, Topic
+from .broker import (
+    CORRELATION_ID,
+    ID,
+    KEY,
+    OFFSET,
+    PARTITION,
+    PAYLOAD,
+    POISON,
+    SIZE,
+    TOPIC,
+    TS,
+    TYPE,
+    Partition,
+    Record,
+    Topic,
+)
+from .observe import MEASURES, Sink
 from .schema import parse_versioned, read_payload
 
 if TYPE_CHECKING:
@@ -32,6 +48,20 @@ IDLE, BUSY, BACKOFF, DEAD = "idle", "busy", "backoff", "dead"
 
 REASON_POISON = "poison event: processing always fails"
 REASON_FAILED = "processing failed"
+
+
+def _fan_out(sinks: list[Sink]) -> Sink | None:
+    """One sink that feeds them all (None for none; the sink itself for one)."""
+    if not sinks:
+        return None
+    if len(sinks) == 1:
+        return sinks[0]
+
+    def fan(value: float) -> None:
+        for sink in sinks:
+            sink(value)
+
+    return fan
 
 
 class Instance:
@@ -131,16 +161,16 @@ class DeadLetter:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "event_id": self.record.id,
-            "event_type": self.record.type,
-            "correlation_id": self.record.correlation_id,
+            "event_id": self.record[ID],
+            "event_type": self.record[TYPE],
+            "correlation_id": self.record[CORRELATION_ID],
             "reason": self.reason,
             "attempts": self.attempts,
             "t": round(self.t, 3),
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
-            "payload": self.record.payload,
+            "payload": self.record[PAYLOAD],
         }
 
 
@@ -174,7 +204,7 @@ class ConsumerGroup:
         self.slow = 1.0
         self.delay = 0.0  # seconds added to every processing ("Email slow +500 ms")
         # (service, record) -> (seconds, uniform draw for failure); set by a comparison
-        self.plan: Callable[[str, Record], tuple[float, float]] | None = None
+        self._plan: Callable[[str, Record], tuple[float, float]] | None = None
         self.retry = spec.retry
         self.status = "up"
         self.rebalancing = False
@@ -212,15 +242,45 @@ class ConsumerGroup:
         self.dead_letters_dropped_fresh = 0
         self._done_cb = self._done
         self._accept_all = self._types is None and self._match is None
+        self._quiet = True
+        self._wait_sink: Sink | None = None
+        self._processing_sink: Sink | None = None
+        self._e2e_sink: Sink | None = None
+        self.bind_observers()
+
+    def bind_observers(self) -> None:
+        """Take the observers' sinks for this group's measures; note whether any per-event hook
+        (or a comparison's plan, or a schema to read with) needs the slow path of ``begin``."""
+        sim = self.sim
+        sinks: list[Sink | None] = []
+        for name in MEASURES:
+            found = [s for s in (o.measure(self, name) for o in sim.observers) if s is not None]
+            sinks.append(_fan_out(found))
+        self._wait_sink, self._processing_sink, self._e2e_sink = sinks
+        self._quiet = (
+            not sim.on_delivered
+            and not sim.on_processed
+            and self._plan is None
+            and self.reader is None
+        )
+
+    @property
+    def plan(self) -> Callable[[str, Record], tuple[float, float]] | None:
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: Callable[[str, Record], tuple[float, float]] | None) -> None:
+        self._plan = plan
+        self.bind_observers()
 
     # --- shared mechanics -----------------------------------------------------------
 
     def accepts(self, record: Record) -> bool:
         if self._accept_all:
             return True
-        if self._types is not None and record.type not in self._types:
+        if self._types is not None and record[TYPE] not in self._types:
             return False
-        return self._match is None or self._match(record.payload)
+        return self._match is None or self._match(record[PAYLOAD])
 
     @property
     def fetching(self) -> bool:
@@ -233,23 +293,33 @@ class ConsumerGroup:
         inst.attempt = attempt
         inst.started = now
         inst.state = BUSY
-        for hook in sim.on_delivered:
-            hook(now, self, inst.index, record, attempt, redelivery)
+        if attempt == 1 and not redelivery:
+            sink = self._wait_sink
+            if sink is not None:
+                sink((now - record[TS]) * 1000.0)
         rng = self.rng
         fr = self.failure_rate
-        if self.plan is not None and attempt == 1:
-            # a comparison feeds both architectures the same per-order latency and luck
-            service, luck = self.plan(self.name, record)
-            inst.failing = record.poison or luck < fr
-        else:
+        if self._quiet:
+            # the common case: no per-event hook, no plan, no schema to read with
             rate = self._exp_rate
             service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
-            inst.failing = record.poison or (fr > 0.0 and rng.random() < fr)
-        if self.reader is not None:
-            _, problems = read_payload(self.reader, record.payload or {})
-            inst.unreadable = problems[0] if problems else ""
-            if problems:
-                inst.failing = True
+            inst.failing = record[POISON] or (fr > 0.0 and rng.random() < fr)
+        else:
+            for hook in sim.on_delivered:
+                hook(now, self, inst.index, record, attempt, redelivery)
+            if self._plan is not None and attempt == 1:
+                # a comparison feeds both architectures the same per-order latency and luck
+                service, luck = self._plan(self.name, record)
+                inst.failing = record[POISON] or luck < fr
+            else:
+                rate = self._exp_rate
+                service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
+                inst.failing = record[POISON] or (fr > 0.0 and rng.random() < fr)
+            if self.reader is not None:
+                _, problems = read_payload(self.reader, record[PAYLOAD] or {})
+                inst.unreadable = problems[0] if problems else ""
+                if problems:
+                    inst.failing = True
         if self.slow != 1.0:
             service *= self.slow
         if self.delay:
@@ -262,37 +332,33 @@ class ConsumerGroup:
             return  # the instance crashed meanwhile: that work is lost
         record = inst.record
         assert record is not None
-        sim = self.sim
-        now = sim.now
+        cur = inst.cursor  # None in queue mode, and for redriven dead letters
         if inst.failing:
-            self.failures += 1
-            reason = REASON_POISON if record.poison else REASON_FAILED
-            if inst.unreadable:
-                reason = f"cannot read {record.type} with {self.spec.reads}: {inst.unreadable}"
-            for hook in sim.on_failed:
-                hook(now, self, inst.index, record, inst.attempt, reason)
-            # an event it cannot read will not read better on a retry: straight to the DLQ
-            if inst.attempt < self.retry.max_attempts and not inst.unreadable:
-                delay = self.retry.delay(inst.attempt)
-                self.retries += 1
-                for hook in sim.on_retried:
-                    hook(now, self, record, inst.attempt + 1, delay)
-                self.retry_later(inst, record, delay)
-                return
-            self.dead_letter(record, reason, inst.attempt, duplicate=self._is_dup(inst, record))
+            if self._failed(inst, record):
+                return  # a retry follows
         else:
-            duplicate = self._is_dup(inst, record)
+            now = self.sim.now
+            # had this group already finished the record (processed or dead-lettered it)?
+            duplicate = record[OFFSET] < cur.completed if cur is not None else inst.redrive_dup
             self.processed += 1
             inst.processed += 1
+            sink = self._processing_sink
+            if sink is not None:
+                sink((now - inst.started) * 1000.0)
             if duplicate:
                 self.duplicates += 1
+            else:
+                sink = self._e2e_sink
+                if sink is not None:
+                    sink((now - record[TS]) * 1000.0)
             if self.idempotent:
-                self.remember(record.id)
-            for hook in sim.on_processed:
-                hook(now, self, inst.index, record, inst.started, duplicate)
+                self.remember(record[ID])
+            if not self._quiet:
+                for hook in self.sim.on_processed:
+                    hook(now, self, inst.index, record, inst.started, duplicate)
             if self._emits:
                 self.emit(record)
-        if inst.cursor is not None or self.attempts:
+        if cur is not None or self.attempts:
             self.finish(inst, record)
         inst.record = None
         inst.state = IDLE
@@ -301,28 +367,49 @@ class ConsumerGroup:
         else:
             self.poll(inst)
 
+    def _failed(self, inst: Instance, record: Record) -> bool:
+        """An attempt failed: retry it later (returns True) or dead-letter it."""
+        sim = self.sim
+        now = sim.now
+        self.failures += 1
+        reason = REASON_POISON if record[POISON] else REASON_FAILED
+        if inst.unreadable:
+            reason = f"cannot read {record[TYPE]} with {self.spec.reads}: {inst.unreadable}"
+        for hook in sim.on_failed:
+            hook(now, self, inst.index, record, inst.attempt, reason)
+        # an event it cannot read will not read better on a retry: straight to the DLQ
+        if inst.attempt < self.retry.max_attempts and not inst.unreadable:
+            delay = self.retry.delay(inst.attempt)
+            self.retries += 1
+            for hook in sim.on_retried:
+                hook(now, self, record, inst.attempt + 1, delay)
+            self.retry_later(inst, record, delay)
+            return True
+        self.dead_letter(record, reason, inst.attempt, duplicate=self._is_dup(inst, record))
+        return False
+
     def _is_dup(self, inst: Instance, record: Record) -> bool:
         """Had this group already finished ``record`` (processed or dead-lettered it)?"""
         cur = inst.cursor  # None in queue mode, and for redriven dead letters
         if cur is not None:
-            return record.offset < cur.completed
+            return record[OFFSET] < cur.completed
         return inst.redrive_dup
 
     def emit(self, record: Record) -> None:
         """React: publish this service's events, caused by ``record``, in its correlation."""
         sim = self.sim
         for emit, topic in self._emits:
-            if emit.when is not None and emit.when != record.type:
+            if emit.when is not None and emit.when != record[TYPE]:
                 continue
             self.emitted += 1
             sim.publish(
                 topic,
                 emit.event,
-                record.key,
-                record.payload,
-                emit.size_bytes or record.size,
-                record.correlation_id,
-                record.id,
+                record[KEY],
+                record[PAYLOAD],
+                emit.size_bytes or record[SIZE],
+                record[CORRELATION_ID],
+                record[ID],
             )
 
     def remember(self, event_id: int) -> None:
@@ -334,7 +421,7 @@ class ConsumerGroup:
 
     def seen(self, record: Record) -> bool:
         """Idempotent groups skip an event id they already processed."""
-        if self.idempotent and record.id in self._seen:
+        if self.idempotent and record[ID] in self._seen:
             self.deduplicated += 1
             for hook in self.sim.on_deduplicated:
                 hook(self.sim.now, self, record)
@@ -355,9 +442,9 @@ class ConsumerGroup:
                 reason,
                 attempts,
                 self.sim.now,
-                record.topic,
-                record.partition,
-                record.offset,
+                record[TOPIC],
+                record[PARTITION],
+                record[OFFSET],
                 duplicate,
             )
         )
@@ -369,7 +456,7 @@ class ConsumerGroup:
         keep: deque[DeadLetter] = deque(maxlen=self.dead_letters.maxlen)
         moved = 0
         for dl in self.dead_letters:
-            if event_id is None or dl.record.id == event_id:
+            if event_id is None or dl.record[ID] == event_id:
                 self.redrive_push(dl.record, dl.duplicate)
                 moved += 1
                 for hook in self.sim.on_redriven:
@@ -553,17 +640,17 @@ class StreamGroup(ConsumerGroup):
                 pos += 1
                 cur.position = pos
                 if not self.accepts(record):
-                    if record.offset >= cur.completed:
+                    if record[OFFSET] >= cur.completed:
                         self.filtered += 1
-                    self._advance(cur, record.offset)
+                    self._advance(cur, record[OFFSET])
                     continue
-                redelivery = record.offset < cur.fetched
+                redelivery = record[OFFSET] < cur.fetched
                 if pos > cur.fetched:
                     cur.fetched = pos
                 if redelivery:
                     self.redelivered += 1
                 if self.seen(record):
-                    self._advance(cur, record.offset)
+                    self._advance(cur, record[OFFSET])
                     continue
                 inst.rr = i
                 inst.cursor = cur
@@ -590,7 +677,7 @@ class StreamGroup(ConsumerGroup):
 
     def is_duplicate(self, inst: Instance, record: Record) -> bool:
         cur = inst.cursor
-        return cur is not None and record.offset < cur.completed
+        return cur is not None and record[OFFSET] < cur.completed
 
     def retry_later(self, inst: Instance, record: Record, delay: float) -> None:
         # In-place retry: the instance holds the partition (head-of-line) during backoff.
@@ -609,7 +696,7 @@ class StreamGroup(ConsumerGroup):
             if cur is None:
                 self.redrive_push(record, inst.redrive_dup, front=True)
             else:
-                cur.position = min(cur.position, record.offset)
+                cur.position = min(cur.position, record[OFFSET])
             inst.record = None
             inst.cursor = None
             self.after_idle(inst)
@@ -619,7 +706,7 @@ class StreamGroup(ConsumerGroup):
     def finish(self, inst: Instance, record: Record) -> None:
         cur = inst.cursor
         if cur is not None:
-            self._advance(cur, record.offset)
+            self._advance(cur, record[OFFSET])
             if not self._commit_each and (self.status != "up" or inst.leaving):
                 cur.committed = max(cur.committed, cur.position)  # commit on shutdown
         inst.cursor = None
@@ -778,12 +865,12 @@ class StreamGroup(ConsumerGroup):
         for c in self.cursors:
             part = c.partition
             if c.committed < part.end and part.records:
-                ts = part.records[max(0, c.committed - part.start)].ts
+                ts = part.records[max(0, c.committed - part.start)][TS]
                 if oldest is None or ts < oldest:
                     oldest = ts
         for r in self.redrive:
-            if oldest is None or r.ts < oldest:
-                oldest = r.ts
+            if oldest is None or r[TS] < oldest:
+                oldest = r[TS]
         return 0.0 if oldest is None else max(0.0, self.sim.now - oldest)
 
     def accounting(self) -> dict[str, int]:
@@ -797,7 +884,7 @@ class StreamGroup(ConsumerGroup):
             if r is None or inst.state not in (BUSY, BACKOFF):
                 continue
             fresh = (
-                not inst.redrive_dup if inst.cursor is None else r.offset >= inst.cursor.completed
+                not inst.redrive_dup if inst.cursor is None else r[OFFSET] >= inst.cursor.completed
             )
             if fresh:
                 if inst.state == BUSY:
@@ -892,7 +979,7 @@ class QueueGroup(ConsumerGroup):
                 self._parts.append(part)
                 if start == "earliest":
                     backlog.extend(part.records)
-        for record in sorted(backlog, key=lambda r: (r.ts, r.id)):
+        for record in sorted(backlog, key=lambda r: (r[TS], r[ID])):
             self._enqueue(record)
         self.instances = [Instance(i) for i in range(spec.instances)]
         for inst in self.instances:
@@ -960,7 +1047,7 @@ class QueueGroup(ConsumerGroup):
                     inst.waiting = True
                     self.idle.append(inst)
                 return
-            rid = record.id
+            rid = record[ID]
             redelivery = rid in self.requeued
             if redelivery:
                 self.requeued.discard(rid)
@@ -977,7 +1064,7 @@ class QueueGroup(ConsumerGroup):
 
     def retry_later(self, inst: Instance, record: Record, delay: float) -> None:
         # Nack with a delay: the message waits on the broker; the instance moves on.
-        self.attempts[record.id] = inst.attempt
+        self.attempts[record[ID]] = inst.attempt
         self.delayed += 1
         self.sim.at(self.sim.now + delay, self._requeue, record)
         inst.record = None
@@ -990,7 +1077,7 @@ class QueueGroup(ConsumerGroup):
         self.wake()
 
     def finish(self, inst: Instance, record: Record) -> None:
-        self.attempts.pop(record.id, None)
+        self.attempts.pop(record[ID], None)
 
     def after_idle(self, inst: Instance) -> None:
         if inst.leaving:
@@ -1019,7 +1106,7 @@ class QueueGroup(ConsumerGroup):
             inst.epoch += 1
             if inst.record is not None and inst.state == BUSY:
                 # unacknowledged: back to the head of the queue, flagged as redelivered
-                self.requeued.add(inst.record.id)
+                self.requeued.add(inst.record[ID])
                 self.ready.appendleft(inst.record)
             inst.record = None
             inst.state = DEAD
@@ -1063,8 +1150,8 @@ class QueueGroup(ConsumerGroup):
             self.redrive[0] if self.redrive else None,
             *(i.record for i in self.instances if i.state == BUSY),
         ):
-            if r is not None and (oldest is None or r.ts < oldest):
-                oldest = r.ts
+            if r is not None and (oldest is None or r[TS] < oldest):
+                oldest = r[TS]
         return 0.0 if oldest is None else max(0.0, self.sim.now - oldest)
 
     def accounting(self) -> dict[str, int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .broker import Record, stable_partition
+from .broker import CORRELATION_ID, KEY, OFFSET, PAYLOAD, TYPE, Record, stable_partition
 from .compare import Comparison
 from .groups import ConsumerGroup
 from .metrics import Histogram
@@ -196,14 +196,14 @@ def _fraud_run(seed: int | None, start: str) -> dict[str, Any]:
     sim.run_until(30)
     before = list(sim.topics["orders"].partitions)
     big_before = sum(
-        1 for p in before for r in p.records if r.payload and r.payload["total"] > 5000
+        1 for p in before for r in p.records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000
     )
     sim.apply({"command": "consumer.add", "consumer": FRAUD, "from": start})
     sim.run_until(60)
     sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
     sim.run_until(62)
     records = [r for p in sim.topics["orders"].partitions for r in p.records]
-    big = sum(1 for r in records if r.payload and r.payload["total"] > 5000)
+    big = sum(1 for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000)
     fraud = sim.groups["fraud"]
     return {
         "flagged": fraud.processed,
@@ -393,10 +393,10 @@ class ConsistencyWindow(Observer):
         self.window = Histogram()
 
     def produced(self, t: float, record: Record) -> None:
-        if record.type == self.start_type:
-            self.started.setdefault(record.correlation_id, t)
-        elif record.type == self.end_type:
-            t0 = self.started.pop(record.correlation_id, None)
+        if record[TYPE] == self.start_type:
+            self.started.setdefault(record[CORRELATION_ID], t)
+        elif record[TYPE] == self.end_type:
+            t0 = self.started.pop(record[CORRELATION_ID], None)
             if t0 is not None:
                 self.window.add((t - t0) * 1000.0)
 
@@ -516,16 +516,16 @@ def order_state(
     state: dict[str, Any] = {}
     seen: list[tuple[int, str]] = []
     for r in part.records:
-        if upto_offset is not None and r.offset > upto_offset:
+        if upto_offset is not None and r[OFFSET] > upto_offset:
             break
-        if r.key != order_id:
+        if r[KEY] != order_id:
             continue
-        seen.append((r.offset, r.type))
-        if r.type == "OrderPlaced" and r.payload:
+        seen.append((r[OFFSET], r[TYPE]))
+        if r[TYPE] == "OrderPlaced" and r[PAYLOAD]:
             state.update(
-                order_id=order_id, customer_id=r.payload["customer_id"], total=r.payload["total"]
+                order_id=order_id, customer_id=r[PAYLOAD]["customer_id"], total=r[PAYLOAD]["total"]
             )
-        state["status"] = TRANSITIONS.get(r.type, state.get("status"))
+        state["status"] = TRANSITIONS.get(r[TYPE], state.get("status"))
         state["version"] = len(seen)
     return state, seen
 
@@ -567,8 +567,8 @@ class FlowTimes(Observer):
         self.done_before_checkout = 0  # downstream work finished before checkout returned
 
     def produced(self, t: float, record: Record) -> None:
-        if record.type == "OrderPlaced":
-            self.placed[record.correlation_id] = t
+        if record[TYPE] == "OrderPlaced":
+            self.placed[record[CORRELATION_ID]] = t
 
     def processed(
         self,
@@ -579,11 +579,11 @@ class FlowTimes(Observer):
         started: float,
         duplicate: bool,
     ) -> None:
-        t0 = self.placed.get(record.correlation_id)
+        t0 = self.placed.get(record[CORRELATION_ID])
         if t0 is not None and not duplicate:
             if t <= t0:
                 self.done_before_checkout += 1
-            key = f"{group.name}:{record.type}"
+            key = f"{group.name}:{record[TYPE]}"
             self.step.setdefault(key, Histogram()).add((t - t0) * 1000.0)
 
 

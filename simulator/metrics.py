@@ -13,10 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .observe import Observer
+from .observe import Observer, Sink
 
 if TYPE_CHECKING:
-    from .broker import Record
     from .groups import ConsumerGroup
 
 _FLOOR_MS = 0.001
@@ -158,31 +157,15 @@ class Metrics(Observer):
             s = self.groups[group] = GroupStats(self.history_len)
         return s
 
-    def delivered(
-        self,
-        t: float,
-        group: ConsumerGroup,
-        instance: int,
-        record: Record,
-        attempt: int,
-        redelivery: bool,
-    ) -> None:
-        if attempt == 1 and not redelivery:
-            group.stats.wait.add((t - record.ts) * 1000.0)
-
-    def processed(
-        self,
-        t: float,
-        group: ConsumerGroup,
-        instance: int,
-        record: Record,
-        started: float,
-        duplicate: bool,
-    ) -> None:
+    def measure(self, group: ConsumerGroup, name: str) -> Sink | None:
         stats = group.stats
-        stats.processing.add((t - started) * 1000.0)
-        if not duplicate:
-            stats.e2e.add((t - record.ts) * 1000.0)
+        if name == "wait_ms":
+            return stats.wait.add
+        if name == "processing_ms":
+            return stats.processing.add
+        if name == "end_to_end_ms":
+            return stats.e2e.add
+        return None
 
     def status_changed(self, t: float, target: str, name: str, status: str) -> None:
         self.marks.append({"t": round(t, 3), "target": target, "name": name, "status": status})

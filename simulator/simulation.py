@@ -14,7 +14,7 @@ from collections import deque
 from random import Random
 from typing import Any
 
-from .broker import Record, Topic
+from .broker import PARTITION, Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -76,6 +76,7 @@ class Simulation(Scheduler):
         self.on_rebalanced: list[Any]
         self.on_status_changed: list[Any]
         self.on_command_applied: list[Any]
+        self.observers: list[Observer] = []
         self.metrics_observer = Metrics(history=history)
         self.add_observer(self.metrics_observer)
         self.tracer: Tracer | None = None
@@ -112,18 +113,27 @@ class Simulation(Scheduler):
     # --- observers ---------------------------------------------------------------------
 
     def add_observer(self, observer: Observer) -> None:
-        """Register the hooks ``observer`` overrides; the others cost nothing."""
+        """Register the hooks ``observer`` overrides (the others cost nothing) and its sinks."""
+        self.observers.append(observer)
         for hook in HOOKS:
             mine = getattr(type(observer), hook)
             if mine is not getattr(Observer, hook):
                 getattr(self, f"on_{hook}").append(getattr(observer, hook))
+        self._rebind()
 
     def remove_observer(self, observer: Observer) -> None:
+        if observer in self.observers:
+            self.observers.remove(observer)
         for hook in HOOKS:
             hooks = getattr(self, f"on_{hook}")
             bound = getattr(observer, hook)
             if bound in hooks:
                 hooks.remove(bound)
+        self._rebind()
+
+    def _rebind(self) -> None:
+        for group in getattr(self, "groups", {}).values():
+            group.bind_observers()
 
     # --- the broker's front door -------------------------------------------------------
 
@@ -140,10 +150,9 @@ class Simulation(Scheduler):
     ) -> Record:
         self._last_id = rid = self._last_id + 1
         now = self.now
-        record = Record(
+        record = topic.append(
             rid,
             type,
-            topic.name,
             key,
             now,
             size,
@@ -152,11 +161,10 @@ class Simulation(Scheduler):
             causation_id,
             poison,
         )
-        part = topic.append_quiet(record, now)
         if self.on_produced:
             for hook in self.on_produced:
                 hook(now, record)
-        for listener in part.listeners:
+        for listener in topic.partitions[record[PARTITION]].listeners:
             listener.notify(record)
         return record
 

@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from simulator import CommandError, Observer, Record, Simulation, parse_scenario, replay
+from simulator.broker import ID, OFFSET, PARTITION, TOPIC
 from simulator.groups import BACKOFF, BUSY, ConsumerGroup, Instance, StreamGroup
 
 EVENTS = ("OrderPlaced", "PaymentTaken")
@@ -224,7 +225,7 @@ class Witness(Observer):
         self.redriven_fresh: dict[ConsumerGroup, set[int]] = {}
 
     def produced(self, t: float, record: Record) -> None:
-        self.appended[record.topic] += 1
+        self.appended[record[TOPIC]] += 1
 
     def delivered(
         self,
@@ -260,18 +261,18 @@ class Witness(Observer):
                 self.violations.append(
                     f"{where}: instance {other.index} is working on {part.name} too"
                 )
-        key = (group, record.topic, record.partition)
+        key = (group, record[TOPIC], record[PARTITION])
         seen = self.max_delivered.get(key, -1)
-        if attempt == 1 and not redelivery and record.offset <= seen:
+        if attempt == 1 and not redelivery and record[OFFSET] <= seen:
             self.violations.append(
-                f"{where}: first delivery of offset {record.offset} after offset {seen}"
+                f"{where}: first delivery of offset {record[OFFSET]} after offset {seen}"
             )
-        if redelivery and record.offset > seen:
+        if redelivery and record[OFFSET] > seen:
             self.violations.append(
-                f"{where}: flagged as a redelivery but offset {record.offset} was never "
+                f"{where}: flagged as a redelivery but offset {record[OFFSET]} was never "
                 f"delivered (highest so far {seen})"
             )
-        self.max_delivered[key] = max(seen, record.offset)
+        self.max_delivered[key] = max(seen, record[OFFSET])
 
     def processed(
         self,
@@ -284,31 +285,31 @@ class Witness(Observer):
     ) -> None:
         where = f"t={t:.4f} {group.name}#{instance} {record!r}"
         done = self.processed_ids.setdefault(group, set())
-        known_bug = not IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED and record.id in (
+        known_bug = not IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED and record[ID] in (
             self.redriven_ids.get(group, ())
         )
-        if group.idempotent and record.id in done and not known_bug:
+        if group.idempotent and record[ID] in done and not known_bug:
             self.violations.append(f"{where}: an idempotent service processed it twice")
-        done.add(record.id)
+        done.add(record[ID])
         if duplicate:
             return
         fresh = self.fresh_ids.setdefault(group, set())
-        if record.id in fresh and group not in self.recounted:
+        if record[ID] in fresh and group not in self.recounted:
             self.violations.append(f"{where}: counted as freshly processed twice")
-        fresh.add(record.id)
-        self.finished_ids.setdefault(group, set()).add(record.id)
-        self.redriven_fresh.get(group, set()).discard(record.id)
+        fresh.add(record[ID])
+        self.finished_ids.setdefault(group, set()).add(record[ID])
+        self.redriven_fresh.get(group, set()).discard(record[ID])
         self.fresh_processed[group] += 1
-        if group.mode != "stream" or record.id in self.redriven_ids.get(group, ()):
+        if group.mode != "stream" or record[ID] in self.redriven_ids.get(group, ()):
             return
-        key = (group, record.topic, record.partition)
+        key = (group, record[TOPIC], record[PARTITION])
         last = self.last_fresh.get(key, -1)
-        if record.offset <= last:
+        if record[OFFSET] <= last:
             self.violations.append(
-                f"{where}: processed offset {record.offset} after offset {last} "
-                f"in {record.topic}/{record.partition}"
+                f"{where}: processed offset {record[OFFSET]} after offset {last} "
+                f"in {record[TOPIC]}/{record[PARTITION]}"
             )
-        self.last_fresh[key] = record.offset
+        self.last_fresh[key] = record[OFFSET]
 
     def failed(
         self,
@@ -321,7 +322,7 @@ class Witness(Observer):
     ) -> None:
         inst = _instance(group, instance)
         cur = None if inst is None else inst.cursor
-        redelivered = cur is not None and record.offset < cur.completed
+        redelivered = cur is not None and record[OFFSET] < cur.completed
         if (
             redelivered
             and attempt >= group.retry.max_attempts
@@ -335,10 +336,10 @@ class Witness(Observer):
         self.dead_letter_count[group] += 1
         finished = self.finished_ids.setdefault(group, set())
         redriven = self.redriven_fresh.setdefault(group, set())
-        if record.id not in finished or record.id in redriven:
-            self.waiting_ids.setdefault(group, set()).add(record.id)
-            redriven.discard(record.id)
-        finished.add(record.id)
+        if record[ID] not in finished or record[ID] in redriven:
+            self.waiting_ids.setdefault(group, set()).add(record[ID])
+            redriven.discard(record[ID])
+        finished.add(record[ID])
         if attempts != group.retry.max_attempts:
             self.violations.append(
                 f"t={t:.4f} {group.name} {record!r}: dead-lettered after {attempts} attempts, "
@@ -347,11 +348,11 @@ class Witness(Observer):
 
     def redriven(self, t: float, group: ConsumerGroup, record: Record) -> None:
         self.redrive_count[group] += 1
-        self.redriven_ids.setdefault(group, set()).add(record.id)
+        self.redriven_ids.setdefault(group, set()).add(record[ID])
         waiting = self.waiting_ids.setdefault(group, set())
-        if record.id in waiting:  # a fresh letter goes back to work (a duplicate one: no change)
-            waiting.discard(record.id)
-            self.redriven_fresh.setdefault(group, set()).add(record.id)
+        if record[ID] in waiting:  # a fresh letter goes back to work (a duplicate one: no change)
+            waiting.discard(record[ID])
+            self.redriven_fresh.setdefault(group, set()).add(record[ID])
 
 
 def _work_in_flight(group: ConsumerGroup) -> bool:
@@ -527,7 +528,7 @@ class BrokerMachine(RuleBasedStateMachine):
         cmd: dict[str, Any] = {"command": "dead_letters.redrive", "consumer": group.name}
         one_event = data.draw(st.booleans(), label="one event")
         if group.dead_letters and one_event:
-            ids = sorted({dl.record.id for dl in group.dead_letters})
+            ids = sorted({dl.record[ID] for dl in group.dead_letters})
             cmd["event_id"] = data.draw(st.sampled_from(ids), label="event_id")
         self.apply(cmd)
 
@@ -566,7 +567,7 @@ class BrokerMachine(RuleBasedStateMachine):
         # that reads them again reads them as duplicates. The witness learns which they were.
         finished = self.witness.finished_ids.setdefault(group, set())
         for cur, head in zip(group.cursors, heads, strict=True):
-            finished.update(r.id for r in cur.partition.records if head <= r.offset < cur.committed)
+            finished.update(r[ID] for r in cur.partition.records if head <= r[OFFSET] < cur.committed)
 
     @precondition(lambda self: len(self.sim.groups) < len(GROUP_NAMES))
     @rule(dt=GAPS, data=st.data(), start=st.sampled_from(["earliest", "latest"]))

@@ -7,32 +7,31 @@ import zlib
 import pytest
 
 from simulator import CommandError, Record, Topic, stable_partition
+from simulator.broker import ID, OFFSET, PARTITION, record_dict
 from tests.engine_helpers import consumer, run, scenario
 
 
-def _record(i: int, key: str | None = None, ts: float = 0.0) -> Record:
-    return Record(i, "OrderPlaced", "orders", key, ts, 100, None, i, None, False)
+def _append(topic: Topic, i: int, key: str | None = None, ts: float = 0.0) -> Record:
+    return topic.append(i, "OrderPlaced", key, ts, 100, None, i, None, False)
 
 
 def test_keyed_records_go_to_the_partition_of_a_stable_hash_of_their_key() -> None:
     assert stable_partition("customer-42", 6) == zlib.crc32(b"customer-42") % 6
     topic = Topic("orders", 6)
-    parts = [topic.append_quiet(_record(i, key="customer-42"), 0.0).index for i in range(1, 20)]
+    parts = [_append(topic, i, key="customer-42")[PARTITION] for i in range(1, 20)]
     assert set(parts) == {stable_partition("customer-42", 6)}
 
 
 def test_records_without_a_key_go_round_robin() -> None:
     topic = Topic("orders", 3)
-    parts = [topic.append_quiet(_record(i), 0.0).index for i in range(1, 8)]
+    parts = [_append(topic, i)[PARTITION] for i in range(1, 8)]
     assert parts == [0, 1, 2, 0, 1, 2, 0]
 
 
 def test_offsets_are_consecutive_per_partition_and_never_reused() -> None:
     topic = Topic("orders", 2, retention_messages=2)
-    records = [_record(i) for i in range(1, 9)]
-    for r in records:
-        topic.append_quiet(r, 0.0)
-    assert [(r.partition, r.offset) for r in records] == [
+    records = [_append(topic, i) for i in range(1, 9)]
+    assert [(r[PARTITION], r[OFFSET]) for r in records] == [
         (0, 0),
         (1, 0),
         (0, 1),
@@ -43,7 +42,7 @@ def test_offsets_are_consecutive_per_partition_and_never_reused() -> None:
         (1, 3),
     ]
     p0 = topic.partitions[0]
-    assert (p0.start, p0.end, [r.id for r in p0.records]) == (2, 4, [5, 7])
+    assert (p0.start, p0.end, [r[ID] for r in p0.records]) == (2, 4, [5, 7])
 
 
 def test_retention_by_count_moves_the_log_start_offset_and_bounds_memory() -> None:
@@ -110,3 +109,26 @@ def test_offsets_can_be_reset_to_a_time_while_the_group_is_down() -> None:
     g = sim.groups["email"]
     assert g.duplicates == 100 - 49  # offsets 49..99 processed a second time
     assert g.lag() <= 1
+
+
+def test_a_record_is_a_tuple_of_plain_values_and_reads_as_named_fields() -> None:
+    topic = Topic("orders", 2)
+    _append(topic, 1)
+    record = topic.append(2, "OrderPlaced", "c-7", 1.5, 300, {"total": 9}, 1, 1, False)
+    assert type(record) is tuple  # untracked by the garbage collector once it has seen it
+    part = stable_partition("c-7", 2)
+    assert record_dict(record) == {
+        "id": 2,
+        "type": "OrderPlaced",
+        "topic": "orders",
+        "partition": part,
+        "offset": 1 if part == 0 else 0,
+        "key": "c-7",
+        "ts": 1.5,
+        "size_bytes": 300,
+        "correlation_id": 1,
+        "causation_id": 1,
+        "poison": False,
+        "payload": {"total": 9},
+    }
+    assert record[ID] == 2 and record[OFFSET] == record_dict(record)["offset"]

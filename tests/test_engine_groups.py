@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from simulator import CommandError, Simulation, parse_scenario
+from simulator.broker import CAUSATION_ID, CORRELATION_ID, ID, PAYLOAD, POISON
 from tests.engine_helpers import consumer, run, scenario, trace
 
 
@@ -193,7 +194,7 @@ def test_poison_events_always_fail_and_redrive_sends_dead_letters_back() -> None
     )
     sim, _ = run(doc, until=10)
     g = sim.groups["email"]
-    poisoned = sum(1 for r in sim.topics["orders"].partitions[0].records if r.poison)
+    poisoned = sum(1 for r in sim.topics["orders"].partitions[0].records if r[POISON])
     assert g.dead_lettered == poisoned > 0
     assert all(d.reason.startswith("poison") and d.attempts == 2 for d in g.dead_letters)
     sim.apply({"command": "producer.rate", "producer": "checkout", "value": 0})
@@ -232,7 +233,7 @@ def test_a_service_reacts_by_emitting_with_the_same_correlation_id() -> None:
         ("processed", "PaymentProcessed", "inventory", 0.16),
     ]
     payment = sim.topics["payments"].partitions[0].records[0]
-    assert (payment.correlation_id, payment.causation_id) == (1, 1)
+    assert (payment[CORRELATION_ID], payment[CAUSATION_ID]) == (1, 1)
     assert sim.groups["inventory"].processed == 2 * sim.groups["payment"].processed
 
 
@@ -258,7 +259,7 @@ def test_a_filtered_subscription_sees_only_matching_orders() -> None:
     sim, rec = run(doc, until=20)
     g = sim.groups["fraud"]
     records = list(sim.topics["orders"].partitions[0].records)
-    big = {r.id for r in records if r.payload and r.payload["total"] > 5000}
+    big = {r[ID] for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000}
     assert {o.event_id for o in rec.log if o.kind == "processed"} == big
     assert g.filtered == len(records) - len(big) - g.lag()
     assert _balanced(sim, "fraud")
