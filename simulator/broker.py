@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import zlib
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 # A record is a plain tuple, read with these indices (``record[TS]``): an immutable fact, named
@@ -130,12 +132,17 @@ class Topic:
         *,
         retention_messages: int | None = None,
         retention_age_s: float | None = None,
+        on_produced: list[Callable[[float, Record], None]] | None = None,
     ) -> None:
         self.name = name
         self.partitions = [Partition(name, i) for i in range(partitions)]
         self.retention_messages = retention_messages
         self.retention_age_s = retention_age_s
-        self._retention = retention_messages is not None or retention_age_s is not None
+        self._max_messages = sys.maxsize if retention_messages is None else retention_messages
+        # the observers' produced hooks (the simulation's list, shared)
+        self.on_produced: list[Callable[[float, Record], None]] = (
+            [] if on_produced is None else on_produced
+        )
         self.produced = 0
         self.bytes_produced = 0
         self._next = 0  # round-robin pointer for records without a key
@@ -164,7 +171,7 @@ class Topic:
         causation_id: int | None,
         poison: bool,
     ) -> Record:
-        """Store a new record (the caller tells listeners): the broker's front door."""
+        """Store a new record and tell the observers' ``produced`` hooks, then the listeners."""
         parts = self.partitions
         part = parts[0] if len(parts) == 1 else self.partition_for(key)
         records = part.records
@@ -186,11 +193,16 @@ class Topic:
         part.bytes += size
         self.produced += 1
         self.bytes_produced += size
-        if self._retention:
-            if self.retention_messages is not None and len(records) > self.retention_messages:
-                part.trim_count(self.retention_messages)
-            if self.retention_age_s is not None:
-                part.trim_age(ts - self.retention_age_s)
+        if len(records) > self._max_messages:
+            part.bytes -= records.popleft()[SIZE]  # one in, one out
+            part.start += 1
+        if self.retention_age_s is not None:
+            part.trim_age(ts - self.retention_age_s)
+        if self.on_produced:
+            for hook in self.on_produced:
+                hook(ts, record)
+        for listener in part.listeners:
+            listener.notify(record)
         return record
 
     def enforce_age(self, now: float) -> None:

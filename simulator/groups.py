@@ -199,15 +199,17 @@ class ConsumerGroup:
         proc = spec.processing
         self._exp_rate = 1000.0 / proc.mean_ms if proc.dist == "exponential" else 0.0
         self.attempts: dict[int, int] = {}  # queue mode: attempts so far of failed messages
-        self._rebalance_waiting = False
+        self._lane = False
+        self._quiet = True
+        self._status = "up"
+        self._rebalancing = False
+        self._waiting = False
+        self._slow = 1.0
+        self._delay = 0.0
         self.failure_rate = spec.failure_rate
-        self.slow = 1.0
-        self.delay = 0.0  # seconds added to every processing ("Email slow +500 ms")
         # (service, record) -> (seconds, uniform draw for failure); set by a comparison
         self._plan: Callable[[str, Record], tuple[float, float]] | None = None
         self.retry = spec.retry
-        self.status = "up"
-        self.rebalancing = False
         types = spec.events
         self._types = frozenset(types) if types else None
         self._match = spec.filter.matcher() if spec.filter else None
@@ -242,15 +244,18 @@ class ConsumerGroup:
         self.dead_letters_dropped_fresh = 0
         self._done_cb = self._done
         self._accept_all = self._types is None and self._match is None
-        self._quiet = True
         self._wait_sink: Sink | None = None
         self._processing_sink: Sink | None = None
         self._e2e_sink: Sink | None = None
+        self._queue = sim._queue  # the scheduler's heap and sequence, for begin's heappush
+        self._seq = sim._seq
+        self._random = sim.rng.random
         self.bind_observers()
 
     def bind_observers(self) -> None:
-        """Take the observers' sinks for this group's measures; note whether any per-event hook
-        (or a comparison's plan, or a schema to read with) needs the slow path of ``begin``."""
+        """Take the observers' sinks for this group's measures, and note whether any per-event
+        hook (or a comparison's plan, or a schema to read with) needs the full path of ``begin``
+        and ``_done``."""
         sim = self.sim
         sinks: list[Sink | None] = []
         for name in MEASURES:
@@ -263,6 +268,72 @@ class ConsumerGroup:
             and self._plan is None
             and self.reader is None
         )
+        self._refresh_lane()
+
+    def _refresh_lane(self) -> None:
+        """The fast lane: nothing but counting and sinks happens around a delivery.
+
+        ``begin`` and ``_done`` take a short path while it holds. Every field it depends on is
+        a property whose setter calls this, so it cannot go stale.
+        """
+        self._lane = (
+            self._quiet
+            and not self.idempotent
+            and not self._emits
+            and self._status == "up"
+            and not self._rebalancing
+            and not self._waiting
+            and self._slow == 1.0
+            and not self._delay
+        )
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
+        self._refresh_lane()
+
+    @property
+    def rebalancing(self) -> bool:
+        return self._rebalancing
+
+    @rebalancing.setter
+    def rebalancing(self, value: bool) -> None:
+        self._rebalancing = value
+        self._refresh_lane()
+
+    @property
+    def _rebalance_waiting(self) -> bool:
+        """A rebalance is due and waits for in-flight work to finish."""
+        return self._waiting
+
+    @_rebalance_waiting.setter
+    def _rebalance_waiting(self, value: bool) -> None:
+        self._waiting = value
+        self._refresh_lane()
+
+    @property
+    def slow(self) -> float:
+        """Processing-time multiplier ("slow x3")."""
+        return self._slow
+
+    @slow.setter
+    def slow(self, value: float) -> None:
+        self._slow = value
+        self._refresh_lane()
+
+    @property
+    def delay(self) -> float:
+        """Seconds added to every processing ("Email slow +500 ms")."""
+        return self._delay
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self._delay = value
+        self._refresh_lane()
 
     @property
     def plan(self) -> Callable[[str, Record], tuple[float, float]] | None:
@@ -287,8 +358,7 @@ class ConsumerGroup:
         return self.status == "up" and not self.rebalancing
 
     def begin(self, inst: Instance, record: Record, attempt: int, redelivery: bool) -> None:
-        sim = self.sim
-        now = sim.now
+        now = self.sim.now
         inst.record = record
         inst.attempt = attempt
         inst.started = now
@@ -297,34 +367,33 @@ class ConsumerGroup:
             sink = self._wait_sink
             if sink is not None:
                 sink((now - record[TS]) * 1000.0)
-        rng = self.rng
         fr = self.failure_rate
-        if self._quiet:
-            # the common case: no per-event hook, no plan, no schema to read with
+        if self._lane:
+            rate = self._exp_rate
+            service = -log(1.0 - self._random()) / rate if rate else self.sample(self.rng)
+            inst.failing = record[POISON] or (fr > 0.0 and self._random() < fr)
+            due = (now + service, next(self._seq), self._done_cb, (inst, inst.epoch))
+            heappush(self._queue, due)
+            return
+        sim = self.sim
+        rng = self.rng
+        for hook in sim.on_delivered:
+            hook(now, self, inst.index, record, attempt, redelivery)
+        if self._plan is not None and attempt == 1:
+            # a comparison feeds both architectures the same per-order latency and luck
+            service, luck = self._plan(self.name, record)
+            inst.failing = record[POISON] or luck < fr
+        else:
             rate = self._exp_rate
             service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
             inst.failing = record[POISON] or (fr > 0.0 and rng.random() < fr)
-        else:
-            for hook in sim.on_delivered:
-                hook(now, self, inst.index, record, attempt, redelivery)
-            if self._plan is not None and attempt == 1:
-                # a comparison feeds both architectures the same per-order latency and luck
-                service, luck = self._plan(self.name, record)
-                inst.failing = record[POISON] or luck < fr
-            else:
-                rate = self._exp_rate
-                service = -log(1.0 - rng.random()) / rate if rate else self.sample(rng)
-                inst.failing = record[POISON] or (fr > 0.0 and rng.random() < fr)
-            if self.reader is not None:
-                _, problems = read_payload(self.reader, record[PAYLOAD] or {})
-                inst.unreadable = problems[0] if problems else ""
-                if problems:
-                    inst.failing = True
-        if self.slow != 1.0:
-            service *= self.slow
-        if self.delay:
-            service += self.delay
-        heappush(sim._queue, (now + service, next(sim._seq), self._done_cb, (inst, inst.epoch)))
+        if self.reader is not None:
+            _, problems = read_payload(self.reader, record[PAYLOAD] or {})
+            inst.unreadable = problems[0] if problems else ""
+            if problems:
+                inst.failing = True
+        service = service * self._slow + self._delay
+        heappush(self._queue, (now + service, next(self._seq), self._done_cb, (inst, inst.epoch)))
 
     def _done(self, arg: tuple[Instance, int]) -> None:
         inst, epoch = arg
@@ -338,31 +407,32 @@ class ConsumerGroup:
                 return  # a retry follows
         else:
             now = self.sim.now
-            # had this group already finished the record (processed or dead-lettered it)?
-            duplicate = record[OFFSET] < cur.completed if cur is not None else inst.redrive_dup
             self.processed += 1
             inst.processed += 1
             sink = self._processing_sink
             if sink is not None:
                 sink((now - inst.started) * 1000.0)
-            if duplicate:
+            # had this group already finished the record (processed or dead-lettered it)?
+            if record[OFFSET] < cur.completed if cur is not None else inst.redrive_dup:
+                duplicate = True
                 self.duplicates += 1
             else:
+                duplicate = False
                 sink = self._e2e_sink
                 if sink is not None:
                     sink((now - record[TS]) * 1000.0)
-            if self.idempotent:
-                self.remember(record[ID])
-            if not self._quiet:
+            if not self._lane:
+                if self.idempotent:
+                    self.remember(record[ID])
                 for hook in self.sim.on_processed:
                     hook(now, self, inst.index, record, inst.started, duplicate)
-            if self._emits:
-                self.emit(record)
+                if self._emits:
+                    self.emit(record)
         if cur is not None or self.attempts:
             self.finish(inst, record)
         inst.record = None
         inst.state = IDLE
-        if inst.leaving or self._rebalance_waiting:
+        if inst.leaving or self._waiting:
             self.after_idle(inst)
         else:
             self.poll(inst)
@@ -999,23 +1069,54 @@ class QueueGroup(ConsumerGroup):
             self.filtered += 1
             return
         idle = self.idle
-        if idle and not self.ready and not self.redrive and self.status == "up":
+        if idle and not self.ready and not self.redrive and self._status == "up":
             # fast path: hand the message straight to a waiting instance
             inst = idle.popleft()
             inst.waiting = False
-            if (
-                inst.state == IDLE
-                and inst.alive
-                and not inst.leaving
-                and not (self.idempotent and self.seen(record))
-            ):
-                self.begin(inst, record, 1, False)
-                return
             if inst.state == IDLE and inst.alive and not inst.leaving:
-                self.poll(inst)  # the message was a duplicate and skipped: wait again
+                if self.idempotent and self.seen(record):
+                    self.poll(inst)  # the message was a duplicate and skipped: wait again
+                else:
+                    self.begin(inst, record, 1, False)
                 return
         self.ready.append(record)
-        self.wake()
+        if idle:
+            self.wake()
+
+    def _done(self, arg: tuple[Instance, int]) -> None:
+        inst, epoch = arg
+        if not self._lane or inst.failing or inst.redrive_dup or inst.epoch != epoch:
+            super()._done(arg)
+            return
+        # the common case: a fresh message processed and acknowledged, nothing else to tell
+        record = inst.record
+        assert record is not None
+        now = self.sim.now
+        self.processed += 1
+        inst.processed += 1
+        sink = self._processing_sink
+        if sink is not None:
+            sink((now - inst.started) * 1000.0)
+        sink = self._e2e_sink
+        if sink is not None:
+            sink((now - record[TS]) * 1000.0)
+        attempts = self.attempts
+        if attempts:
+            attempts.pop(record[ID], None)
+        if inst.leaving:
+            inst.record = None
+            inst.state = IDLE
+            self.after_idle(inst)
+            return
+        ready = self.ready
+        if ready and not self.redrive and not self.requeued:
+            # straight on to the next in line: first attempt, unless it is back from a retry
+            record = ready.popleft()
+            self.begin(inst, record, attempts.get(record[ID], 0) + 1 if attempts else 1, False)
+            return
+        inst.record = None
+        inst.state = IDLE
+        self.poll(inst)
 
     def wake(self) -> None:
         idle = self.idle
@@ -1026,13 +1127,18 @@ class QueueGroup(ConsumerGroup):
                 self.poll(inst)
 
     def poll(self, inst: Instance) -> None:
-        if (
-            inst.state != IDLE
-            or not inst.alive
-            or inst.leaving
-            or self.status != "up"
-            or self.rebalancing
-        ):
+        if inst.state != IDLE or not inst.alive or inst.leaving:
+            return
+        if self._lane and not self.redrive and not self.requeued:
+            # the common case: next in line, first attempt unless it is back from a retry
+            ready = self.ready
+            if ready:
+                record = ready.popleft()
+                attempts = self.attempts
+                inst.redrive_dup = False
+                self.begin(inst, record, attempts.get(record[ID], 0) + 1 if attempts else 1, False)
+                return
+        elif self._status != "up" or self._rebalancing:
             return
         while True:
             duplicate = False
@@ -1052,7 +1158,7 @@ class QueueGroup(ConsumerGroup):
             if redelivery:
                 self.requeued.discard(rid)
                 self.redelivered += 1
-            if self.seen(record):
+            if self.idempotent and self.seen(record):
                 continue
             attempt = self.attempts.get(rid, 0) + 1
             inst.redrive_dup = duplicate

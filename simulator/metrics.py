@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from .observe import Observer, Sink
@@ -18,21 +19,22 @@ from .observe import Observer, Sink
 if TYPE_CHECKING:
     from .groups import ConsumerGroup
 
-_FLOOR_MS = 0.001
 _GROWTH = 1.02  # each bucket is 2% wider than the last: percentiles within ~1%
-_LOG_GROWTH = math.log(_GROWTH)
+# Bucket i >= 1 holds [g^(i-1+E), g^(i+E)); bucket 0 holds everything below g^E, zero included.
+# With whole powers of g as edges, a value's bucket is floor(log_g(ms)) - E + 1: one C-level
+# pipeline (log, floor, Counter) per fold, no Python frame per value.
+_EXP0 = -349  # g^-349 = 0.000993 ms: the floor
+_FLOOR_MS = _GROWTH**_EXP0
 _BUCKETS = 1400  # 0.001 ms .. ~1e9 ms
-_INV_LOG_GROWTH = 1.0 / _LOG_GROWTH
-_OFFSET = 1.0 - math.log(_FLOOR_MS) * _INV_LOG_GROWTH
-_log = math.log
 
 
 class Histogram:
     """A log-bucketed histogram of milliseconds: fixed memory, exact count/mean/min/max.
 
     ``add`` is the C-level ``append`` of an ``array('d')``: the hot loop pays no Python frame
-    per value. Values are folded into the buckets in one tight loop when the histogram is read
-    and at every sample tick (see ``Simulation._sample``), so the buffer stays small.
+    per value. Values are folded into the buckets in one tight loop when the histogram is read,
+    and at a sample tick once ``FOLD_AT`` values wait (see ``Simulation._sample``), so the buffer
+    stays small and each fold is long enough to be worth its fixed cost.
     """
 
     __slots__ = ("_buf", "_count", "_max", "_min", "_total", "add", "counts")
@@ -57,16 +59,17 @@ class Histogram:
             self._min = low
         if high > self._max:
             self._max = high
+        if low < 0.0:  # a duration is never negative; a sink fed one anyway counts it as 0
+            buf = array("d", [v if v > 0.0 else 0.0 for v in buf])
         counts = self.counts
-        log, scale, offset, floor, top = _log, _INV_LOG_GROWTH, _OFFSET, _FLOOR_MS, _BUCKETS - 1
-        for ms in buf:
-            if ms <= floor:
-                counts[0] += 1
-            else:
-                # log(ms / floor) / log(growth) + 1, folded into one multiply-add
-                i = int(log(ms) * scale + offset)
-                counts[i if i < top else top] += 1
-        del buf[:]
+        top = _BUCKETS - 1
+        shift = 1 - _EXP0
+        counts[0] += buf.count(0.0)  # zeros (no wait at all) are common, and have no log
+        keys = map(math.floor, map(math.log, filter(None, buf), repeat(_GROWTH)))
+        for k, n in Counter(keys).items():
+            i = k + shift
+            counts[i if 0 < i < top else (0 if i <= 0 else top)] += n
+        del self._buf[:]
 
     @property
     def count(self) -> int:
@@ -126,13 +129,17 @@ class Histogram:
         }
 
 
+FOLD_AT = 2048  # values a histogram buffers before a sample tick folds them (16 KB)
+
+
 class GroupStats:
     __slots__ = ("e2e", "history", "processing", "wait")
 
-    def fold(self) -> None:
-        self.wait.fold()
-        self.e2e.fold()
-        self.processing.fold()
+    def fold(self, at_least: int = 1) -> None:
+        """Fold the histograms' buffers, those holding at least ``at_least`` values."""
+        for h in (self.wait, self.e2e, self.processing):
+            if len(h._buf) >= at_least:
+                h.fold()
 
     def __init__(self, history: int) -> None:
         self.wait = Histogram()

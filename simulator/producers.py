@@ -41,6 +41,8 @@ class Producer:
         self._n = 0
         self._plain = not self._makers and not self.poison_rate and self._schema is None
         self._arrive_cb = self._arrive
+        self._ids = sim._ids
+        self._random = sim.rng.random
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
 
@@ -64,15 +66,16 @@ class Producer:
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the rate changed: this arrival was rescheduled
-        sim = self.sim
-        if self._plain:
+        if self._plain:  # sim.publish, inline: no key, no payload, its own correlation
             self.produced += 1
-            sim.publish(self.topic, self.event, None, None, self.size, None, None)
+            rid = next(self._ids)
+            now = self.sim.now
+            self.topic.append(rid, self.event, None, now, self.size, None, rid, None, False)
         else:
             self.emit()
-        rate = self.rate
-        if self.poisson and rate > 0:  # the common case of _schedule_next, inline
-            t = sim.now - log(1.0 - sim.rng.random()) / rate
+        if self.poisson:  # the common case of _schedule_next, inline
+            sim = self.sim
+            t = sim.now - log(1.0 - self._random()) / self.rate
             heappush(sim._queue, (t, next(sim._seq), self._arrive_cb, epoch))
         else:
             self._schedule_next()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import PARTITION, Record, Topic
+from .broker import Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -31,7 +32,7 @@ from .commands import (
 )
 from .core import Scheduler
 from .groups import ConsumerGroup, QueueGroup, StreamGroup
-from .metrics import Metrics
+from .metrics import FOLD_AT, Metrics
 from .observe import HOOKS, Observer, Tracer
 from .producers import Producer
 from .scenario import (
@@ -86,7 +87,7 @@ class Simulation(Scheduler):
         for obs in observers:
             self.add_observer(obs)
         self.command_log: list[tuple[float, dict[str, Any]]] = []
-        self._last_id = 0
+        self._ids = count(1)  # event ids, shared by every topic
         self.schemas = registry_for(scenario)
         self.topics: dict[str, Topic] = {
             t.name: Topic(
@@ -94,6 +95,7 @@ class Simulation(Scheduler):
                 t.partitions,
                 retention_messages=t.retention_messages,
                 retention_age_s=t.retention_age_s,
+                on_produced=self.on_produced,
             )
             for t in scenario.topics
         }
@@ -148,25 +150,18 @@ class Simulation(Scheduler):
         causation_id: int | None,
         poison: bool = False,
     ) -> Record:
-        self._last_id = rid = self._last_id + 1
-        now = self.now
-        record = topic.append(
+        rid = next(self._ids)
+        return topic.append(
             rid,
             type,
             key,
-            now,
+            self.now,
             size,
             payload,
             rid if correlation_id is None else correlation_id,
             causation_id,
             poison,
         )
-        if self.on_produced:
-            for hook in self.on_produced:
-                hook(now, record)
-        for listener in topic.partitions[record[PARTITION]].listeners:
-            listener.notify(record)
-        return record
 
     # --- groups ------------------------------------------------------------------------
 
@@ -320,7 +315,7 @@ class Simulation(Scheduler):
                 hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
             hist.append((now, topic.produced))
         for group in self.groups.values():
-            group.stats.fold()
+            group.stats.fold(FOLD_AT)
             group.stats.history.append(
                 (
                     now,
