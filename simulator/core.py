@@ -8,7 +8,7 @@ against real time is the live runner's job (``dashboard.runner``), the way SimPy
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Any
 
@@ -37,6 +37,20 @@ class Scheduler:
 
     def after(self, delay: float, action: Action, arg: Any = None) -> None:
         heappush(self._queue, (self.now + delay, next(self._seq), action, arg))
+
+    def cancel(self, action: Action, arg: Any) -> int:
+        """Drop every pending ``action(arg)`` (``arg`` compared by identity). Returns how many.
+
+        O(pending actions): for rare events such as a crash, so that the common ones need not
+        carry a token to be checked when they run.
+        """
+        queue = self._queue
+        keep = [e for e in queue if not (e[3] is arg and e[2] == action)]
+        removed = len(queue) - len(keep)
+        if removed:
+            queue[:] = keep  # the same list: others hold a reference to it
+            heapify(queue)
+        return removed
 
     def peek(self) -> float:
         """Time of the next scheduled action, or infinity when none is due."""

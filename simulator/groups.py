@@ -372,8 +372,7 @@ class ConsumerGroup:
             rate = self._exp_rate
             service = -log(1.0 - self._random()) / rate if rate else self.sample(self.rng)
             inst.failing = record[POISON] or (fr > 0.0 and self._random() < fr)
-            due = (now + service, next(self._seq), self._done_cb, (inst, inst.epoch))
-            heappush(self._queue, due)
+            heappush(self._queue, (now + service, next(self._seq), self._done_cb, inst))
             return
         sim = self.sim
         rng = self.rng
@@ -393,12 +392,10 @@ class ConsumerGroup:
             if problems:
                 inst.failing = True
         service = service * self._slow + self._delay
-        heappush(self._queue, (now + service, next(self._seq), self._done_cb, (inst, inst.epoch)))
+        heappush(self._queue, (now + service, next(self._seq), self._done_cb, inst))
 
-    def _done(self, arg: tuple[Instance, int]) -> None:
-        inst, epoch = arg
-        if inst.epoch != epoch:
-            return  # the instance crashed meanwhile: that work is lost
+    def _done(self, inst: Instance) -> None:
+        """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
         record = inst.record
         assert record is not None
         cur = inst.cursor  # None in queue mode, and for redriven dead letters
@@ -457,6 +454,11 @@ class ConsumerGroup:
             return True
         self.dead_letter(record, reason, inst.attempt, duplicate=self._is_dup(inst, record))
         return False
+
+    def _stop(self, inst: Instance) -> None:
+        """The instance is gone: its work in progress is lost, its pending retry stale."""
+        inst.epoch += 1
+        self.sim.cancel(self._done_cb, inst)
 
     def _is_dup(self, inst: Instance, record: Record) -> bool:
         """Had this group already finished ``record`` (processed or dead-lettered it)?"""
@@ -888,7 +890,7 @@ class StreamGroup(ConsumerGroup):
         ]
         for inst in victims:
             inst.alive = False
-            inst.epoch += 1  # pending completions of this instance are now stale
+            self._stop(inst)
             inst.state = DEAD
             if inst.record is not None and inst.cursor is None:
                 # a redriven letter is not lost
@@ -922,7 +924,7 @@ class StreamGroup(ConsumerGroup):
         for cur in self.cursors:
             cur.partition.listeners.remove(cur)
         for inst in self.instances:
-            inst.epoch += 1
+            self._stop(inst)
             inst.alive = False
 
     # observation
@@ -1083,10 +1085,9 @@ class QueueGroup(ConsumerGroup):
         if idle:
             self.wake()
 
-    def _done(self, arg: tuple[Instance, int]) -> None:
-        inst, epoch = arg
-        if not self._lane or inst.failing or inst.redrive_dup or inst.epoch != epoch:
-            super()._done(arg)
+    def _done(self, inst: Instance) -> None:
+        if not self._lane or inst.failing or inst.redrive_dup:
+            super()._done(inst)
             return
         # the common case: a fresh message processed and acknowledged, nothing else to tell
         record = inst.record
@@ -1209,7 +1210,7 @@ class QueueGroup(ConsumerGroup):
             if not inst.alive or (instance is not None and inst.index != instance):
                 continue
             inst.alive = False
-            inst.epoch += 1
+            self._stop(inst)
             if inst.record is not None and inst.state == BUSY:
                 # unacknowledged: back to the head of the queue, flagged as redelivered
                 self.requeued.add(inst.record[ID])
@@ -1238,7 +1239,7 @@ class QueueGroup(ConsumerGroup):
         for part in self._parts:
             part.listeners.remove(self)
         for inst in self.instances:
-            inst.epoch += 1
+            self._stop(inst)
             inst.alive = False
 
     def lag(self) -> int:
