@@ -684,7 +684,13 @@ class StreamGroup(ConsumerGroup):
     # fetching
 
     def poll(self, inst: Instance) -> None:
-        if inst.state != IDLE or not inst.alive or inst.leaving or not self.fetching:
+        if (
+            inst.state != IDLE
+            or not inst.alive
+            or inst.leaving
+            or self._status != "up"
+            or self._rebalancing
+        ):
             return
         while self.redrive:
             record, duplicate = self.redrive_pop()
@@ -711,7 +717,7 @@ class StreamGroup(ConsumerGroup):
                 record = part.records[pos - part.start]
                 pos += 1
                 cur.position = pos
-                if not self.accepts(record):
+                if not self._accept_all and not self.accepts(record):
                     if record[OFFSET] >= cur.completed:
                         self.filtered += 1
                     self._advance(cur, record[OFFSET])
@@ -721,13 +727,42 @@ class StreamGroup(ConsumerGroup):
                     cur.fetched = pos
                 if redelivery:
                     self.redelivered += 1
-                if self.seen(record):
+                if self.idempotent and self.seen(record):
                     self._advance(cur, record[OFFSET])
                     continue
                 inst.rr = i
                 inst.cursor = cur
                 self.begin(inst, record, 1, redelivery)
                 return
+
+    def _done(self, inst: Instance) -> None:
+        cur = inst.cursor
+        if not self._lane or inst.failing or cur is None or inst.leaving:
+            super()._done(inst)
+            return
+        # the common case: processed, its offset finished (and committed, if committing each)
+        record = inst.record
+        assert record is not None
+        now = self.sim.now
+        self.processed += 1
+        inst.processed += 1
+        sink = self._processing_sink
+        if sink is not None:
+            sink((now - inst.started) * 1000.0)
+        offset = record[OFFSET]
+        if offset < cur.completed:
+            self.duplicates += 1  # redelivered after a crash: done before
+        else:
+            cur.completed = offset + 1
+            sink = self._e2e_sink
+            if sink is not None:
+                sink((now - record[TS]) * 1000.0)
+        if self._commit_each and offset >= cur.committed:
+            cur.committed = offset + 1
+        inst.cursor = None
+        inst.record = None
+        inst.state = IDLE
+        self.poll(inst)
 
     def _expire(self, cur: Cursor) -> None:
         start = cur.partition.start

@@ -741,8 +741,12 @@ class BrokerMachine(RuleBasedStateMachine):
             if kind == "run":
                 cut = j
             previous = kind
-        # the same scenario, seed, slices and commands give the same state
+        # the same scenario, seed, slices and commands give the same state; and as ``again``
+        # has no per-event observer (the witness has), it runs the engine's fast lane: the
+        # lane and the full path must agree on everything, latency figures included
         again = Simulation(sim.scenario, seed=self.seed)
+        assert all(g._quiet for g in again.groups.values())
+        assert not any(g._quiet for g in sim.groups.values())
         at_cut: tuple[int, float, dict[str, Any]] | None = None
         applied = 0
         for j, (kind, arg) in enumerate(self.steps):
@@ -754,6 +758,7 @@ class BrokerMachine(RuleBasedStateMachine):
             if j == cut:
                 at_cut = (applied, again.now, again.snapshot())
         assert again.snapshot() == sim.snapshot(), f"rerun differs{self.context()}"
+        assert again.metrics() == sim.metrics(), f"fast lane differs{self.context()}"
         # ... and so does replay() from the command log alone
         if REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL:
             replayed = replay(sim.scenario, sim.seed, sim.command_log, until=sim.now)

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simulator import Scheduler, Simulation, parse_scenario
+import pytest
+
+from simulator import Observer, Scheduler, Simulation, load_scenario, parse_scenario
+from simulator.groups import ConsumerGroup
+from simulator.observe import Sink
 from tests.engine_helpers import run, scenario, trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,3 +180,72 @@ def test_running_a_scenario_loads_no_framework_module() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_cancel_drops_only_the_named_pending_action() -> None:
+    s = Scheduler()
+    log: list[str] = []
+    a, b = object(), object()
+    s.at(1.0, lambda _: log.append("a"), a)
+    s.at(2.0, lambda _: log.append("b"), b)
+    s.at(3.0, lambda _: log.append("late"), None)
+    keep_a = s._queue[0][2]
+    assert s.cancel(keep_a, b) == 0  # same action, other argument: nothing to drop
+    drop_b = next(e[2] for e in s._queue if e[3] is b)
+    assert s.cancel(drop_b, b) == 1
+    s.run_until(5.0)
+    assert log == ["a", "late"]
+
+
+class _Sinks(Observer):
+    """Takes every per-event measure through sinks, never through a per-event hook."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], list[float]] = {}
+
+    def measure(self, group: ConsumerGroup, name: str) -> Sink | None:
+        return self.values.setdefault((group.name, name), []).append
+
+
+def test_an_observer_sink_receives_every_latency_value_of_a_group() -> None:
+    sinks = _Sinks()
+    sim = Simulation(parse_scenario(scenario()), observers=(sinks,))
+    sim.run_until(10.05)
+    email = sim.metrics()["groups"]["email"]
+    e2e = sinks.values[("email", "end_to_end_ms")]
+    assert len(e2e) == email["processed"] == 100
+    assert sum(e2e) / len(e2e) == pytest.approx(email["end_to_end_ms"]["mean"], abs=1e-3)
+    assert sinks.values[("email", "wait_ms")] == [0.0] * 100  # never waits at 10/s, 50 ms
+    assert sinks.values[("email", "processing_ms")] == pytest.approx([50.0] * 100)
+
+
+class _Silent(Observer):
+    """Overrides the per-event hooks and does nothing: the engine must take its full path."""
+
+    def delivered(self, *args: object) -> None:
+        pass
+
+    def processed(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("preset", ["ecommerce", "email-outage", "lesson-outage", "basic"])
+def test_a_run_is_the_same_whether_or_not_anyone_watches_each_event(preset: str) -> None:
+    """With no per-event hook the engine takes a fast lane; it must not change a single figure."""
+    doc = load_scenario(ROOT / "simulator" / "presets" / f"{preset}.yaml")
+    fast = Simulation(doc, seed=11)
+    full = Simulation(doc, seed=11, observers=(_Silent(),))
+    assert any(g._lane for g in fast.groups.values())
+    assert not any(g._lane for g in full.groups.values())
+    for t in (5.0, 17.5, 40.0, 90.0):
+        fast.run_until(t)
+        full.run_until(t)
+        if t == 17.5:
+            for sim in (fast, full):  # a crash and a slow-down mid-run, on both
+                name = sorted(sim.groups)[0]
+                sim.apply({"command": "consumer.crash", "consumer": name})
+                sim.apply(
+                    {"command": "consumer.slow", "consumer": sorted(sim.groups)[-1], "value": 3}
+                )
+        assert fast.metrics() == full.metrics()
+        assert fast.snapshot() == full.snapshot()
