@@ -567,7 +567,9 @@ class BrokerMachine(RuleBasedStateMachine):
         # that reads them again reads them as duplicates. The witness learns which they were.
         finished = self.witness.finished_ids.setdefault(group, set())
         for cur, head in zip(group.cursors, heads, strict=True):
-            finished.update(r[ID] for r in cur.partition.records if head <= r[OFFSET] < cur.committed)
+            finished.update(
+                r[ID] for r in cur.partition.records if head <= r[OFFSET] < cur.committed
+            )
 
     @precondition(lambda self: len(self.sim.groups) < len(GROUP_NAMES))
     @rule(dt=GAPS, data=st.data(), start=st.sampled_from(["earliest", "latest"]))
