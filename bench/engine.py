@@ -16,7 +16,11 @@ seconds.
 
 Prints, for each: customers completed, wall seconds, customers per wall second,
 mean time in system and its relative error against Erlang C; then the speed
-ratio engine/SimPy.  Exits 1 if the engine's mean time in system is not within
+ratio engine/SimPy. Two more rows run the same model as a hand-written event
+loop with no broker (see run_bare): "bare loop" keeps a running sum as the
+SimPy model does; "+ histograms" also feeds the engine's three latency
+histograms. They are ceilings for a plain-Python engine of this model, each
+printed as its ratio to SimPy. Exits 1 if the engine's mean time in system is not within
 3% of Erlang C (a correctness guard, not a timing assertion); exits 2 if the
 engine cannot be imported (the SimPy half is still printed).
 """
@@ -121,6 +125,84 @@ def run_simpy(horizon: float, seed: int, c: int = C, lam: float = LAM, mu: float
     }
 
 
+# ------------------------------------------------------ the ceiling: a bare loop
+def run_bare(
+    horizon: float,
+    seed: int,
+    c: int = C,
+    lam: float = LAM,
+    mu: float = MU,
+    histograms: bool = False,
+) -> dict:
+    """The same M/M/c as a hand-written event loop: no broker, no records, no observers.
+
+    A heap of (time, seq, kind, arrived, started), the exponential draws written out, and a
+    running sum of time in system -- what the SimPy model keeps. It draws its random numbers
+    in the same order as Fanout's engine, so it serves the same customers at the same times:
+    its W equals the engine's. With ``histograms`` it also feeds the engine's own three latency
+    histograms (wait, processing, end to end; ``simulator.metrics.Histogram``), folded the way
+    the engine folds them. Its speed is a ceiling for any plain-Python engine of this model
+    that keeps those metrics: what a real broker adds (a log with offsets and retention, event
+    ids, counters, instances with states, faults, observers) can only cost more.
+    """
+    from collections import deque
+    from heapq import heappop, heappush
+    from itertools import count
+    from math import log
+
+    rnd = random.Random(seed).random
+    seq = count()
+    sinks: list[Any] = []
+    if histograms:
+        from simulator.metrics import FOLD_AT, Histogram
+
+        sinks = [Histogram(), Histogram(), Histogram()]
+    add_wait, add_processing, add_e2e = (h.add for h in sinks) if sinks else (None,) * 3
+    queue = [(-log(1.0 - rnd()) / lam, next(seq), 0, 0.0, 0.0)]
+    idle = c
+    waiting: deque[float] = deque()
+    completed, total, next_tick = 0, 0.0, 1.0
+    while queue and queue[0][0] <= horizon:
+        t, _, kind, arrived, started = heappop(queue)
+        if sinks and t >= next_tick:  # the engine's sample tick, once a simulated second
+            next_tick += 1.0
+            for h in sinks:
+                if len(h._buf) >= FOLD_AT:
+                    h.fold()
+        if kind == 0:  # an arrival: start service if a server is free, then the next arrival
+            if idle:
+                idle -= 1
+                if add_wait is not None:
+                    add_wait(0.0)
+                heappush(queue, (t - log(1.0 - rnd()) / mu, next(seq), 1, t, t))
+            else:
+                waiting.append(t)
+            heappush(queue, (t - log(1.0 - rnd()) / lam, next(seq), 0, 0.0, 0.0))
+        else:  # a departure: count it, then serve the next in line
+            completed += 1
+            total += t - arrived
+            if add_e2e is not None:
+                add_processing((t - started) * 1000.0)
+                add_e2e((t - arrived) * 1000.0)
+            if waiting:
+                arrived = waiting.popleft()
+                if add_wait is not None:
+                    add_wait((t - arrived) * 1000.0)
+                heappush(queue, (t - log(1.0 - rnd()) / mu, next(seq), 1, arrived, t))
+            else:
+                idle += 1
+    for h in sinks:
+        h.fold()
+    return {
+        "customers": completed,
+        "mean_time_in_system_s": total / completed if completed else float("nan"),
+    }
+
+
+def run_bare_with_histograms(horizon: float, seed: int) -> dict:
+    return run_bare(horizon, seed, histograms=True)
+
+
 # --------------------------------------------------------------- Fanout model
 def run_engine(
     horizon: float, seed: int, c: int = C, lam: float = LAM, mean_ms: float = MEAN_SERVICE_MS
@@ -223,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report["engine"] = {"error": engine_error}
 
+    ceilings = [("bare_loop", run_bare)]
+    if engine_error is None:
+        ceilings.append(("bare_loop_with_histograms", run_bare_with_histograms))
+    for key, fn in ceilings:
+        wall, cpu, res = best_of(fn, args.repeat, horizon, args.seed)
+        report[key] = row(wall, cpu, res)
+        report[f"ratio_{key}_over_simpy"] = (
+            report[key]["customers_per_s"] / report["simpy"]["customers_per_s"]
+        )
+
     ok = engine_error is None and abs(report["engine"]["rel_error_pct"]) <= TOLERANCE * 100
     report["engine_within_3pct_of_erlang_c"] = ok
 
@@ -248,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [("SimPy " + report["simpy"]["version"], report["simpy"])]
         if engine_error is None:
             names.append(("Fanout engine", report["engine"]))
+        names.append(("bare loop", report["bare_loop"]))
+        if engine_error is None:
+            names.append(("  + histograms", report["bare_loop_with_histograms"]))
         for name, r in names:
             print(
                 f"{name:<14}{r['customers']:>11}{r['wall_s']:>10.3f}{r['cpu_s']:>9.3f}"
@@ -262,6 +357,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"engine not run: {engine_error}")
+        print(
+            "ceilings for a plain-Python engine of this model: bare loop/SimPy "
+            f"{report['ratio_bare_loop_over_simpy']:.2f}x"
+            + (
+                ", with the engine's three latency histograms "
+                f"{report['ratio_bare_loop_with_histograms_over_simpy']:.2f}x"
+                if engine_error is None
+                else ""
+            )
+        )
     if engine_error is not None:
         return 2
     if not ok:
