@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import heappush
 from math import log
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .broker import (
     CORRELATION_ID,
@@ -48,6 +48,33 @@ IDLE, BUSY, BACKOFF, DEAD = "idle", "busy", "backoff", "dead"
 
 REASON_POISON = "poison event: processing always fails"
 REASON_FAILED = "processing failed"
+
+
+T = TypeVar("T")
+
+
+class _LaneField(Generic[T]):
+    """A group attribute the fast lane depends on: setting it re-checks the lane.
+
+    The value lives in ``store`` (``_status`` for ``status``), which the hot paths read directly.
+    """
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _LaneField[T]: ...
+    @overload
+    def __get__(self, obj: ConsumerGroup, owner: type) -> T: ...
+    def __get__(self, obj: ConsumerGroup | None, owner: type) -> T | _LaneField[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj, self.store)
+        return value
+
+    def __set__(self, obj: ConsumerGroup, value: T) -> None:
+        setattr(obj, self.store, value)
+        obj._refresh_lane()
 
 
 def _fan_out(sinks: list[Sink]) -> Sink | None:
@@ -178,6 +205,13 @@ class ConsumerGroup:
     """What both delivery modes share: processing, retries, dead letters, counters."""
 
     mode = "stream"
+    status: _LaneField[str] = _LaneField("_status")  # up, down, crashed
+    rebalancing: _LaneField[bool] = _LaneField("_rebalancing")
+    # a rebalance is due and waits for in-flight work to finish
+    _rebalance_waiting: _LaneField[bool] = _LaneField("_waiting")
+    slow: _LaneField[float] = _LaneField("_slow")  # processing-time multiplier ("slow x3")
+    # seconds added to every processing ("Email slow +500 ms")
+    delay: _LaneField[float] = _LaneField("_delay")
 
     def __init__(
         self,
@@ -274,7 +308,7 @@ class ConsumerGroup:
         """The fast lane: nothing but counting and sinks happens around a delivery.
 
         ``begin`` and ``_done`` take a short path while it holds. Every field it depends on is
-        a property whose setter calls this, so it cannot go stale.
+        set once, or is a ``_LaneField`` that calls this when set, so it cannot go stale.
         """
         self._lane = (
             self._quiet
@@ -286,54 +320,6 @@ class ConsumerGroup:
             and self._slow == 1.0
             and not self._delay
         )
-
-    @property
-    def status(self) -> str:
-        return self._status
-
-    @status.setter
-    def status(self, value: str) -> None:
-        self._status = value
-        self._refresh_lane()
-
-    @property
-    def rebalancing(self) -> bool:
-        return self._rebalancing
-
-    @rebalancing.setter
-    def rebalancing(self, value: bool) -> None:
-        self._rebalancing = value
-        self._refresh_lane()
-
-    @property
-    def _rebalance_waiting(self) -> bool:
-        """A rebalance is due and waits for in-flight work to finish."""
-        return self._waiting
-
-    @_rebalance_waiting.setter
-    def _rebalance_waiting(self, value: bool) -> None:
-        self._waiting = value
-        self._refresh_lane()
-
-    @property
-    def slow(self) -> float:
-        """Processing-time multiplier ("slow x3")."""
-        return self._slow
-
-    @slow.setter
-    def slow(self, value: float) -> None:
-        self._slow = value
-        self._refresh_lane()
-
-    @property
-    def delay(self) -> float:
-        """Seconds added to every processing ("Email slow +500 ms")."""
-        return self._delay
-
-    @delay.setter
-    def delay(self, value: float) -> None:
-        self._delay = value
-        self._refresh_lane()
 
     @property
     def plan(self) -> Callable[[str, Record], tuple[float, float]] | None:
