@@ -249,3 +249,14 @@ def test_a_run_is_the_same_whether_or_not_anyone_watches_each_event(preset: str)
                 )
         assert fast.metrics() == full.metrics()
         assert fast.snapshot() == full.snapshot()
+
+
+def test_the_library_example_in_docs_engine_md_runs_and_sees_the_outage(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (ROOT / "docs" / "engine.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "docs/engine.md", "exec"), {"__name__": "docs_example"})
+    lag, placed = map(int, capsys.readouterr().out.split())
+    assert lag > 0 and placed > 0  # notification was down for 30 s: its lag grew
