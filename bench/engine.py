@@ -20,9 +20,11 @@ ratio engine/SimPy. Two more rows run the same model as a hand-written event
 loop with no broker (see run_bare): "bare loop" keeps a running sum as the
 SimPy model does; "+ histograms" also feeds the engine's three latency
 histograms. They are ceilings for a plain-Python engine of this model, each
-printed as its ratio to SimPy. Exits 1 if the engine's mean time in system is not within
-3% of Erlang C (a correctness guard, not a timing assertion); exits 2 if the
-engine cannot be imported (the SimPy half is still printed).
+printed as its ratio to SimPy.
+
+Exits 1 if the engine's mean time in system is not within 3% of Erlang C (a
+correctness guard, not a timing assertion); exits 2 if the engine cannot be
+imported (the SimPy half is still printed).
 """
 
 from __future__ import annotations
