@@ -105,12 +105,6 @@ class Partition:
         """The first offset whose record was produced at or after ``t``."""
         return self.start + bisect_left(self.records, t, key=_ts)
 
-    def trim_count(self, max_messages: int) -> None:
-        records = self.records
-        while len(records) > max_messages:
-            self.bytes -= records.popleft()[SIZE]
-            self.start += 1
-
     def trim_age(self, before: float) -> None:
         records = self.records
         while records and records[0][TS] < before:

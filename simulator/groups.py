@@ -395,22 +395,19 @@ class ConsumerGroup:
             sink = self._processing_sink
             if sink is not None:
                 sink((now - inst.started) * 1000.0)
-            # had this group already finished the record (processed or dead-lettered it)?
-            if record[OFFSET] < cur.completed if cur is not None else inst.redrive_dup:
-                duplicate = True
+            duplicate = self._is_dup(inst, record)
+            if duplicate:
                 self.duplicates += 1
             else:
-                duplicate = False
                 sink = self._e2e_sink
                 if sink is not None:
                     sink((now - record[TS]) * 1000.0)
-            if not self._lane:
-                if self.idempotent:
-                    self.remember(record[ID])
-                for hook in self.sim.on_processed:
-                    hook(now, self, inst.index, record, inst.started, duplicate)
-                if self._emits:
-                    self.emit(record)
+            if self.idempotent:
+                self.remember(record[ID])
+            for hook in self.sim.on_processed:
+                hook(now, self, inst.index, record, inst.started, duplicate)
+            if self._emits:
+                self.emit(record)
         if cur is not None or self.attempts:
             self.finish(inst, record)
         inst.record = None
@@ -1122,23 +1119,14 @@ class QueueGroup(ConsumerGroup):
         sink = self._e2e_sink
         if sink is not None:
             sink((now - record[TS]) * 1000.0)
-        attempts = self.attempts
-        if attempts:
-            attempts.pop(record[ID], None)
-        if inst.leaving:
-            inst.record = None
-            inst.state = IDLE
-            self.after_idle(inst)
-            return
-        ready = self.ready
-        if ready and not self.redrive and not self.requeued:
-            # straight on to the next in line: first attempt, unless it is back from a retry
-            record = ready.popleft()
-            self.begin(inst, record, attempts.get(record[ID], 0) + 1 if attempts else 1, False)
-            return
+        if self.attempts:
+            self.attempts.pop(record[ID], None)
         inst.record = None
         inst.state = IDLE
-        self.poll(inst)
+        if inst.leaving:
+            self.after_idle(inst)
+        else:
+            self.poll(inst)  # its own fast lane takes the next in line
 
     def wake(self) -> None:
         idle = self.idle

@@ -34,9 +34,9 @@ class Histogram:
     """A log-bucketed histogram of milliseconds: fixed memory, exact count/mean/min/max.
 
     ``add`` is the C-level ``append`` of an ``array('d')``: the hot loop pays no Python frame
-    per value. Values are folded into the buckets in one tight loop when the histogram is read,
-    and at a sample tick once ``FOLD_AT`` values wait (see ``Simulation._sample``), so the buffer
-    stays small and each fold is long enough to be worth its fixed cost.
+    per value. Values are folded into the buckets (one C-level pipeline, see ``fold``) when the
+    histogram is read, and at a sample tick once ``FOLD_AT`` values wait (see
+    ``Simulation._sample``), so the buffer stays small and each fold is worth its fixed cost.
     """
 
     __slots__ = ("_buf", "_count", "_max", "_min", "_total", "add", "counts")

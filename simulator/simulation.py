@@ -78,6 +78,7 @@ class Simulation(Scheduler):
         self.on_status_changed: list[Any]
         self.on_command_applied: list[Any]
         self.observers: list[Observer] = []
+        self.groups: dict[str, ConsumerGroup] = {}  # filled below, once topics exist
         self.metrics_observer = Metrics(history=history)
         self.add_observer(self.metrics_observer)
         self.tracer: Tracer | None = None
@@ -102,7 +103,6 @@ class Simulation(Scheduler):
         self.producers: dict[str, Producer] = {
             p.name: Producer(self, p, self.topics[p.topic]) for p in scenario.producers
         }
-        self.groups: dict[str, ConsumerGroup] = {}
         self.removed: dict[str, ConsumerGroup] = {}
         for spec in scenario.consumers:
             self._add_group(spec, spec.start)
@@ -134,7 +134,7 @@ class Simulation(Scheduler):
         self._rebind()
 
     def _rebind(self) -> None:
-        for group in getattr(self, "groups", {}).values():
+        for group in self.groups.values():
             group.bind_observers()
 
     # --- the broker's front door -------------------------------------------------------
