@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-import zlib
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from random import Random
 from typing import Any, Final, Protocol
 
 # A record is a plain tuple, read with these indices (``record[TS]``): an immutable fact, named
@@ -61,12 +61,44 @@ def record_dict(record: Record) -> dict[str, Any]:
     }
 
 
-def stable_partition(key: str, partitions: int) -> int:
-    """The partition for ``key``: the same on every run and every machine.
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2``: the 32-bit MurmurHash2 of ``data`` with Kafka's seed, as the
+    signed int Java returns (``murmur2(b"21") == -973932308``)."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    n4 = length // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length & 3
+    tail = 4 * n4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
 
-    Python's ``hash()`` is salted per process, so it would scatter keys differently on each run.
-    """
-    return zlib.crc32(key.encode("utf-8")) % partitions
+
+def stable_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's producer picks for ``key``:
+    ``toPositive(murmur2(key bytes)) % partitions`` (``BuiltInPartitioner.partitionForKey``),
+    so a learner can check a key's partition against a real Kafka. The same on every run and
+    every machine (Python's ``hash()`` is salted per process)."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+STICKY_BATCH_BYTES = 16_384  # batch.size: the sticky partitioner moves on after this many bytes
 
 
 class Listener(Protocol):
@@ -127,6 +159,7 @@ class Topic:
         retention_messages: int | None = None,
         retention_age_s: float | None = None,
         on_produced: list[Callable[[float, Record], None]] | None = None,
+        rng: Random | None = None,
     ) -> None:
         self.name = name
         self.partitions = [Partition(name, i) for i in range(partitions)]
@@ -139,19 +172,26 @@ class Topic:
         )
         self.produced = 0
         self.bytes_produced = 0
-        self._next = 0  # round-robin pointer for records without a key
+        # the sticky partitioner for records without a key (KIP-480, KIP-794): it fills one
+        # partition with batch.size bytes, then moves to another, picked at random
+        self._rng = rng if rng is not None else Random(0)
+        self._sticky = 0
+        self._sticky_bytes = 0
 
-    def partition_for(self, key: str | None) -> Partition:
-        """Where a record with ``key`` goes: by a stable hash of the key, round-robin without."""
+    def partition_for(self, key: str | None, size: int = 0) -> Partition:
+        """Where Kafka's default partitioner puts a record: by murmur2 of the key, or, without
+        a key, on the sticky partition (``size`` bytes count towards its batch)."""
         parts = self.partitions
         n = len(parts)
         if n == 1:
             return parts[0]
-        if key is None:
-            index = self._next
-            self._next = (index + 1) % n
-            return parts[index]
-        return parts[stable_partition(key, n)]
+        if key is not None:
+            return parts[stable_partition(key, n)]
+        if self._sticky_bytes >= STICKY_BATCH_BYTES:
+            self._sticky = int(self._rng.random() * n)
+            self._sticky_bytes = 0
+        self._sticky_bytes += size
+        return parts[self._sticky]
 
     def append(
         self,
@@ -164,10 +204,14 @@ class Topic:
         correlation_id: int,
         causation_id: int | None,
         poison: bool,
+        part: Partition | None = None,
     ) -> Record:
-        """Store a new record and tell the observers' ``produced`` hooks, then the listeners."""
-        parts = self.partitions
-        part = parts[0] if len(parts) == 1 else self.partition_for(key)
+        """Store a new record and tell the observers' ``produced`` hooks, then the listeners.
+
+        ``part``: the partition a producer's own partitioner chose; by default, Kafka's."""
+        if part is None:
+            parts = self.partitions
+            part = parts[0] if len(parts) == 1 else self.partition_for(key, size)
         records = part.records
         record = (
             id,

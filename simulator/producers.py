@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from heapq import heappush
 from math import log
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +38,17 @@ class Producer:
         self._epoch = 0
         self._anchor = 0.0
         self._n = 0
-        self._plain = not self._makers and not self.poison_rate and self._schema is None
+        self._round_robin = spec.partitioner == "round_robin" and len(topic.partitions) > 1
+        self._rr = 0
+        self._plain = (
+            not self._makers
+            and not self.poison_rate
+            and self._schema is None
+            and not self._round_robin
+        )
         self._arrive_cb = self._arrive
-        self._ids = sim._ids
+        self._ids = sim.ids
+        self._at = sim.at
         self._random = sim.rng.random
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
@@ -61,7 +68,7 @@ class Producer:
             # anchor + n / rate, not a running sum of 1 / rate: no drift over long runs
             self._n += 1
             t = self._anchor + self._n / rate
-        heappush(sim._queue, (t, next(sim._seq), self._arrive_cb, self._epoch))
+        self._at(t, self._arrive_cb, self._epoch)
 
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
@@ -76,7 +83,7 @@ class Producer:
         if self.poisson:  # the common case of _schedule_next, inline
             sim = self.sim
             t = sim.now - log(1.0 - self._random()) / self.rate
-            heappush(sim._queue, (t, next(sim._seq), self._arrive_cb, epoch))
+            self._at(t, self._arrive_cb, epoch)
         else:
             self._schedule_next()
 
@@ -99,7 +106,12 @@ class Producer:
                 self.rejected += 1
                 self.last_rejection = f"{self.spec.schema}: {problems[0]}"
                 return
-        sim.publish(self.topic, self.event, key, payload, self.size, None, None, poison)
+        part = None
+        if self._round_robin:  # RoundRobinPartitioner: the next partition, whatever the key
+            parts = self.topic.partitions
+            part = parts[self._rr]
+            self._rr = (self._rr + 1) % len(parts)
+        sim.publish(self.topic, self.event, key, payload, self.size, None, None, poison, part)
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate

@@ -84,6 +84,9 @@ class ProducerSpec:
     poison_rate: float = 0.0
     bursts: tuple[BurstSpec, ...] = ()
     schema: str | None = None  # "OrderPlaced.v2": payloads are checked against it at publish
+    # Kafka's partitioner.class: "default" (murmur2 of the key; sticky without a key) or
+    # "round_robin" (RoundRobinPartitioner: every record to the next partition, keys ignored)
+    partitioner: str = "default"
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,24 @@ class EmitSpec:
     when: str | None = None  # emit only when processing this event type
 
 
+# Defaults of the real systems (see docs/scenarios.md for each one's source).
+KAFKA_SESSION_TIMEOUT_MS = 45_000.0  # session.timeout.ms, since Kafka 3.0 (KIP-735)
+KAFKA_HEARTBEAT_INTERVAL_MS = 3_000.0  # heartbeat.interval.ms
+KAFKA_AUTO_COMMIT_INTERVAL_MS = 5_000.0  # auto.commit.interval.ms
+KAFKA_MAX_POLL_RECORDS = 500  # max.poll.records
+KAFKA_INITIAL_REBALANCE_DELAY_MS = 3_000.0  # group.initial.rebalance.delay.ms (broker)
+RABBITMQ_QUORUM_DELIVERY_LIMIT = 20  # x-delivery-limit of quorum queues, since RabbitMQ 4.0
+# What a delivery costs the client and the broker beyond the processing itself, measured
+# against the local Redis and RabbitMQ by bench/fidelity.py (docs/fidelity.md)
+CLIENT_OVERHEAD_MS = 0.0
+
+ASSIGNMENT_STRATEGIES = ("range", "roundrobin", "sticky", "cooperative-sticky")
+ACK_MODES = ("batch", "record")
+OFFSET_RESETS = ("earliest", "latest")
+QUEUE_TYPES = ("classic", "quorum")
+ON_FAILURE = ("nack", "reject", "retry_queue")
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     name: str
@@ -155,13 +176,27 @@ class ConsumerSpec:
     failure_rate: float = 0.0
     retry: RetrySpec = field(default_factory=RetrySpec)
     idempotent: bool = False
-    commit_interval_ms: float = 0.0
-    start: str = "earliest"
+    start: str | None = None  # `from:` earliest or latest; otherwise auto_offset_reset
     emits: tuple[EmitSpec, ...] = ()
-    rebalance_ms: float = 300.0
     dedupe_window: int = 100_000
     label: str = ""
     reads: str | None = None  # "OrderPlaced.v1": the schema this service reads events with
+    client_overhead_ms: float = CLIENT_OVERHEAD_MS
+    # stream (Kafka consumer settings, snake_case)
+    session_timeout_ms: float = KAFKA_SESSION_TIMEOUT_MS
+    heartbeat_interval_ms: float = KAFKA_HEARTBEAT_INTERVAL_MS
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: float = KAFKA_AUTO_COMMIT_INTERVAL_MS
+    ack_mode: str = "batch"  # without auto-commit: commit after each record or each batch
+    auto_offset_reset: str = "latest"
+    max_poll_records: int = KAFKA_MAX_POLL_RECORDS
+    partition_assignment_strategy: str = "range"
+    group_initial_rebalance_delay_ms: float = KAFKA_INITIAL_REBALANCE_DELAY_MS
+    # queue (RabbitMQ)
+    prefetch: int = 0  # basic.qos prefetch_count; 0 is unlimited
+    queue_type: str = "classic"
+    x_delivery_limit: int | None = None  # quorum queues only
+    on_failure: str = "nack"
 
 
 @dataclass(frozen=True)
@@ -430,6 +465,7 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
             "poison_rate",
             "bursts",
             "schema",
+            "partitioner",
         ),
     )
     name = v.name(d, "name", path)
@@ -474,6 +510,7 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
         poison_rate=poison,
         bursts=tuple(bursts),
         schema=_versioned_name(v, d, "schema", path),
+        partitioner=v.choice(d, "partitioner", path, ("default", "round_robin"), "default"),
     )
 
 
@@ -486,6 +523,18 @@ def _str_list(v: _V, value: Any, path: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+STREAM_FIELDS = (
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+    "enable_auto_commit",
+    "auto_commit_interval_ms",
+    "ack_mode",
+    "auto_offset_reset",
+    "max_poll_records",
+    "partition_assignment_strategy",
+    "group_initial_rebalance_delay_ms",
+)
+QUEUE_FIELDS = ("prefetch", "queue_type", "x_delivery_limit", "on_failure")
 CONSUMER_FIELDS = (
     "name",
     "topics",
@@ -497,21 +546,33 @@ CONSUMER_FIELDS = (
     "delivery",
     "filter",
     "idempotent",
-    "commit_interval_ms",
-    "start",
+    "from",
     "emits",
-    "rebalance_ms",
     "dedupe_window",
     "label",
     "reads",
+    "client_overhead_ms",
+    *STREAM_FIELDS,
+    *QUEUE_FIELDS,
 )
+# Fields earlier versions had, with what replaced them
+RENAMED_FIELDS = {
+    "commit_interval_ms": "replaced by enable_auto_commit and auto_commit_interval_ms "
+    "(Kafka's enable.auto.commit, auto.commit.interval.ms), or ack_mode: record",
+    "rebalance_ms": "removed: a rebalance now takes as long as Kafka's (members learn of it at "
+    "their next heartbeat, heartbeat_interval_ms, and rejoin once their batch is done)",
+    "start": "renamed 'from' (earliest or latest); without it, auto_offset_reset decides",
+}
 
 
 def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
     d = v.mapping(value, path)
     if d is None:
         return None
-    v.known(d, path, CONSUMER_FIELDS)
+    for old, why in RENAMED_FIELDS.items():
+        if old in d:
+            v.err(_join(path, old), why)
+    v.known({k: x for k, x in d.items() if k not in RENAMED_FIELDS}, path, CONSUMER_FIELDS)
     name = v.name(d, "name", path)
     topics = None
     if "topics" in d:
@@ -554,8 +615,7 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
             elif fname is not None:
                 flt = FilterSpec(field=fname, op=op, value=f["value"])
     idempotent = v.boolean(d, "idempotent", path, False)
-    commit = v.number(d, "commit_interval_ms", path, default=0.0, ge=0, le=3_600_000)
-    start = v.choice(d, "start", path, ("earliest", "latest"), "earliest")
+    start = v.choice(d, "from", path, OFFSET_RESETS, "latest") if "from" in d else None
     emits = []
     for ep, e in v.items(d, "emits", path, required=False, limit=20):
         ed = v.mapping(e, ep)
@@ -568,12 +628,14 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
         when = v.name(ed, "when", ep) if "when" in ed else None
         if ev and et:
             emits.append(EmitSpec(event=ev, topic=et, size_bytes=es, when=when))
-    rebalance = v.number(d, "rebalance_ms", path, default=300.0, ge=0, le=600_000)
     window = v.number(d, "dedupe_window", path, default=100_000, ge=1, le=10_000_000, integer=True)
     label = d.get("label", "")
     if not isinstance(label, str):
         v.err(_join(path, "label"), "must be a string")
         label = ""
+    overhead = v.number(d, "client_overhead_ms", path, default=CLIENT_OVERHEAD_MS, ge=0, le=60_000)
+    kafka = _kafka_settings(v, d, path, delivery)
+    rabbit = _rabbit_settings(v, d, path, delivery)
     if name is None or topics is None or processing is None:
         return None
     return ConsumerSpec(
@@ -587,14 +649,105 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
         failure_rate=failure_rate,
         retry=retry,
         idempotent=idempotent,
-        commit_interval_ms=commit,
         start=start,
         emits=tuple(emits),
-        rebalance_ms=rebalance,
         dedupe_window=window,
         label=label,
         reads=_versioned_name(v, d, "reads", path),
+        client_overhead_ms=overhead,
+        **kafka,
+        **rabbit,
     )
+
+
+def _only_for(v: _V, d: Mapping[str, Any], path: str, fields: tuple[str, ...], mode: str) -> None:
+    what = (
+        "stream delivery (a Kafka consumer group)"
+        if mode == "stream"
+        else ("queue delivery (a RabbitMQ queue)")
+    )
+    for f in fields:
+        if f in d:
+            v.err(_join(path, f), f"applies to {what}; this consumer has the other delivery")
+
+
+def _kafka_settings(v: _V, d: Mapping[str, Any], path: str, delivery: str) -> dict[str, Any]:
+    if delivery != "stream":
+        _only_for(v, d, path, STREAM_FIELDS, "stream")
+        return {}
+    session = v.number(
+        d, "session_timeout_ms", path, default=KAFKA_SESSION_TIMEOUT_MS, gt=0, le=3_600_000
+    )
+    heartbeat = v.number(
+        d, "heartbeat_interval_ms", path, default=KAFKA_HEARTBEAT_INTERVAL_MS, gt=0, le=3_600_000
+    )
+    if session is not None and heartbeat is not None and heartbeat >= session:
+        v.err(
+            _join(path, "heartbeat_interval_ms"),
+            "must be lower than session_timeout_ms (Kafka refuses it otherwise)",
+        )
+    auto_commit = v.boolean(d, "enable_auto_commit", path, True)
+    if auto_commit and "ack_mode" in d:
+        v.err(_join(path, "ack_mode"), "applies only with enable_auto_commit: false")
+    return {
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": heartbeat,
+        "enable_auto_commit": auto_commit,
+        "auto_commit_interval_ms": v.number(
+            d,
+            "auto_commit_interval_ms",
+            path,
+            default=KAFKA_AUTO_COMMIT_INTERVAL_MS,
+            gt=0,
+            le=3_600_000,
+        ),
+        "ack_mode": v.choice(d, "ack_mode", path, ACK_MODES, "batch"),
+        "auto_offset_reset": v.choice(d, "auto_offset_reset", path, OFFSET_RESETS, "latest"),
+        "max_poll_records": v.number(
+            d,
+            "max_poll_records",
+            path,
+            default=KAFKA_MAX_POLL_RECORDS,
+            ge=1,
+            le=100_000,
+            integer=True,
+        ),
+        "partition_assignment_strategy": v.choice(
+            d, "partition_assignment_strategy", path, ASSIGNMENT_STRATEGIES, "range"
+        ),
+        "group_initial_rebalance_delay_ms": v.number(
+            d,
+            "group_initial_rebalance_delay_ms",
+            path,
+            default=KAFKA_INITIAL_REBALANCE_DELAY_MS,
+            ge=0,
+            le=300_000,
+        ),
+    }
+
+
+def _rabbit_settings(v: _V, d: Mapping[str, Any], path: str, delivery: str) -> dict[str, Any]:
+    if delivery != "queue":
+        _only_for(v, d, path, QUEUE_FIELDS, "queue")
+        return {}
+    queue_type = v.choice(d, "queue_type", path, QUEUE_TYPES, "classic")
+    limit = None
+    if queue_type == "quorum":
+        limit = RABBITMQ_QUORUM_DELIVERY_LIMIT
+        if "x_delivery_limit" in d and d["x_delivery_limit"] is None:
+            limit = None  # explicitly none: RabbitMQ 3.x's default
+        else:
+            limit = v.number(
+                d, "x_delivery_limit", path, default=limit, ge=0, le=1_000_000, integer=True
+            )
+    elif d.get("x_delivery_limit") is not None:
+        v.err(_join(path, "x_delivery_limit"), "applies to quorum queues (queue_type: quorum)")
+    return {
+        "prefetch": v.number(d, "prefetch", path, default=0, ge=0, le=65_535, integer=True),
+        "queue_type": queue_type,
+        "x_delivery_limit": limit,
+        "on_failure": v.choice(d, "on_failure", path, ON_FAILURE, "nack"),
+    }
 
 
 def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:

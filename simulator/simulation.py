@@ -15,7 +15,7 @@ from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import Record, Topic
+from .broker import Partition, Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -88,7 +88,7 @@ class Simulation(Scheduler):
         for obs in observers:
             self.add_observer(obs)
         self.command_log: list[tuple[float, dict[str, Any]]] = []
-        self._ids = count(1)  # event ids, shared by every topic
+        self.ids = count(1)  # event ids, shared by every topic
         self.schemas = registry_for(scenario)
         self.topics: dict[str, Topic] = {
             t.name: Topic(
@@ -97,6 +97,7 @@ class Simulation(Scheduler):
                 retention_messages=t.retention_messages,
                 retention_age_s=t.retention_age_s,
                 on_produced=self.on_produced,
+                rng=self.rng,
             )
             for t in scenario.topics
         }
@@ -149,8 +150,9 @@ class Simulation(Scheduler):
         correlation_id: int | None,
         causation_id: int | None,
         poison: bool = False,
+        part: Partition | None = None,
     ) -> Record:
-        rid = next(self._ids)
+        rid = next(self.ids)
         return topic.append(
             rid,
             type,
@@ -161,11 +163,14 @@ class Simulation(Scheduler):
             rid if correlation_id is None else correlation_id,
             causation_id,
             poison,
+            part,
         )
 
     # --- groups ------------------------------------------------------------------------
 
-    def _add_group(self, spec: ConsumerSpec, start: str) -> ConsumerGroup:
+    def _add_group(self, spec: ConsumerSpec, start: str | None) -> ConsumerGroup:
+        """``start``: earliest or latest; None lets the group decide (auto_offset_reset for a
+        stream, the binding's moment for a queue)."""
         topics = [self.topics[name] for name in spec.topics]
         stats = self.metrics_observer.stats(spec.name)
         cls = QueueGroup if spec.delivery == "queue" else StreamGroup
@@ -263,7 +268,7 @@ class Simulation(Scheduler):
                 raise CommandError(ERR_RESET_QUEUE)
             if group.status == "up":
                 raise CommandError(ERR_RESET_RUNNING)
-            busy = group.in_flight + group.retrying
+            busy = group.in_flight + group.retrying + group.batched
             if busy:
                 raise CommandError(ERR_RESET_BUSY.format(name=group.name, n=busy))
             to = require(cmd, "to")
@@ -285,8 +290,8 @@ class Simulation(Scheduler):
 
     def _add_consumer(self, cmd: dict[str, Any]) -> dict[str, Any]:
         doc = require(cmd, "consumer")
-        start = cmd.get("from", "latest")
-        if start not in ("earliest", "latest"):
+        start = cmd.get("from")
+        if start not in (None, "earliest", "latest"):
             raise CommandError("consumer.add: 'from' must be earliest or latest")
         if len(self.groups) >= LIMITS["consumers"]:
             raise CommandError(f"at most {LIMITS['consumers']} consumers are allowed")
@@ -296,11 +301,13 @@ class Simulation(Scheduler):
             raise CommandError(f"consumer.add: {e}") from None
         if spec.name in self.groups:
             raise CommandError(ERR_CONSUMER_EXISTS.format(name=spec.name))
+        start = start or spec.start
         spec = dataclasses.replace(spec, start=start)
         self.removed.pop(spec.name, None)
         self._add_group(spec, start)
+        reads_from = start or (spec.auto_offset_reset if spec.delivery == "stream" else "latest")
         for hook in self.on_status_changed:
-            hook(self.now, "consumer", spec.name, f"added (from {start})")
+            hook(self.now, "consumer", spec.name, f"added (from {reads_from})")
         return {}
 
     # --- sampling ------------------------------------------------------------------------
@@ -378,18 +385,19 @@ class Simulation(Scheduler):
             "expired": group.expired,
             "deduplicated": group.deduplicated,
             "in_flight": group.in_flight,
+            "batched": group.batched,
             "retrying": group.retrying + (group.delayed if isinstance(group, QueueGroup) else 0),
-            "instances": [
-                {
-                    "index": i.index,
-                    "state": i.state,
-                    "processed": i.processed,
-                    "partitions": [c.partition.name for c in i.cursors],
-                }
-                for i in group.instances
-            ],
+            "instances": [group.instance_state(i) for i in group.instances],
             "partitions": group.partitions_state(),
+            "settings": group.settings(),
         }
+        if isinstance(group, StreamGroup):
+            state["rebalances"] = group.rebalances
+            state["undetected"] = group.zombies_state()
+        elif isinstance(group, QueueGroup):
+            state["unacked"] = group.unacked
+            state["ready"] = len(group.ready)
+            state["returned"] = group.returned
         hist = group.stats.history
         if len(hist) >= 2:
             (t0, *_, p0, _d0), (t1, *_, p1, _d1) = hist[-2], hist[-1]

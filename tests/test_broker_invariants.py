@@ -1,8 +1,11 @@
 """Property-based tests of the broker's invariants, over random fault schedules.
 
 A Hypothesis state machine builds a small random scenario (1-2 topics, 1-4 partitions, Poisson
-producers, 1-3 consumer groups with random retries, commit intervals, idempotency, filters or
-event lists, retention, poison events, emits), then interleaves slices of virtual time with
+producers, 1-3 consumer groups with random retries, Kafka settings (session timeouts,
+heartbeats, auto-commit intervals or per-record / per-batch commits, fetch batches, eager or
+cooperative assignors) or RabbitMQ settings (prefetch, classic or quorum queues with delivery
+limits, nack / reject / retry queue), idempotency, filters or event lists, retention, poison
+events, emits), then interleaves slices of virtual time with
 run-time commands: services stopped, started, crashed (whole or one instance) and restarted,
 slowed, scaled, failing more or less, producers re-rated, dead letters redriven, offsets reset,
 services added (from earliest or latest) and removed, and commands the engine must refuse
@@ -14,11 +17,14 @@ After every step, for every consumer group:
   an independent observer saw appended to the group's topics since it joined;
 - the observer's own counts of fresh processing and dead letters match the group's counters;
 - stream groups: first deliveries and fresh processing come in increasing offset order within
-  a partition; a partition is worked on by one instance at a time; committed offsets only move
+  a partition; a partition is worked on by one instance at a time, the one that owns it (a
+  crashed owner keeps it, unread, until its session times out); committed offsets only move
   backwards through ``consumer.reset`` and never pass unfinished work; ``lag()`` is the sum of
   ``end - committed`` plus the redrive queue (queue groups: what waits, is delayed or in flight);
-- a stopped or crashed service takes no new work, and a dead instance is handed nothing;
-- every dead letter used exactly ``retry.max_attempts`` attempts;
+- a dead instance is handed nothing; a queue hands out nothing while its consumers are cancelled
+  (a stopping stream member finishes the batch its last poll returned, as Kafka's does);
+- every dead letter used the attempts its policy allows (``retry.max_attempts``; one for a
+  rejected message; past ``x_delivery_limit`` returns on a quorum queue);
 - an event counted as freshly processed is never counted so again (for an idempotent group:
   never processed twice at all).
 
@@ -52,6 +58,7 @@ GAPS = st.sampled_from([0.0, 0.0, 0.01, 0.1, 0.4, 1.0])
 ACCOUNTING_TERMS = (
     "processed",
     "in_flight",
+    "batched",
     "retrying",
     "dead_lettered",
     "redrive_pending",
@@ -61,30 +68,6 @@ ACCOUNTING_TERMS = (
     "deduplicated",
     "not_delivered",
 )
-
-# --- known engine bugs ----------------------------------------------------------------------
-# Each has a focused reproduction at the end of this file, marked xfail(strict=True). While a
-# bug stands, the state machine steps around it (narrowly) so that it can keep looking for
-# others; when the reproduction starts passing, set the flag to True (and drop the xfail).
-
-# replay() runs events that a command scheduled with zero delay before the next command of the
-# same instant, where the original run applied the two back to back. While False, replay() is
-# checked on the log up to the first two commands applied in one slice (the whole log, in the
-# spaced runs); determinism itself is checked on every run by repeating the exact slices and
-# commands.
-REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL = True
-
-# A stream record redelivered below the group's completed offset (after a crash with lagging
-# commits, or a reset) that fails its last attempt is dead-lettered and counted again, though
-# it was already accounted for (processed, or dead-lettered before). While False, the witness
-# spots exactly that event and conservation is no longer checked for that group.
-REDELIVERED_FAILURES_ARE_COUNTED_ONCE = True
-
-# An idempotent stream group processes a redriven dead letter without checking the event ids it
-# already processed (the queue mode checks): an event processed after a redelivery, or still in
-# flight from the partition, is processed again. While False, the "idempotent services never
-# process an event twice" check leaves out events that were redriven.
-IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED = True
 
 MACHINE_SETTINGS = settings(
     max_examples=100,
@@ -106,7 +89,9 @@ def processing_docs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def consumer_docs(draw: st.DrawFn, name: str, topics: tuple[str, ...], mode: str) -> dict[str, Any]:
+def consumer_docs(
+    draw: st.DrawFn, name: str, topics: tuple[str, ...], mode: str, poison: bool = True
+) -> dict[str, Any]:
     subscribed = draw(
         st.lists(st.sampled_from(topics), min_size=1, max_size=len(topics), unique=True)
     )
@@ -116,7 +101,7 @@ def consumer_docs(draw: st.DrawFn, name: str, topics: tuple[str, ...], mode: str
         "delivery": mode,
         "instances": draw(st.integers(1, 3)),
         "processing": draw(processing_docs()),
-        "rebalance_ms": draw(st.sampled_from([0, 50, 300])),
+        "client_overhead_ms": draw(st.sampled_from([0, 2])),
         "idempotent": draw(st.booleans()),
         "retry": {
             "max_attempts": draw(st.integers(1, 4)),
@@ -126,8 +111,30 @@ def consumer_docs(draw: st.DrawFn, name: str, topics: tuple[str, ...], mode: str
     }
     if draw(st.booleans()):
         doc["failure_rate"] = draw(st.sampled_from([0.05, 0.2, 0.5]))
-    if mode == "stream" and draw(st.booleans()):
-        doc["commit_interval_ms"] = draw(st.sampled_from([100, 500, 2000]))
+    if mode == "stream":
+        session = draw(st.sampled_from([500, 2000, 10_000]))
+        doc["session_timeout_ms"] = session
+        doc["heartbeat_interval_ms"] = draw(st.sampled_from([100, 400]))
+        doc["max_poll_records"] = draw(st.sampled_from([1, 5, 500]))
+        doc["partition_assignment_strategy"] = draw(
+            st.sampled_from(["range", "roundrobin", "sticky", "cooperative-sticky"])
+        )
+        doc["group_initial_rebalance_delay_ms"] = draw(st.sampled_from([0, 300]))
+        commits = draw(st.sampled_from(["auto", "record", "batch"]))
+        if commits == "auto":
+            doc["auto_commit_interval_ms"] = draw(st.sampled_from([100, 500, 2000]))
+        else:
+            doc["enable_auto_commit"] = False
+            doc["ack_mode"] = commits
+    else:
+        doc["prefetch"] = draw(st.sampled_from([0, 1, 3]))
+        doc["on_failure"] = draw(st.sampled_from(["nack", "reject", "retry_queue"]))
+        quorum = draw(st.booleans())
+        # a poison message nacked on a classic queue comes back forever: real, but it never
+        # drains, so such queues get a delivery limit (or get no poison)
+        if quorum or (poison and doc["on_failure"] == "nack"):
+            doc["queue_type"] = "quorum"
+            doc["x_delivery_limit"] = draw(st.sampled_from([0, 2, 5]))
     selection = draw(st.sampled_from(["all", "all", "events", "filter"]))
     if selection == "events":
         doc["events"] = draw(
@@ -180,8 +187,9 @@ def scenario_docs(draw: st.DrawFn, mode: str) -> dict[str, Any]:
         if draw(st.integers(0, 3)) == 0:
             producer["poison_rate"] = draw(st.sampled_from([0.02, 0.1]))
         producers.append(producer)
+    poison = any("poison_rate" in p for p in producers)
     consumers = [
-        draw(consumer_docs(GROUP_NAMES[k], topic_names, mode))
+        draw(consumer_docs(GROUP_NAMES[k], topic_names, mode, poison))
         for k in range(draw(st.integers(1, 3)))
     ]
     return {
@@ -214,10 +222,13 @@ class Witness(Observer):
         self.processed_ids: dict[ConsumerGroup, set[int]] = {}
         self.fresh_ids: dict[ConsumerGroup, set[int]] = {}
         self.max_delivered: dict[tuple[ConsumerGroup, str, int], int] = {}
+        # the last first delivery per partition (a reset moves it: see the reset rule)
+        self.last_first: dict[tuple[ConsumerGroup, str, int], int] = {}
         self.last_fresh: dict[tuple[ConsumerGroup, str, int], int] = {}
         self.violations: list[str] = []
-        # groups where a known engine bug counted an event twice (see the flags at the top)
-        self.recounted: set[ConsumerGroup] = set()
+        # a redriven copy that just failed: is it the copy standing for an event still to deal
+        # with (a fresh dead letter), or a duplicate one? (see ``failed``)
+        self.failing_copy: dict[tuple[ConsumerGroup, int], bool] = {}
         # Events a group has finished once (processed or dead-lettered): a later dead letter of
         # the same event comes from a redelivery and is not one more event waiting.
         self.finished_ids: dict[ConsumerGroup, set[int]] = {}
@@ -241,16 +252,25 @@ class Witness(Observer):
         if inst is None or not inst.alive:
             self.violations.append(f"{where}: delivered to an instance that is not running")
             return
-        new_fetch = group.mode == "queue" or attempt == 1
-        if new_fetch and not group.fetching:
+        if group.mode == "queue":
+            # queue consumers start a message only while the queue may push to them: after a
+            # cancel everything they held but had not started went back
+            if attempt == 1 and not group.fetching and not redelivery:
+                self.violations.append(
+                    f"{where}: new work taken while the service is {group.display_status}"
+                )
+            return
+        if inst.cursor is None:
+            return  # a redriven dead letter (not read from the partition)
+        cur = inst.cursor
+        if cur.owner is not inst:
             self.violations.append(
-                f"{where}: new work taken while the service is {group.display_status}"
+                f"{where}: {cur.partition.name} is owned by "
+                f"{None if cur.owner is None else cur.owner.index}, not by this instance"
             )
-        if new_fetch and inst.leaving:
-            self.violations.append(f"{where}: new work taken by a leaving instance")
-        if group.mode != "stream" or inst.cursor is None:
-            return  # queue mode, or a redriven dead letter (not read from the partition)
-        part = inst.cursor.partition
+        if record[OFFSET] >= cur.position:
+            self.violations.append(f"{where}: offset {record[OFFSET]} was never fetched")
+        part = cur.partition
         for other in group.instances:
             if (
                 other is not inst
@@ -263,10 +283,13 @@ class Witness(Observer):
                 )
         key = (group, record[TOPIC], record[PARTITION])
         seen = self.max_delivered.get(key, -1)
-        if attempt == 1 and not redelivery and record[OFFSET] <= seen:
-            self.violations.append(
-                f"{where}: first delivery of offset {record[OFFSET]} after offset {seen}"
-            )
+        last_first = self.last_first.get(key, -1)
+        if attempt == 1 and not redelivery:
+            if record[OFFSET] <= last_first:
+                self.violations.append(
+                    f"{where}: first delivery of offset {record[OFFSET]} after {last_first}"
+                )
+            self.last_first[key] = record[OFFSET]
         if redelivery and record[OFFSET] > seen:
             self.violations.append(
                 f"{where}: flagged as a redelivery but offset {record[OFFSET]} was never "
@@ -285,16 +308,13 @@ class Witness(Observer):
     ) -> None:
         where = f"t={t:.4f} {group.name}#{instance} {record!r}"
         done = self.processed_ids.setdefault(group, set())
-        known_bug = not IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED and record[ID] in (
-            self.redriven_ids.get(group, ())
-        )
-        if group.idempotent and record[ID] in done and not known_bug:
+        if group.idempotent and record[ID] in done:
             self.violations.append(f"{where}: an idempotent service processed it twice")
         done.add(record[ID])
         if duplicate:
             return
         fresh = self.fresh_ids.setdefault(group, set())
-        if record[ID] in fresh and group not in self.recounted:
+        if record[ID] in fresh:
             self.violations.append(f"{where}: counted as freshly processed twice")
         fresh.add(record[ID])
         self.finished_ids.setdefault(group, set()).add(record[ID])
@@ -321,14 +341,16 @@ class Witness(Observer):
         reason: str,
     ) -> None:
         inst = _instance(group, instance)
-        cur = None if inst is None else inst.cursor
-        redelivered = cur is not None and record[OFFSET] < cur.completed
-        if (
-            redelivered
-            and attempt >= group.retry.max_attempts
-            and not REDELIVERED_FAILURES_ARE_COUNTED_ONCE
-        ):
-            self.recounted.add(group)
+        if inst is None or inst.record is not record:
+            return
+        # Whether this copy stands for an event still to deal with: a redriven copy carries
+        # its dead letter's flag; one read from a partition is fresh unless the group had
+        # finished, skipped or jumped over its offset (a reset, or auto.offset.reset after
+        # retention). The witness takes that from the engine and counts the rest itself.
+        if inst.cursor is None:
+            self.failing_copy[(group, record[ID])] = not inst.redrive_dup
+        elif group.mode == "stream":
+            self.failing_copy[(group, record[ID])] = record[OFFSET] >= inst.cursor.completed
 
     def dead_lettered(
         self, t: float, group: ConsumerGroup, record: Record, reason: str, attempts: int
@@ -336,14 +358,22 @@ class Witness(Observer):
         self.dead_letter_count[group] += 1
         finished = self.finished_ids.setdefault(group, set())
         redriven = self.redriven_fresh.setdefault(group, set())
-        if record[ID] not in finished or record[ID] in redriven:
+        copy = self.failing_copy.pop((group, record[ID]), None)
+        if copy is None:
+            # read from a partition or queue: a dead letter stands for a waiting event unless
+            # the group had finished that event before (a redelivery after a crash or reset)
+            fresh = record[ID] not in finished or (group.mode == "queue" and record[ID] in redriven)
+        else:
+            fresh = copy
+        if fresh:
             self.waiting_ids.setdefault(group, set()).add(record[ID])
             redriven.discard(record[ID])
         finished.add(record[ID])
-        if attempts != group.retry.max_attempts:
+        expected = _dead_letter_attempts(group, reason)
+        if expected is not None and attempts != expected:
             self.violations.append(
                 f"t={t:.4f} {group.name} {record!r}: dead-lettered after {attempts} attempts, "
-                f"max_attempts is {group.retry.max_attempts}"
+                f"its policy allows {expected}"
             )
 
     def redriven(self, t: float, group: ConsumerGroup, record: Record) -> None:
@@ -355,8 +385,24 @@ class Witness(Observer):
             self.redriven_fresh.setdefault(group, set()).add(record[ID])
 
 
+def _dead_letter_attempts(group: ConsumerGroup, reason: str) -> int | None:
+    """How many attempts a dead letter must have used, by the group's failure policy."""
+    if reason.startswith("delivery limit exceeded"):
+        limit = getattr(group, "delivery_limit", None)
+        return None if limit is None else limit + 1
+    if reason.startswith("cannot read"):
+        return None  # unreadable: given up at once, whatever the attempt
+    if group.mode == "queue" and getattr(group, "on_failure", "") != "retry_queue":
+        # reject: at the first failure, which may follow returns from cancels and crashes;
+        # nack: only a delivery limit dead-letters a nacked message
+        return None
+    return group.retry.max_attempts
+
+
 def _work_in_flight(group: ConsumerGroup) -> bool:
-    return any(i.record is not None and i.state in (BUSY, BACKOFF) for i in group.instances)
+    return any(
+        (i.record is not None and i.state in (BUSY, BACKOFF)) or i.batch for i in group.instances
+    )
 
 
 def _committed(group: ConsumerGroup) -> dict[tuple[str, int], int]:
@@ -563,6 +609,8 @@ class BrokerMachine(RuleBasedStateMachine):
         heads = [max(c.position, c.completed) for c in group.cursors]
         self.apply(cmd)
         self.committed[group] = _committed(group)  # the one way committed may move back
+        for cur in group.cursors:  # and reading starts again from there
+            self.witness.last_first[(group, *cur.tp)] = cur.committed - 1
         # A reset forward skips events: they count as done ("skipped"), so a later reset back
         # that reads them again reads them as duplicates. The witness learns which they were.
         finished = self.witness.finished_ids.setdefault(group, set())
@@ -623,8 +671,6 @@ class BrokerMachine(RuleBasedStateMachine):
             assert set(acc) == {"produced", *ACCOUNTING_TERMS}, acc
             assert all(v >= 0 for v in acc.values()), f"{group.name}: {acc}{self.context()}"
             total = sum(acc[k] for k in ACCOUNTING_TERMS)
-            if group in self.witness.recounted:
-                continue  # known engine bug, see REDELIVERED_FAILURES_ARE_COUNTED_ONCE
             assert acc["produced"] == total, (
                 f"{group.name} ({group.mode}): produced {acc['produced']} != sum of terms "
                 f"{total}: {acc}{self.context()}"
@@ -653,7 +699,8 @@ class BrokerMachine(RuleBasedStateMachine):
             waiting = len(w.waiting_ids.get(group, ()))
             assert waiting == acc["dead_lettered"], (group.name, acc, self.context())
             for dl in group.dead_letters:
-                assert dl.attempts == group.retry.max_attempts, (group.name, dl)
+                expected = _dead_letter_attempts(group, dl.reason)
+                assert expected is None or dl.attempts == expected, (group.name, dl)
 
     @invariant()
     def committed_offsets_never_move_backwards(self) -> None:
@@ -697,6 +744,7 @@ class BrokerMachine(RuleBasedStateMachine):
                     + acc["retrying"]
                     + acc["redrive_pending"]
                     + acc["in_flight"]
+                    + acc["batched"]
                 )
             assert lag == expected, f"{group.name}: lag {lag} != {expected}{self.context()}"
 
@@ -711,14 +759,15 @@ class BrokerMachine(RuleBasedStateMachine):
             name = group.name
             self.apply({"command": "consumer.failure_rate", "consumer": name, "value": 0})
             self.apply({"command": "consumer.slow", "consumer": name, "value": 1})
-            if not any(not i.leaving for i in group.instances):
+            if not any(not i.retire for i in group.instances):
                 self.apply({"command": "consumer.instances", "consumer": name, "value": 1})
             self.apply({"command": "consumer.up", "consumer": name})
 
         def busy(group: ConsumerGroup) -> dict[str, int]:
             acc = group.accounting()
             left = {
-                k: acc[k] for k in ("in_flight", "retrying", "redrive_pending", "not_delivered")
+                k: acc[k]
+                for k in ("in_flight", "retrying", "batched", "redrive_pending", "not_delivered")
             }
             left["lag"] = group.lag()
             return {k: v for k, v in left.items() if v}
@@ -734,43 +783,22 @@ class BrokerMachine(RuleBasedStateMachine):
         sim = getattr(self, "sim", None)
         if sim is None:
             return
-        # replay() is faithful up to the first two commands applied back to back (see
-        # REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL): find the last slice before them
-        cut, previous = -1, "run"
-        for j, (kind, _) in enumerate(self.steps):
-            if kind == "apply" and previous == "apply":
-                break
-            if kind == "run":
-                cut = j
-            previous = kind
         # the same scenario, seed, slices and commands give the same state; and as ``again``
         # has no per-event observer (the witness has), it runs the engine's fast lane: the
         # lane and the full path must agree on everything, latency figures included
         again = Simulation(sim.scenario, seed=self.seed)
         assert all(g._quiet for g in again.groups.values())
         assert not any(g._quiet for g in sim.groups.values())
-        at_cut: tuple[int, float, dict[str, Any]] | None = None
-        applied = 0
-        for j, (kind, arg) in enumerate(self.steps):
+        for kind, arg in self.steps:
             if kind == "run":
                 again.run_until(arg)
             else:
                 again.apply(arg)
-                applied += 1
-            if j == cut:
-                at_cut = (applied, again.now, again.snapshot())
         assert again.snapshot() == sim.snapshot(), f"rerun differs{self.context()}"
         assert again.metrics() == sim.metrics(), f"fast lane differs{self.context()}"
         # ... and so does replay() from the command log alone
-        if REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL:
-            replayed = replay(sim.scenario, sim.seed, sim.command_log, until=sim.now)
-            assert replayed.snapshot() == sim.snapshot(), f"replay differs{self.context()}"
-        elif at_cut is not None:
-            n, until, expected = at_cut
-            replayed = replay(sim.scenario, sim.seed, sim.command_log[:n], until=until)
-            assert replayed.snapshot() == expected, (
-                f"replay of the first {n} commands until {until} differs{self.context()}"
-            )
+        replayed = replay(sim.scenario, sim.seed, sim.command_log, until=sim.now)
+        assert replayed.snapshot() == sim.snapshot(), f"replay differs{self.context()}"
 
 
 class StreamBrokerMachine(BrokerMachine):
@@ -793,7 +821,12 @@ ONE_SLOW_CONSUMER = {
     "topics": [{"name": "t", "partitions": 1}],
     "producers": [{"name": "p", "topic": "t", "event": "E", "rate": 20, "arrival": "constant"}],
     "consumers": [
-        {"name": "c", "topics": ["t"], "processing": {"dist": "constant", "mean_ms": 500}}
+        {
+            "name": "c",
+            "topics": ["t"],
+            "max_poll_records": 1,  # a stopping member finishes its batch: make it one record
+            "processing": {"dist": "constant", "mean_ms": 500},
+        }
     ],
 }
 
@@ -826,17 +859,11 @@ def test_reset_of_a_stopped_group_waits_until_its_work_in_flight_is_done(to: str
     assert _conservation_gap(group) == (0, group.accounting())
 
 
-@pytest.mark.xfail(
-    not REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL,
-    strict=True,
-    reason="engine bug: replay() runs zero-delay events between commands of the same instant; "
-    "set REPLAY_OF_SAME_INSTANT_COMMANDS_IS_FAITHFUL = True once fixed",
-)
 def test_replay_of_commands_applied_back_to_back_rebuilds_the_run() -> None:
     """Two commands in one slice (here up, then slow) share a time in the command log.
 
-    The original run applied them back to back, so the rebalance that ``up`` scheduled with
-    zero delay (``rebalance_ms: 0``) ran after ``slow`` and the first record took 300 ms.
+    The original run applied them back to back, so the assignment that ``up`` made at once
+    (an empty group, no initial rebalance delay) started the first record before ``slow``.
     ``replay`` calls ``run_until(t)`` before each command, which runs that rebalance (and the
     first delivery, at normal speed) between the two commands.
     """
@@ -850,7 +877,7 @@ def test_replay_of_commands_applied_back_to_back_rebuilds_the_run() -> None:
                 {
                     "name": "c",
                     "topics": ["t"],
-                    "rebalance_ms": 0,
+                    "group_initial_rebalance_delay_ms": 0,
                     "processing": {"dist": "constant", "mean_ms": 100},
                 }
             ],
@@ -862,7 +889,7 @@ def test_replay_of_commands_applied_back_to_back_rebuilds_the_run() -> None:
     sim.apply({"command": "consumer.up", "consumer": "c"})
     sim.apply({"command": "consumer.slow", "consumer": "c", "value": 3})
     sim.run_until(2.25)
-    # "up" takes effect at once (rebalance_ms 0): the first record starts at normal speed
+    # "up" takes effect at once (no initial delay): the first record starts at normal speed
     # before "slow" arrives, and is done by 2.1; the replay must agree
     assert sim.groups["c"].processed == 1
     again = replay(scenario, sim.seed, sim.command_log, until=sim.now)
@@ -870,11 +897,14 @@ def test_replay_of_commands_applied_back_to_back_rebuilds_the_run() -> None:
 
 
 def _one_consumer(**consumer: Any) -> Simulation:
-    """One topic, a producer every 100 ms (t = 0.1, 0.2, ...), one service taking 10 ms."""
+    """One topic, a producer every 100 ms (t = 0.1, 0.2, ...), one service taking 10 ms; a
+    crashed member is noticed within 200 ms and a restarted group resumes at once."""
     spec = {
         "name": "c",
         "topics": ["t"],
-        "rebalance_ms": 0,
+        "session_timeout_ms": 200,
+        "heartbeat_interval_ms": 50,
+        "group_initial_rebalance_delay_ms": 0,
         "retry": {"max_attempts": 1},
         "processing": {"dist": "constant", "mean_ms": 10},
         **consumer,
@@ -893,31 +923,27 @@ def _one_consumer(**consumer: Any) -> Simulation:
     )
 
 
-@pytest.mark.xfail(
-    not REDELIVERED_FAILURES_ARE_COUNTED_ONCE,
-    strict=True,
-    reason="engine bug: a redelivered event that fails is dead-lettered and counted again; "
-    "set REDELIVERED_FAILURES_ARE_COUNTED_ONCE = True once fixed",
-)
 def test_a_dead_letter_redelivered_after_a_crash_is_counted_once() -> None:
-    """Every event fails and goes to the dead-letter topic; offsets are committed once a
-    second, so the crash at 0.55 s rewinds to offset 0 and events 1-4 are delivered, fail and
-    are dead-lettered again: 9 dead letters for 6 events."""
-    sim = _one_consumer(failure_rate=1, commit_interval_ms=1000)
+    """Every event fails and goes to the dead-letter topic; offsets are auto-committed once a
+    second, so after the crash at 0.55 s the group rewinds to offset 0 and events 1-5 are
+    delivered again, fail and are dead-lettered again: each counted once."""
+    sim = _one_consumer(failure_rate=1, auto_commit_interval_ms=1000)
     sim.run_until(0.55)
     sim.apply({"command": "consumer.crash", "consumer": "c"})
     sim.apply({"command": "consumer.up", "consumer": "c"})
-    sim.run_until(0.6)
-    gap, acc = _conservation_gap(sim.groups["c"])
+    sim.run_until(1.0)
+    group = sim.groups["c"]
+    # events 1-5 dead-lettered, 1-5 again after the crash (redelivered), then 6-9: 14 letters
+    # for 9 events, and 5 of them counted as duplicates
+    assert (group.redelivered, group.dead_lettered, group.accounting()["dead_lettered"]) == (
+        5,
+        14,
+        9,
+    )
+    gap, acc = _conservation_gap(group)
     assert gap == 0, acc
 
 
-@pytest.mark.xfail(
-    not REDELIVERED_FAILURES_ARE_COUNTED_ONCE,
-    strict=True,
-    reason="engine bug: a processed event read again after a reset, failing, is dead-lettered "
-    "and counted twice; set REDELIVERED_FAILURES_ARE_COUNTED_ONCE = True once fixed",
-)
 def test_a_processed_event_read_again_after_a_reset_is_counted_once() -> None:
     """Events 1-3 are processed; the service is reset to earliest and now fails everything:
     the three events are read again and dead-lettered, counted as processed *and* as dead
@@ -938,19 +964,13 @@ def test_a_processed_event_read_again_after_a_reset_is_counted_once() -> None:
     assert gap == 0, acc
 
 
-@pytest.mark.xfail(
-    not IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED,
-    strict=True,
-    reason="engine bug: an idempotent stream group processes a redriven event it already "
-    "processed; set IDEMPOTENT_STREAM_REDRIVE_IS_DEDUPLICATED = True once fixed",
-)
 def test_an_idempotent_stream_service_skips_a_redriven_event_it_already_processed() -> None:
     """Event 1 fails and is dead-lettered. Offsets are committed once a second, so after a
     crash it is read again from the partition and, failures now off, processed. Redriving the
     dead letter must not process it again: the service is idempotent (queue mode asks
     ``seen`` before processing a redriven event; the stream redrive path never does). The
     skipped event must still be accounted for somewhere."""
-    sim = _one_consumer(idempotent=True, failure_rate=1, commit_interval_ms=1000)
+    sim = _one_consumer(idempotent=True, failure_rate=1, auto_commit_interval_ms=1000)
     sim.run_until(0.15)  # event 1 (t=0.1) failed and was dead-lettered
     for cmd in (
         {"command": "producer.rate", "producer": "p", "value": 0},
@@ -959,11 +979,11 @@ def test_an_idempotent_stream_service_skips_a_redriven_event_it_already_processe
         {"command": "consumer.up", "consumer": "c"},
     ):
         sim.apply(cmd)
-    sim.run_until(0.3)  # offset 0 was never committed: read again, and processed
+    sim.run_until(0.5)  # offset 0 was never committed: read again once the crash is noticed
     group = sim.groups["c"]
     assert group.processed == 1
     sim.apply({"command": "dead_letters.redrive", "consumer": "c"})
-    sim.run_until(0.5)
+    sim.run_until(0.7)
     assert group.processed == 1
     gap, acc = _conservation_gap(group)
     assert gap == 0, acc

@@ -43,7 +43,7 @@ def test_fraud_from_earliest_replays_history_and_no_producer_changes() -> None:
     early, late = a.data["earliest"], a.data["latest"]
     assert a.correct == "history" and a.claim_holds
     assert early["flagged"] == early["big_total"] > late["flagged"] > 0
-    assert late["flagged"] == early["big_total"] - early["big_before"]
+    assert late["flagged"] == late["big_total"] - late["big_before"]
     assert early["producer_changes"] == late["producer_changes"] == 0
 
 

@@ -1,0 +1,415 @@
+"""Queue delivery: a RabbitMQ queue with competing consumers.
+
+- The broker pushes messages to the queue's consumers in turn (round-robin), each up to its
+  channel's ``prefetch`` (``basic.qos`` prefetch_count; 0, RabbitMQ's default, is unlimited).
+  A consumer works through what it was given one message at a time and acknowledges each; a
+  slow consumer with a large prefetch hoards messages the others could have taken.
+- ``down`` cancels the consumers (``basic.cancel``): each finishes the message in hand, and the
+  messages pushed to it but not started go back. A crash closes the channel: everything unacked
+  goes back. Returned messages go back to their original position in the queue, flagged
+  ``redelivered``; a quorum queue counts the returns and dead-letters a message returned more
+  than ``x_delivery_limit`` times.
+- A failed attempt does what ``on_failure`` says: ``nack`` (``basic.nack`` with requeue: back at
+  once, flagged redelivered), ``reject`` (``basic.reject`` without requeue: to the dead-letter
+  exchange) or ``retry_queue`` (acknowledge, republish to a delay queue whose TTL is the backoff
+  and whose dead-letter exchange routes back to the tail of the queue; after
+  ``retry.max_attempts`` attempts, to the dead-letter exchange). A message it cannot
+  deserialise is rejected whatever the policy, as Spring AMQP's error handler does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..broker import ID, TS, Partition, Record, Topic
+from .base import BUSY, DEAD, IDLE, ConsumerGroup, Host, Instance
+from .failures import REASON_DELIVERY_LIMIT, REASON_REJECTED
+
+if TYPE_CHECKING:
+    from ..metrics import GroupStats
+    from ..scenario import ConsumerSpec
+
+Message = tuple[int, Record]  # (position in the queue, record)
+
+
+class QueueGroup(ConsumerGroup):
+    """A RabbitMQ queue and the consumers that compete for its messages."""
+
+    mode = "queue"
+
+    def __init__(
+        self,
+        sim: Host,
+        spec: ConsumerSpec,
+        topics: list[Topic],
+        stats: GroupStats,
+        *,
+        start: str | None = None,
+    ) -> None:
+        super().__init__(sim, spec, topics, stats)
+        self.prefetch = spec.prefetch
+        self.quorum = spec.queue_type == "quorum"
+        self.delivery_limit = spec.x_delivery_limit if self.quorum else None
+        self.on_failure = spec.on_failure
+        self.ready: deque[Message] = deque()
+        self.returns: dict[int, int] = {}  # position -> times returned to the queue
+        self.flagged: set[int] = set()  # positions to deliver with redelivered = true
+        self.attempts: dict[int, int] = {}  # retry_queue: position -> failed attempts so far
+        self._dup: set[int] = set()  # positions holding redriven duplicate dead letters
+        self.delayed = 0  # messages waiting in the retry queue
+        self._delayed_dup = 0
+        self.enqueued = 0
+        self.returned = 0
+        self._last = 0  # the last position given out
+        self._rr = 0
+        self._from_retry_cb = self._from_retry_queue
+        self._parts: list[Partition] = []
+        backlog: list[Record] = []
+        for topic in topics:
+            for part in topic.partitions:
+                part.listeners.append(self)
+                self._parts.append(part)
+                if start == "earliest":
+                    backlog.extend(part.records)
+        for record in sorted(backlog, key=lambda r: (r[TS], r[ID])):
+            self.notify(record)
+        self.instances = [Instance(i, sim.now) for i in range(spec.instances)]
+        self._dispatch()
+
+    # --- the broker's side --------------------------------------------------------------
+
+    def notify(self, record: Record) -> None:
+        """A record was published to a bound topic: it is routed to this queue."""
+        self.enqueued += 1
+        if not self._accept_all and not self.accepts(record):
+            self.filtered += 1  # the binding does not route it here
+            return
+        self._last += 1
+        self.ready.append((self._last, record))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Push ready messages to consumers with room under their prefetch, in turn."""
+        if self.status != "up":
+            return
+        insts = self.instances
+        n = len(insts)
+        prefetch = self.prefetch
+        ready = self.ready
+        redrive = self.redrive
+        while ready or redrive:
+            k = self._rr
+            for _ in range(n):
+                inst = insts[k]
+                k += 1
+                if k == n:
+                    k = 0
+                if inst.alive and not inst.leaving and (not prefetch or inst.unacked < prefetch):
+                    break
+            else:
+                return
+            self._rr = k
+            if redrive:
+                record, duplicate = self.redrive_pop()
+                if self.skip_redriven(record, duplicate):
+                    continue
+                self._last += 1
+                seq = self._last
+                if duplicate:
+                    self._dup.add(seq)
+            else:
+                seq, record = ready.popleft()
+            inst.unacked += 1
+            if inst.state == IDLE:
+                self._start(inst, seq, record)
+            else:
+                inst.batch.append((seq, record))
+
+    def _requeue(self, seq: int, record: Record) -> None:
+        """Back to the queue at its original position, flagged redelivered; a quorum queue
+        dead-letters it once it has come back more than ``x_delivery_limit`` times."""
+        self.returned += 1
+        n = self.returns.get(seq, 0) + 1
+        limit = self.delivery_limit
+        if limit is not None and n > limit:
+            self.returns.pop(seq, None)
+            self.flagged.discard(seq)
+            self.attempts.pop(seq, None)
+            self.dead_letter(
+                record,
+                REASON_DELIVERY_LIMIT.format(n=n, limit=limit),
+                n,
+                duplicate=seq in self._dup,
+            )
+            self._dup.discard(seq)
+            return
+        self.returns[seq] = n
+        self.flagged.add(seq)
+        i = 0
+        for s, _ in self.ready:  # returned messages sit near the head: a short walk
+            if s > seq:
+                break
+            i += 1
+        self.ready.insert(i, (seq, record))
+
+    def _from_retry_queue(self, arg: tuple[Record, int, bool]) -> None:
+        """The retry queue's TTL expired: dead-lettered back to the tail of the work queue."""
+        record, attempts, duplicate = arg
+        self.delayed -= 1
+        if duplicate:
+            self._delayed_dup -= 1
+        self._last += 1
+        seq = self._last
+        self.attempts[seq] = attempts
+        if duplicate:
+            self._dup.add(seq)
+        self.ready.append((seq, record))
+        self._dispatch()
+
+    # --- the consumer's side ------------------------------------------------------------
+
+    def _start(self, inst: Instance, seq: int, record: Record) -> None:
+        inst.seq = seq
+        redelivery = seq in self.flagged
+        if redelivery:
+            self.flagged.discard(seq)
+            self.redelivered += 1
+        inst.redrive_dup = seq in self._dup
+        if self.idempotent and self.seen(record):
+            inst.record = record
+            self._settle(inst)
+            self._next(inst)
+            return
+        # retry_queue counts failed attempts in a header of the republished copy; otherwise an
+        # attempt is a delivery, and a return (nack, cancel, crash) makes the next one
+        if self.on_failure == "retry_queue":
+            attempt = self.attempts.get(seq, 0) + 1
+        else:
+            attempt = self.returns.get(seq, 0) + 1
+        self.begin(inst, record, attempt, redelivery)
+
+    def _next(self, inst: Instance) -> None:
+        """Take the next message pushed to this consumer, then let the broker push more."""
+        inst.record = None
+        inst.state = IDLE
+        if inst.batch and inst.alive and self.status == "up":
+            seq, record = inst.batch.popleft()
+            self._start(inst, seq, record)
+        elif inst.leaving and not inst.batch:
+            self._gone(inst)
+        self._dispatch()
+
+    def _settle(self, inst: Instance) -> None:
+        """The message leaves this consumer (acked, rejected or republished)."""
+        seq = inst.seq
+        inst.unacked -= 1
+        self.returns.pop(seq, None)
+        self.attempts.pop(seq, None)
+        self._dup.discard(seq)
+
+    def _done(self, inst: Instance) -> None:
+        """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
+        record = inst.record
+        assert record is not None
+        if self._lane and not inst.failing and not inst.redrive_dup:
+            # the common case: processed and acknowledged, nothing else to tell
+            now = self.sim.now
+            self.processed += 1
+            inst.processed += 1
+            sink = self._processing_sink
+            if sink is not None:
+                sink((now - inst.started) * 1000.0)
+            sink = self._e2e_sink
+            if sink is not None:
+                sink((now - record[TS]) * 1000.0)
+            inst.unacked -= 1
+            if self.returns or self.attempts:
+                self.returns.pop(inst.seq, None)
+                self.attempts.pop(inst.seq, None)
+            self._next(inst)
+            return
+        duplicate = inst.redrive_dup
+        if not inst.failing:
+            self.succeeded(inst, record, duplicate)
+            self._settle(inst)
+            self._next(inst)
+            return
+        reason = self.failed(inst, record)
+        seq = inst.seq
+        policy = "reject" if inst.unreadable else self.on_failure
+        if policy == "nack":
+            inst.unacked -= 1
+            self._requeue(seq, record)
+        elif policy == "retry_queue" and inst.attempt < self.retry.max_attempts:
+            delay = self.retry.delay(inst.attempt)
+            self.retry_in(record, inst.attempt + 1, delay)
+            self._settle(inst)
+            self.delayed += 1
+            if duplicate:
+                self._delayed_dup += 1
+            self._at(self.sim.now + delay, self._from_retry_cb, (record, inst.attempt, duplicate))
+        else:
+            if policy == "reject":
+                reason = f"{reason}; {REASON_REJECTED}"
+            self._settle(inst)
+            self.dead_letter(record, reason, inst.attempt, duplicate=duplicate)
+        self._next(inst)
+
+    def _retry(self, inst: Instance) -> None:  # pragma: no cover - queues never retry in place
+        raise AssertionError("a queue consumer never waits to retry in place")
+
+    def _give_back(self, inst: Instance, *, current: bool) -> None:
+        """Return what the consumer holds unacked to the queue (``current``: the message in
+        hand too)."""
+        if current and inst.record is not None and inst.state == BUSY:
+            self._requeue(inst.seq, inst.record)
+            inst.unacked -= 1
+            inst.record = None
+        while inst.batch:
+            seq, record = inst.batch.popleft()
+            self._requeue(seq, record)
+            inst.unacked -= 1
+
+    def _gone(self, inst: Instance) -> None:
+        if inst.retire and inst in self.instances:
+            self.instances.remove(inst)
+            self._rr = 0
+        inst.leaving = False
+
+    # --- commands -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._dispatch()
+
+    def poll(self, inst: Instance) -> None:
+        self._dispatch()
+
+    def down(self) -> None:
+        """basic.cancel: each consumer finishes the message in hand; the rest goes back."""
+        if self.status == "down":
+            return
+        self.set_status("down")
+        for inst in self.instances:
+            if inst.alive:
+                self._give_back(inst, current=False)
+
+    def up(self) -> None:
+        now = self.sim.now
+        for inst in self.instances:
+            if not inst.alive:
+                inst.alive = True
+                inst.state = IDLE
+                inst.record = None
+                inst.born = now
+        self.set_status("up")
+        self._dispatch()
+
+    def crash(self, instance: int | None = None) -> None:
+        """The channel closes: everything the consumer held unacked goes back to the queue."""
+        for inst in self.instances:
+            if not inst.alive or (instance is not None and inst.index != instance):
+                continue
+            self._stop(inst)
+            self._give_back(inst, current=True)
+            inst.alive = False
+            inst.state = DEAD
+            inst.record = None
+            inst.unacked = 0
+        for inst in [i for i in self.instances if i.retire and not i.alive]:
+            self.instances.remove(inst)
+            self._rr = 0
+        if not any(i.alive for i in self.instances):
+            self.set_status("crashed")
+        else:
+            self.set_status(self.status)
+            self._dispatch()
+
+    def set_instances(self, n: int) -> None:
+        current = [i for i in self.instances if not i.retire]
+        if n > len(current):
+            self.add_instances(n - len(current))
+        else:
+            for inst in current[n:]:
+                inst.retire = True
+                inst.leaving = True
+                if inst.alive:
+                    self._give_back(inst, current=False)
+                if inst.state != BUSY:
+                    self._gone(inst)
+        self.set_status(self.status)
+        self._dispatch()
+
+    def detach(self) -> None:
+        self.detached = True
+        for part in self._parts:
+            part.listeners.remove(self)
+        for inst in self.instances:
+            self._stop(inst)
+            inst.alive = False
+
+    # --- observation --------------------------------------------------------------------
+
+    @property
+    def unacked(self) -> int:
+        return sum(i.unacked for i in self.instances)
+
+    def lag(self) -> int:
+        """Messages not yet acknowledged: ready, pushed to a consumer, or in the retry queue."""
+        return len(self.ready) + self.unacked + self.delayed + len(self.redrive)
+
+    def records_lag(self) -> int:
+        """Messages ready in the queue, not yet pushed to a consumer."""
+        return len(self.ready)
+
+    def lag_seconds(self) -> float:
+        oldest = None
+        heads: list[Record | None] = [
+            self.ready[0][1] if self.ready else None,
+            self.redrive[0] if self.redrive else None,
+        ]
+        for inst in self.instances:
+            heads.append(inst.record)
+            if inst.batch:
+                heads.append(inst.batch[0][1])
+        for r in heads:
+            if r is not None and (oldest is None or r[TS] < oldest):
+                oldest = r[TS]
+        return 0.0 if oldest is None else max(0.0, self.sim.now - oldest)
+
+    def accounting(self) -> dict[str, int]:
+        dup = self._dup
+        in_flight = batched = 0
+        for inst in self.instances:
+            if inst.state == BUSY and inst.record is not None and inst.seq not in dup:
+                in_flight += 1
+            batched += sum(1 for seq, _ in inst.batch if seq not in dup)
+        return {
+            "produced": self.enqueued,
+            "processed": self.processed - self.duplicates,
+            "in_flight": in_flight,
+            "retrying": self.delayed - self._delayed_dup,
+            "batched": batched,
+            "dead_lettered": self.dead_letters_fresh(),
+            "redrive_pending": self.redrive_fresh(),
+            "filtered": self.filtered,
+            "expired": 0,
+            "skipped": 0,
+            "deduplicated": self.redrive_deduplicated,
+            "not_delivered": sum(1 for seq, _ in self.ready if seq not in dup),
+        }
+
+    def instance_state(self, inst: Instance) -> dict[str, Any]:
+        state = super().instance_state(inst)
+        state["unacked"] = inst.unacked
+        return state
+
+    def settings(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "prefetch": spec.prefetch,
+            "queue_type": spec.queue_type,
+            "x_delivery_limit": self.delivery_limit,
+            "on_failure": spec.on_failure,
+            "client_overhead_ms": spec.client_overhead_ms,
+        }
