@@ -89,6 +89,10 @@ def scenario(seed: int, c: int = C, lam: float = LAM, mean_ms: float = MEAN_SERV
                 "delivery": "queue",
                 "instances": c,
                 "processing": {"dist": "exponential", "mean_ms": mean_ms},
+                # one message at a time to a free worker, at no client cost: the M/M/c model
+                # (RabbitMQ's default prefetch is unlimited)
+                "prefetch": 1,
+                "client_overhead_ms": 0,
             },
         ],
     }

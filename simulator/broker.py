@@ -112,7 +112,7 @@ class Partition:
     log-end offset) is where the next record goes.
     """
 
-    __slots__ = ("bytes", "index", "listeners", "records", "start", "topic")
+    __slots__ = ("bytes", "index", "listeners", "online", "records", "start", "topic")
 
     def __init__(self, topic: str, index: int) -> None:
         self.topic = topic
@@ -121,6 +121,7 @@ class Partition:
         self.start = 0
         self.bytes = 0
         self.listeners: list[Listener] = []
+        self.online = True  # its leader is up (broker.down takes it offline)
 
     @property
     def end(self) -> int:
@@ -177,6 +178,14 @@ class Topic:
         self._rng = rng if rng is not None else Random(0)
         self._sticky = 0
         self._sticky_bytes = 0
+        self.offline = 0  # partitions whose leader is down
+
+    def set_online(self, index: int | None, online: bool) -> None:
+        """Take a partition's leader (or every partition's, ``index`` None) down or up."""
+        for part in self.partitions:
+            if index is None or part.index == index:
+                part.online = online
+        self.offline = sum(1 for p in self.partitions if not p.online)
 
     def partition_for(self, key: str | None, size: int = 0) -> Partition:
         """Where Kafka's default partitioner puts a record: by murmur2 of the key, or, without
@@ -187,8 +196,13 @@ class Topic:
             return parts[0]
         if key is not None:
             return parts[stable_partition(key, n)]
-        if self._sticky_bytes >= STICKY_BATCH_BYTES:
-            self._sticky = int(self._rng.random() * n)
+        if self._sticky_bytes >= STICKY_BATCH_BYTES or (
+            self.offline and not parts[self._sticky].online
+        ):
+            # a new sticky partition, among those whose leader is up (all, when none is)
+            online = [p for p in parts if p.online] if self.offline else parts
+            choice = online or parts
+            self._sticky = choice[int(self._rng.random() * len(choice))].index
             self._sticky_bytes = 0
         self._sticky_bytes += size
         return parts[self._sticky]

@@ -24,6 +24,9 @@ ENGINE_COMMANDS = (
     "consumer.remove",
     "consumer.reset",
     "dead_letters.redrive",
+    "broker.down",
+    "broker.up",
+    "broker.delay",
 )
 
 ERR_NOT_A_MAPPING = "a command must be a JSON object with a 'command' field"

@@ -43,6 +43,10 @@ SWITCHES = (
     "consumer.crash",
     "producer.rate",
     "service.add",
+    # the event side's broker (the synchronous chain has none)
+    "broker.down",
+    "broker.up",
+    "broker.delay",
 )
 
 
@@ -432,19 +436,34 @@ class Comparison:
         now = self.sim.now
         order = self.plan.new_order()
         self.sync.order_placed(order, now)
-        # Event side: checkout does its own work, publishes OrderPlaced (a hop to the broker and
-        # its ack) and returns to the customer. Nothing else is on its path.
+        # Event side: checkout does its own work, publishes OrderPlaced (a hop to the broker)
+        # and returns to the customer once the broker acknowledges it. Nothing else is on its
+        # path, but the broker is: a slow or down partition leader makes checkout wait, and a
+        # send that fails (delivery.timeout.ms, a full buffer) fails the checkout.
         work = self.plan.checkout_s[order]
-        self.sim.at(now + work + self.hop, self._publish, order)
-        self.events_checkout.add((work + 2 * self.hop) * 1000.0)
-        self.events_recent.add(now, (work + 2 * self.hop) * 1000.0)
+        self.sim.at(now + work + self.hop, self._publish, (order, now))
         self._schedule_arrival()
 
-    def _publish(self, order: int) -> None:
+    def _publish(self, arg: tuple[int, float]) -> None:
+        order, placed = arg
         payload = self.plan.payloads[order]
         key = str(payload[self.key]) if self.key and self.key in payload else None
         self.producer.produced += 1
-        self.sim.publish(self.topic, self.event, key, payload, self.size, None, None)
+        topic = self.topic
+        part = topic.partition_for(key, self.size)
+        # its own work and the hop to the broker so far; the ack's wait and the hop back follow
+        before = (self.sim.now - placed + self.hop) * 1000.0
+
+        def acked(wait_ms: float, ok: bool) -> None:
+            if not ok:
+                self.events_errors += 1
+                return
+            self.events_checkout.add(before + wait_ms)
+            self.events_recent.add(placed, before + wait_ms)
+
+        self.producer.sender.send(
+            topic, part, self.event, key, payload, self.size, None, None, False, acked
+        )
 
     # --- switches ------------------------------------------------------------------------
 
@@ -471,6 +490,8 @@ class Comparison:
             self._schedule_arrival()
         elif name == "service.add":
             self._add_service(command)
+        elif name.startswith("broker."):
+            self.sim.apply(command)
         else:
             target = require(command, "consumer")
             service = self.sync.services.get(target) if isinstance(target, str) else None

@@ -6,6 +6,7 @@ from math import log
 from typing import TYPE_CHECKING, Any
 
 from .distributions import value_maker
+from .publish import Sender
 from .schema import parse_versioned, validate
 
 if TYPE_CHECKING:
@@ -50,6 +51,14 @@ class Producer:
         self._ids = sim.ids
         self._at = sim.at
         self._random = sim.rng.random
+        self.sender = Sender(
+            spec=spec.send,
+            broker=sim.scenario.broker,
+            now=lambda: sim.now,
+            at=sim.at,
+            append=sim.append_now,
+        )
+        self._ack_add = self.sender.ack_ms.add
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
 
@@ -73,11 +82,16 @@ class Producer:
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the rate changed: this arrival was rescheduled
-        if self._plain:  # sim.publish, inline: no key, no payload, its own correlation
+        topic = self.topic
+        sender = self.sender
+        if self._plain and not topic.offline and not sender.waiting_for:
+            # the send path, inline: no key, no payload, its own correlation, the leader up
             self.produced += 1
+            sender.sent += 1
             rid = next(self._ids)
             now = self.sim.now
-            self.topic.append(rid, self.event, None, now, self.size, None, rid, None, False)
+            topic.append(rid, self.event, None, now, self.size, None, rid, None, False)
+            self._ack_add(sender.ack_now)
         else:
             self.emit()
         if self.poisson:  # the common case of _schedule_next, inline
@@ -106,12 +120,14 @@ class Producer:
                 self.rejected += 1
                 self.last_rejection = f"{self.spec.schema}: {problems[0]}"
                 return
-        part = None
+        topic = self.topic
         if self._round_robin:  # RoundRobinPartitioner: the next partition, whatever the key
-            parts = self.topic.partitions
+            parts = topic.partitions
             part = parts[self._rr]
             self._rr = (self._rr + 1) % len(parts)
-        sim.publish(self.topic, self.event, key, payload, self.size, None, None, poison, part)
+        else:
+            part = topic.partition_for(key, self.size)
+        self.sender.send(topic, part, self.event, key, payload, self.size, None, None, poison)
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate

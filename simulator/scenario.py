@@ -71,6 +71,33 @@ class BurstSpec:
     rate: float = 0.0
 
 
+KAFKA_DELIVERY_TIMEOUT_MS = 120_000.0  # delivery.timeout.ms
+KAFKA_RETRY_BACKOFF_MS = 100.0  # retry.backoff.ms
+KAFKA_BUFFER_MEMORY = 33_554_432  # buffer.memory (32 MiB)
+KAFKA_MAX_BLOCK_MS = 60_000.0  # max.block.ms
+ACKS = ("0", "1", "all")
+
+
+@dataclass(frozen=True)
+class SendSpec:
+    """A Kafka producer's send settings, with Kafka's defaults."""
+
+    acks: str = "all"  # the default since Kafka 3.0
+    delivery_timeout_ms: float = KAFKA_DELIVERY_TIMEOUT_MS
+    retry_backoff_ms: float = KAFKA_RETRY_BACKOFF_MS
+    buffer_memory: int = KAFKA_BUFFER_MEMORY
+    max_block_ms: float = KAFKA_MAX_BLOCK_MS
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """The broker's own latency: a produce request's append on the partition leader, and the
+    followers' copy that ``acks: all`` waits for. Fanout's defaults are 0 (see fidelity.md)."""
+
+    append_ms: float = 0.0
+    replication_ms: float = 0.0
+
+
 @dataclass(frozen=True)
 class ProducerSpec:
     name: str
@@ -87,6 +114,7 @@ class ProducerSpec:
     # Kafka's partitioner.class: "default" (murmur2 of the key; sticky without a key) or
     # "round_robin" (RoundRobinPartitioner: every record to the next partition, keys ignored)
     partitioner: str = "default"
+    send: SendSpec = field(default_factory=SendSpec)
 
 
 @dataclass(frozen=True)
@@ -207,6 +235,8 @@ class FaultSpec:
     producer: str | None = None
     value: float | None = None
     instance: int | None = None
+    broker: str | None = None  # a topic whose leaders the fault takes down, up or slows
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +251,7 @@ class Scenario:
     description: str = ""
     sample_interval_s: float = 1.0
     chain: tuple[str, ...] = ()
+    broker: BrokerSpec = field(default_factory=BrokerSpec)
     extra: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, Any] = field(default_factory=dict)
 
@@ -466,6 +497,7 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
             "bursts",
             "schema",
             "partitioner",
+            *SEND_FIELDS,
         ),
     )
     name = v.name(d, "name", path)
@@ -511,6 +543,45 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
         bursts=tuple(bursts),
         schema=_versioned_name(v, d, "schema", path),
         partitioner=v.choice(d, "partitioner", path, ("default", "round_robin"), "default"),
+        send=_send_settings(v, d, path),
+    )
+
+
+SEND_FIELDS = ("acks", "delivery_timeout_ms", "retry_backoff_ms", "buffer_memory", "max_block_ms")
+
+
+def _send_settings(v: _V, d: Mapping[str, Any], path: str) -> SendSpec:
+    acks = d.get("acks", "all")
+    if isinstance(acks, int) and not isinstance(acks, bool):
+        acks = str(acks)
+    if acks not in ACKS:
+        v.err(_join(path, "acks"), f"must be 0, 1 or all, got {acks!r}")
+        acks = "all"
+    return SendSpec(
+        acks=acks,
+        delivery_timeout_ms=v.number(
+            d, "delivery_timeout_ms", path, default=KAFKA_DELIVERY_TIMEOUT_MS, gt=0, le=86_400_000
+        ),
+        retry_backoff_ms=v.number(
+            d, "retry_backoff_ms", path, default=KAFKA_RETRY_BACKOFF_MS, gt=0, le=3_600_000
+        ),
+        buffer_memory=v.number(
+            d, "buffer_memory", path, default=KAFKA_BUFFER_MEMORY, ge=1, le=2**31, integer=True
+        ),
+        max_block_ms=v.number(
+            d, "max_block_ms", path, default=KAFKA_MAX_BLOCK_MS, ge=0, le=3_600_000
+        ),
+    )
+
+
+def _broker(v: _V, value: Any) -> BrokerSpec:
+    d = v.mapping(value, "broker")
+    if d is None:
+        return BrokerSpec()
+    v.known(d, "broker", ("append_ms", "replication_ms"))
+    return BrokerSpec(
+        append_ms=v.number(d, "append_ms", "broker", default=0.0, ge=0, le=60_000),
+        replication_ms=v.number(d, "replication_ms", "broker", default=0.0, ge=0, le=60_000),
     )
 
 
@@ -750,20 +821,30 @@ def _rabbit_settings(v: _V, d: Mapping[str, Any], path: str, delivery: str) -> d
     }
 
 
+BROKER_ACTIONS = ("down", "up", "delay")
+FAULT_FIELDS = ("at", "consumer", "producer", "broker", "action", "value", "instance", "partition")
+
+
 def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
     d = v.mapping(value, path)
     if d is None:
         return None
-    v.known(d, path, ("at", "consumer", "producer", "action", "value", "instance"))
+    v.known(
+        d,
+        path,
+        ("at", "consumer", "producer", "broker", "action", "value", "instance", "partition"),
+    )
     at = v.number(d, "at", path, required=True, ge=0)
     action = v.choice(d, "action", path, FAULT_ACTIONS, "down")
-    consumer, producer = d.get("consumer"), d.get("producer")
-    if (consumer is None) == (producer is None):
-        v.err(path, "names exactly one consumer or one producer")
+    consumer, producer, broker = d.get("consumer"), d.get("producer"), d.get("broker")
+    if sum(x is not None for x in (consumer, producer, broker)) != 1:
+        v.err(path, "names exactly one consumer, one producer or one broker topic")
         return None
     if action == "rate" and producer is None:
         v.err(_join(path, "action"), "rate applies to a producer")
-    if action != "rate" and consumer is None:
+    if broker is not None and action not in BROKER_ACTIONS:
+        v.err(_join(path, "action"), f"a broker fault is one of {', '.join(BROKER_ACTIONS)}")
+    if action != "rate" and consumer is None and broker is None:
         v.err(_join(path, "action"), f"{action} applies to a consumer")
     value_ = v.number(d, "value", path, ge=0)
     if action in ("slow", "delay", "failure_rate", "instances", "rate") and value_ is None:
@@ -773,10 +854,20 @@ def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
     if action == "slow" and value_ is not None and value_ <= 0:
         v.err(_join(path, "value"), "must be > 0")
     instance = v.number(d, "instance", path, ge=0, integer=True)
+    partition = v.number(d, "partition", path, ge=0, integer=True)
+    if partition is not None and broker is None:
+        v.err(_join(path, "partition"), "applies to a broker fault")
     if at is None:
         return None
     return FaultSpec(
-        at=at, action=action, consumer=consumer, producer=producer, value=value_, instance=instance
+        at=at,
+        action=action,
+        consumer=consumer,
+        producer=producer,
+        value=value_,
+        instance=instance,
+        broker=broker,
+        partition=partition,
     )
 
 
@@ -794,6 +885,7 @@ TOP_FIELDS: tuple[str, ...] = (
     "lesson",
     "sync",
     "schemas",
+    "broker",
 )
 
 
@@ -873,6 +965,14 @@ def parse_scenario(doc: Any) -> Scenario:
     for i, s in enumerate(chain):
         if s not in consumer_names:
             v.err(f"chain[{i}]", f"unknown consumer {s!r}")
+    for i, f in enumerate(faults):
+        if f.broker is not None:
+            spec = next((t for t in topics if t.name == f.broker), None)
+            if spec is None:
+                v.err(f"faults[{i}].broker", f"unknown topic {f.broker!r}")
+            elif f.partition is not None and f.partition >= spec.partitions:
+                v.err(f"faults[{i}].partition", f"{f.broker} has {spec.partitions} partitions")
+    broker = _broker(v, d["broker"]) if "broker" in d else BrokerSpec()
     registry = None
     if "schemas" in d:
         registry = build_registry(v, d["schemas"])
@@ -902,6 +1002,7 @@ def parse_scenario(doc: Any) -> Scenario:
         description=description,
         sample_interval_s=interval,
         chain=chain,
+        broker=broker,
         extra=extra,
         source=d,
     )

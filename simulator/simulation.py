@@ -35,6 +35,7 @@ from .groups import ConsumerGroup, QueueGroup, StreamGroup
 from .metrics import FOLD_AT, Metrics
 from .observe import HOOKS, Observer, Tracer
 from .producers import Producer
+from .publish import Sender
 from .scenario import (
     _V,
     LIMITS,
@@ -42,6 +43,7 @@ from .scenario import (
     FaultSpec,
     Scenario,
     ScenarioError,
+    SendSpec,
     build_registry,
     parse_consumer_spec,
 )
@@ -101,6 +103,14 @@ class Simulation(Scheduler):
             )
             for t in scenario.topics
         }
+        self.emit_sender = Sender(
+            spec=SendSpec(),
+            broker=scenario.broker,
+            now=lambda: self.now,
+            at=self.at,
+            append=self.append_now,
+        )
+        self.broker_delay_ms = 0.0
         self.producers: dict[str, Producer] = {
             p.name: Producer(self, p, self.topics[p.topic]) for p in scenario.producers
         }
@@ -150,14 +160,33 @@ class Simulation(Scheduler):
         correlation_id: int | None,
         causation_id: int | None,
         poison: bool = False,
-        part: Partition | None = None,
+    ) -> None:
+        """A service publishes (an ``emits``): through the send path services share."""
+        part = topic.partition_for(key, size)
+        self.emit_sender.send(
+            topic, part, type, key, payload, size, correlation_id, causation_id, poison
+        )
+
+    def append_now(
+        self,
+        topic: Topic,
+        type: str,
+        key: str | None,
+        payload: dict[str, Any] | None,
+        size: int,
+        correlation_id: int | None,
+        causation_id: int | None,
+        poison: bool,
+        part: Partition | None,
+        ts: float,
     ) -> Record:
+        """The partition leader appends a record (``ts``: its CreateTime, when it was sent)."""
         rid = next(self.ids)
         return topic.append(
             rid,
             type,
             key,
-            self.now,
+            ts,
             size,
             payload,
             rid if correlation_id is None else correlation_id,
@@ -194,7 +223,13 @@ class Simulation(Scheduler):
 
     def _fault(self, fault: FaultSpec) -> None:
         cmd: dict[str, Any]
-        if fault.producer is not None:
+        if fault.broker is not None:
+            cmd = {"command": f"broker.{fault.action}", "topic": fault.broker}
+            if fault.partition is not None:
+                cmd["partition"] = fault.partition
+            if fault.value is not None:
+                cmd["value"] = fault.value
+        elif fault.producer is not None:
             cmd = {"command": "producer.rate", "producer": fault.producer, "value": fault.value}
         else:
             cmd = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
@@ -232,6 +267,8 @@ class Simulation(Scheduler):
             return {}
         if name == "consumer.add":
             return self._add_consumer(cmd)
+        if name.startswith("broker."):
+            return self._broker_command(name, cmd)
         group = self.group(require(cmd, "consumer"))
         if name == "consumer.down":
             group.down()
@@ -282,6 +319,35 @@ class Simulation(Scheduler):
                 event_id = int(number(cmd, "event_id", lo=1, integer=True))
             return {"redriven": group.redrive_dead_letters(event_id)}
         return {}
+
+    def _broker_command(self, name: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        if name == "broker.delay":
+            ms = number(cmd, lo=0, hi=60_000)
+            self.broker_delay_ms = ms
+            for sender in self._senders():
+                sender.set_delay(ms)
+            for hook in self.on_status_changed:
+                hook(self.now, "broker", "broker", f"appends +{ms:g} ms")
+            return {}
+        topic_name = require(cmd, "topic")
+        topic = self.topics.get(topic_name) if isinstance(topic_name, str) else None
+        if topic is None:
+            raise CommandError(f"unknown topic {topic_name!r}")
+        index = None
+        if cmd.get("partition") is not None:
+            index = int(number(cmd, "partition", lo=0, hi=len(topic.partitions) - 1, integer=True))
+        topic.set_online(index, name == "broker.up")
+        where = topic.name if index is None else f"{topic.name}/{index}"
+        state = "leader up" if name == "broker.up" else "leader down"
+        for hook in self.on_status_changed:
+            hook(self.now, "broker", where, state)
+        if name == "broker.up":
+            for group in self.groups.values():
+                group.wake()
+        return {}
+
+    def _senders(self) -> list[Sender]:
+        return [self.emit_sender, *(p.sender for p in self.producers.values())]
 
     def _note(self, group: ConsumerGroup, text: str) -> None:
         """Tell observers (chart markers) what changed, in words."""
@@ -390,6 +456,8 @@ class Simulation(Scheduler):
             "instances": [group.instance_state(i) for i in group.instances],
             "partitions": group.partitions_state(),
             "settings": group.settings(),
+            "notes": group.notes(),
+            "records_lag": group.records_lag(),
         }
         if isinstance(group, StreamGroup):
             state["rebalances"] = group.rebalances
@@ -425,7 +493,13 @@ class Simulation(Scheduler):
             "stored": topic.stored,
             "throughput": round(throughput, 3),
             "partitions": [
-                {"index": p.index, "start": p.start, "end": p.end, "bytes": p.bytes}
+                {
+                    "index": p.index,
+                    "start": p.start,
+                    "end": p.end,
+                    "bytes": p.bytes,
+                    "online": p.online,
+                }
                 for p in topic.partitions
             ],
         }
@@ -456,10 +530,17 @@ class Simulation(Scheduler):
                     "schema": p.spec.schema,
                     "rejected": p.rejected,
                     "last_rejection": p.last_rejection,
+                    **p.sender.state(),
                 }
                 for name, p in self.producers.items()
             },
             "topics": {name: self.topic_state(t) for name, t in self.topics.items()},
+            "broker": {
+                "append_ms": self.scenario.broker.append_ms,
+                "replication_ms": self.scenario.broker.replication_ms,
+                "delay_ms": self.broker_delay_ms,
+                "emits": self.emit_sender.state(),
+            },
             "compact": compact,
             "groups": {
                 name: self.group_state(g, latency=latency and not compact, compact=compact)

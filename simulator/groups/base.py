@@ -60,7 +60,7 @@ class Host(Protocol):
         correlation_id: int | None,
         causation_id: int | None,
         poison: bool = False,
-    ) -> Record: ...
+    ) -> None: ...
 
 
 def _fan_out(sinks: list[Sink]) -> Sink | None:
@@ -468,6 +468,10 @@ class ConsumerGroup(FailureHandling):
             "processed": inst.processed,
             "batch": len(inst.batch),
         }
+
+    def notes(self) -> list[str]:
+        """What a learner should know about the group right now, in words, from the run."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """The real-broker settings in force, for the page and the API."""

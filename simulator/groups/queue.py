@@ -404,6 +404,21 @@ class QueueGroup(ConsumerGroup):
         state["unacked"] = inst.unacked
         return state
 
+    def notes(self) -> list[str]:
+        out = []
+        if self.unacked:
+            held = " · ".join(str(i.unacked) for i in self.instances)
+            limit = self.prefetch or "unlimited"
+            out.append(f"unacked per consumer: {held} (prefetch {limit})")
+        if self.returned:
+            out.append(
+                f"{self.returned} returned to the queue at their place, "
+                f"{self.redelivered} delivered again flagged redelivered"
+            )
+        if self.delayed:
+            out.append(f"{self.delayed} waiting out their TTL in the retry queue")
+        return out
+
     def settings(self) -> dict[str, Any]:
         spec = self.spec
         return {

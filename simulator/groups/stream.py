@@ -200,6 +200,8 @@ class StreamGroup(ConsumerGroup):
             if i == n:
                 i = 0
             part = cur.partition
+            if not part.online:
+                continue  # its leader is down: nothing to fetch from it
             if cur.position < part.start:
                 self._out_of_range(cur)
             pos = cur.position
@@ -792,6 +794,52 @@ class StreamGroup(ConsumerGroup):
             }
             for z in self.zombies
         ]
+
+    def notes(self) -> list[str]:
+        """What a learner should know about the group right now, in words, from the run."""
+        out = []
+        now = self.sim.now
+        by_time: dict[int, list[Instance]] = {}
+        for z in self.zombies:  # crashed together: one line
+            by_time.setdefault(round(max(0.0, self.expires[z] - now)), []).append(z)
+        for left, zs in sorted(by_time.items()):
+            who = ", ".join(str(z.index) for z in zs)
+            parts = ", ".join(c.partition.name for z in zs for c in z.cursors) or "nothing"
+            out.append(
+                f"instance{'s' if len(zs) > 1 else ''} {who} crashed; failure not detected "
+                f"yet: {left} s left (session.timeout.ms {self.session_timeout:g} s). "
+                f"Nobody reads {parts} meanwhile."
+            )
+        waiting = [i.index for i in self.instances if i.alive and i.member and not i.joined]
+        if self.rebalancing and waiting:
+            who = ", ".join(str(i) for i in waiting)
+            out.append(f"rebalancing: waiting for instance {who} to rejoin after its batch")
+        leaving = [i.index for i in self.instances if i.alive and i.leaving]
+        if leaving:
+            out.append(
+                "stopping gracefully: instance "
+                + ", ".join(str(i) for i in leaving)
+                + " finishes the batch in hand, commits and leaves the group"
+            )
+        batched = self.batched
+        if batched:
+            out.append(
+                f"{batched} records fetched in a batch, not started yet "
+                f"(max.poll.records {self.max_poll})"
+            )
+        done = sum(max(0, c.position - c.committed) for c in self.cursors)
+        done -= batched + self.in_flight + self.retrying
+        if done > 0:
+            how = (
+                f"auto-commit every {self.commit_interval:g} s"
+                if self.auto_commit
+                else f"ack_mode {self.spec.ack_mode}"
+            )
+            out.append(
+                f"{done} processed but not committed yet ({how}): a crash now would deliver "
+                "them again"
+            )
+        return out
 
     def settings(self) -> dict[str, Any]:
         spec = self.spec

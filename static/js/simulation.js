@@ -324,6 +324,7 @@
       setText(row.label, g.label || name);
       setText(row.status, status);
       row.status.className = "status status--" + status;
+      setText(row.notes, (g.notes || []).join("\n"));
       setText(row.instances, alive + "/" + insts.length);
       setText(row.lag, String(g.lag));
       setText(row.lagMs, String(Math.round(g.lag_ms || 0)));
@@ -370,6 +371,12 @@
     };
     tr.append(th);
     cell("status", "status", "");
+    // what the broker is doing for this service right now (crash not detected yet, batches,
+    // uncommitted work, unacked messages): text from the server, one line each
+    const notes = make("span", "group-notes");
+    notes.id = "group-" + name + "-notes";
+    cells.status.parentElement.append(notes);
+    cells.notes = notes;
     cell("instances", "instances", "num");
     cell("lag", "lag", "num");
     cell("lagMs", "lag-ms", "num");
