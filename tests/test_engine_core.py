@@ -75,6 +75,7 @@ def test_exact_trace_on_a_fixed_seed_with_poisson_arrivals() -> None:
                 "name": "email",
                 "topics": ["orders"],
                 "processing": {"dist": "exponential", "mean_ms": 50},
+                "client_overhead_ms": 0,
             }
         ],
     )
@@ -108,6 +109,7 @@ def test_trace_follows_the_seeded_random_stream_draw_by_draw() -> None:
                 "name": "email",
                 "topics": ["orders"],
                 "processing": {"dist": "exponential", "mean_ms": 50},
+                "client_overhead_ms": 0,
             }
         ],
     )
