@@ -6,7 +6,17 @@ from typing import Any
 
 from django.http import QueryDict
 
-SCALARS = ("consumer", "producer", "value", "instance", "to", "event_id", "from")
+SCALARS = (
+    "consumer",
+    "producer",
+    "value",
+    "instance",
+    "to",
+    "event_id",
+    "from",
+    "topic",
+    "partition",
+)
 
 
 def command_from_form(data: QueryDict) -> dict[str, Any]:
@@ -20,7 +30,7 @@ def command_from_form(data: QueryDict) -> dict[str, Any]:
         value = data.get(key)
         if value not in (None, ""):
             command[key] = value
-    for key in ("value", "instance", "event_id"):
+    for key in ("value", "instance", "event_id", "partition"):
         if key in command:
             command[key] = _number(command[key])
     return command

@@ -150,8 +150,15 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
             "api_url": reverse("api_simulation", args=[record.id]),
             "can_control": controls,
             "share_url": request.build_absolute_uri(),
+            "topics": _topic_names(record.scenario),
         },
     )
+
+
+def _topic_names(scenario: Any) -> list[str]:
+    """The scenario's topic names, for the broker controls (a stored scenario is valid)."""
+    topics = scenario.get("topics", []) if isinstance(scenario, dict) else []
+    return [t["name"] for t in topics if isinstance(t, dict) and isinstance(t.get("name"), str)]
 
 
 @require_POST

@@ -204,6 +204,24 @@ class Sender:
         if entry is not None and entry[10] is not None:
             entry[10]((now - entry[0]) * 1000.0, False)
 
+    def notes(self) -> list[str]:
+        """What the send path is going through right now, in words, from the run."""
+        out = []
+        if self.pending:
+            out.append(
+                f"{len(self.pending)} records waiting in the buffer ({self.buffered:,} bytes), "
+                f"retried every {self.spec.retry_backoff_ms:g} ms until delivery.timeout.ms "
+                f"({self.spec.delivery_timeout_ms / 1000:g} s)"
+            )
+        if self.blocked:
+            out.append(
+                f"{len(self.blocked)} sends blocked: the buffer is full (buffer.memory); "
+                f"each fails after max.block.ms ({self.spec.max_block_ms / 1000:g} s)"
+            )
+        if self.failed:
+            out.append(f"{self.failed:,} sends failed; the last: {self.last_failure}")
+        return out
+
     def state(self) -> dict[str, Any]:
         return {
             "acks": self.spec.acks,

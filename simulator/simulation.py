@@ -531,6 +531,7 @@ class Simulation(Scheduler):
                     "rejected": p.rejected,
                     "last_rejection": p.last_rejection,
                     **p.sender.state(),
+                    "notes": p.sender.notes(),
                 }
                 for name, p in self.producers.items()
             },

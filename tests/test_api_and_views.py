@@ -209,3 +209,28 @@ async def test_the_add_service_form_builds_a_filtered_consumer() -> None:
 async def test_an_unknown_page_is_a_friendly_404() -> None:
     r = await AsyncClient().get("/simulations/ffffff/")
     assert r.status_code == 404 and b"No simulation" in r.content
+
+
+async def test_the_broker_form_takes_a_partition_leader_down_and_up() -> None:
+    client = AsyncClient()
+    r = await client.post("/simulations/", {"preset": "ecommerce"})
+    page_url = r["Location"]
+    page = (await client.get(page_url)).content.decode()
+    assert 'id="broker-controls"' in page and '<option value="orders">' in page
+    control = page_url + "control"
+    htmx = {"HX-Request": "true"}
+    r = await client.post(
+        control, {"command": "broker.down", "topic": "orders", "partition": "1"}, headers=htmx
+    )
+    assert "command-result--ok" in r.content.decode()
+    sim_id = page_url.rstrip("/").split("/")[-1]
+    st = (await client.get(f"/api/simulations/{sim_id}")).json()
+    assert [p["online"] for p in st["topics"]["orders"]["partitions"]] == [True, False, True]
+    r = await client.post(
+        control, {"command": "broker.down", "topic": "orders", "partition": "9"}, headers=htmx
+    )
+    assert "command-result--error" in r.content.decode()
+    assert "partition" in r.content.decode()
+    r = await client.post(control, {"command": "broker.up", "topic": "orders"}, headers=htmx)
+    st = (await client.get(f"/api/simulations/{sim_id}")).json()
+    assert all(p["online"] for p in st["topics"]["orders"]["partitions"])

@@ -566,6 +566,22 @@ class BrokerMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(sorted(self.sim.producers)), label="producer")
         self.apply({"command": "producer.rate", "producer": name, "value": value})
 
+    @rule(dt=GAPS, data=st.data(), down_for=st.sampled_from([0.0, 0.3, 2.0]), whole=st.booleans())
+    def partition_leader_down_and_up(
+        self, dt: float, data: st.DataObject, down_for: float, whole: bool
+    ) -> None:
+        """A broker fault: producers buffer and retry, unkeyed records go around, consumers
+        fetch nothing from the partition until its leader is back."""
+        self.wait(dt)
+        name = data.draw(st.sampled_from(sorted(self.sim.topics)), label="topic")
+        cmd: dict[str, Any] = {"command": "broker.down", "topic": name}
+        if not whole:
+            parts = len(self.sim.topics[name].partitions)
+            cmd["partition"] = data.draw(st.integers(0, parts - 1), label="partition")
+        self.apply(cmd)
+        self.wait(down_for)
+        self.apply({**cmd, "command": "broker.up"})
+
     @precondition(lambda self: self.sim.groups)
     @rule(dt=GAPS, data=st.data())
     def redrive_dead_letters(self, dt: float, data: st.DataObject) -> None:
@@ -755,6 +771,8 @@ class BrokerMachine(RuleBasedStateMachine):
         partition or a queue nobody polls)."""
         for name in sorted(self.sim.producers):
             self.apply({"command": "producer.rate", "producer": name, "value": 0})
+        for name in sorted(self.sim.topics):
+            self.apply({"command": "broker.up", "topic": name})
         for group in list(self.sim.groups.values()):
             name = group.name
             self.apply({"command": "consumer.failure_rate", "consumer": name, "value": 0})

@@ -338,3 +338,42 @@ def test_records_come_in_offset_order_within_a_partition_across_batches() -> Non
     offsets = [o.offset for o in rec.log if o.kind == "processed"]
     assert offsets == sorted(offsets) == list(range(len(offsets)))
     assert all(o.offset == o.event_id - 1 for o in rec.log if o.kind == "processed")
+
+
+def test_lag_in_time_is_the_age_of_the_oldest_uncommitted_record_over_all_partitions() -> None:
+    """Two partitions: the older backlog is on partition 1, the newer on partition 0. Lag in
+    time follows the older one, whichever partition it is on."""
+    doc = scenario(
+        topics=[{"name": "orders", "partitions": 2}],
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 0,
+                "key": "k",
+                "payload": {"k": "d"},  # murmur2: partition 1
+                "bursts": [{"at": 1.0, "count": 3}],
+            },
+            {
+                "name": "late",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 0,
+                "key": "k",
+                "payload": {"k": "a"},  # murmur2: partition 0
+                "bursts": [{"at": 4.0, "count": 3}],
+            },
+        ],
+        consumers=[consumer(enable_auto_commit=False, ack_mode="record")],
+    )
+    sim, _ = run(doc, until=0.5)
+    sim.apply({"command": "consumer.down", "consumer": "email"})
+    sim.run_until(6.0)
+    g = sim.groups["email"]
+    assert [p["lag"] for p in g.partitions_state()] == [3, 3]
+    assert g.lag_seconds() == pytest.approx(5.0)  # the records from t=1, not those from t=4
+    sim.apply({"command": "consumer.up", "consumer": "email"})
+    sim.run_until(9.2)  # assigned at 9.0 (initial delay): 50 ms a record, partition 0 first
+    assert g.partitions_state()[0]["lag"] == 0 and g.partitions_state()[1]["lag"] > 0
+    assert g.lag_seconds() == pytest.approx(9.2 - 1.0)

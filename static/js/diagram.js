@@ -216,7 +216,10 @@
     signature(state) {
       const parts = [];
       for (const [n, p] of Object.entries(state.producers || {})) parts.push("p" + n + ">" + p.topic);
-      for (const [n, t] of Object.entries(state.topics || {})) parts.push("t" + n + ":" + (t.partitions || []).length);
+      for (const [n, t] of Object.entries(state.topics || {})) {
+        const down = (t.partitions || []).filter((p) => p.online === false).map((p) => p.index);
+        parts.push("t" + n + ":" + (t.partitions || []).length + ":" + down.join(","));
+      }
       for (const [n, g] of Object.entries(state.groups || {})) {
         parts.push("g" + n + ":" + (g.instances || []).length + ":" + (g.topics || []).join(",") + ":" + (g.filter ? 1 : 0));
       }
@@ -812,6 +815,17 @@
           ctx.strokeStyle = th.border;
           ctx.lineWidth = 1;
           ctx.strokeRect(x0 + 0.5, cy - bh / 2 + 0.5, bw - 1, bh - 1);
+          if (p.online === false) {
+            // broker.down: no leader, so no appends and no fetches; said in words, not colour
+            ctx.setLineDash([3, 3]);
+            ctx.strokeStyle = th.text;
+            ctx.strokeRect(x0 - 1.5, cy - bh / 2 - 1.5, bw + 3, bh + 3);
+            ctx.setLineDash([]);
+            ctx.textAlign = "left";
+            ctx.fillStyle = th.text;
+            ctx.font = "600 10px " + F;
+            ctx.fillText("no leader", x0 + 4, cy + 3.5);
+          }
         }
       }
 

@@ -280,13 +280,18 @@
         th.scope = "row";
         const sw = make("span", "swatch");
         th.append(sw, " ", make("span", "mono", name));
-        const emits = make("td");
+        const emitsCell = make("td");
+        const emits = make("span");
+        // the send path's trouble, if any (records waiting for a leader, failed sends)
+        const notes = make("span", "group-notes");
+        notes.id = "producer-" + name + "-notes";
+        emitsCell.append(emits, notes);
         const rate = make("td", "num");
         rate.id = "producer-" + name + "-rate";
         const produced = make("td", "num");
         produced.id = "producer-" + name + "-produced";
-        tr.append(th, emits, rate, produced);
-        row = { tr, sw, emits, rate, produced, field: null };
+        tr.append(th, emitsCell, rate, produced);
+        row = { tr, sw, emits, notes, rate, produced, field: null };
         const ctrl = cloneTemplate("tpl-producer-controls", { producer: name });
         if (ctrl) {
           const td = make("td", "ctl");
@@ -300,6 +305,7 @@
       }
       row.sw.style.setProperty("--swatch", diagram.types.colour(p.event));
       setText(row.emits, (p.event || "") + " → " + p.topic);
+      setText(row.notes, (p.notes || []).join("\n"));
       setText(row.rate, num(p.rate));
       setText(row.produced, String(p.produced));
       serverValue(row.field, p.rate);
