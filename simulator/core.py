@@ -8,6 +8,7 @@ against real time is the live runner's job (``dashboard.runner``), the way SimPy
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Any
@@ -22,21 +23,25 @@ class Scheduler:
     order they were scheduled: the same inputs always give the same order.
     """
 
-    __slots__ = ("_queue", "_seq", "now")
+    __slots__ = ("_queue", "_seq", "next_seq", "now", "push")
 
     def __init__(self) -> None:
         self.now = 0.0
         self._queue: list[tuple[float, int, Action, Any]] = []
         self._seq = count()
+        # ``at`` for the hot paths, as two C-level calls and no Python frame:
+        # ``push((time, next_seq(), action, arg))``, with ``time`` never before ``now``
+        self.push: Callable[[tuple[float, int, Action, Any]], None] = partial(heappush, self._queue)
+        self.next_seq: Callable[[], int] = self._seq.__next__
 
     def at(self, time: float, action: Action, arg: Any = None) -> None:
         """Run ``action(arg)`` at virtual ``time`` (never earlier than now)."""
         if time < self.now:
             time = self.now
-        heappush(self._queue, (time, next(self._seq), action, arg))
+        self.push((time, self.next_seq(), action, arg))
 
     def after(self, delay: float, action: Action, arg: Any = None) -> None:
-        heappush(self._queue, (self.now + delay, next(self._seq), action, arg))
+        self.push((self.now + delay, self.next_seq(), action, arg))
 
     def cancel(self, action: Action, arg: Any) -> int:
         """Drop every pending ``action(arg)`` (``arg`` compared by identity). Returns how many.

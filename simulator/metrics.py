@@ -50,6 +50,15 @@ class Histogram:
         self._buf = array("d")
         self.add: Callable[[float], None] = self._buf.append
 
+    def fold_at(self, at_least: int) -> None:
+        """Fold the buffer if it holds at least ``at_least`` values."""
+        if len(self._buf) >= at_least:
+            self.fold()
+
+    def add_many(self, value: float, n: int) -> None:
+        """Add ``value`` ``n`` times."""
+        self._buf.extend(array("d", [value]) * n)
+
     def fold(self) -> None:
         buf = self._buf
         if not buf:

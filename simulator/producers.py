@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from math import log
-from typing import TYPE_CHECKING, Any
+from random import Random
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .distributions import value_maker
 from .publish import Sender
@@ -11,12 +13,31 @@ from .schema import parse_versioned, validate
 
 if TYPE_CHECKING:
     from .broker import Topic
-    from .scenario import BurstSpec, ProducerSpec
-    from .simulation import Simulation
+    from .scenario import BrokerSpec, BurstSpec, ProducerSpec
+
+
+class ProducerHost(Protocol):
+    """What a producer may use of the simulation that holds it."""
+
+    now: float
+    rng: Random
+    schemas: Any
+    broker: BrokerSpec
+    on_status_changed: list[Any]
+
+    @property
+    def ids(self) -> Iterator[int]: ...  # event ids, shared by every topic
+
+    def at(self, time: float, action: Callable[[Any], None], arg: Any = None) -> None: ...
+
+    push: Callable[[tuple[float, int, Callable[[Any], None], Any]], None]
+    next_seq: Callable[[], int]
+
+    def append_now(self, *fields: Any) -> Any: ...
 
 
 class Producer:
-    def __init__(self, sim: Simulation, spec: ProducerSpec, topic: Topic) -> None:
+    def __init__(self, sim: ProducerHost, spec: ProducerSpec, topic: Topic) -> None:
         self.sim = sim
         self.spec = spec
         self.name = spec.name
@@ -50,15 +71,16 @@ class Producer:
         self._arrive_cb = self._arrive
         self._ids = sim.ids
         self._at = sim.at
+        self._push = sim.push
+        self._next_seq = sim.next_seq
         self._random = sim.rng.random
         self.sender = Sender(
             spec=spec.send,
-            broker=sim.scenario.broker,
+            broker=sim.broker,
             now=lambda: sim.now,
             at=sim.at,
             append=sim.append_now,
         )
-        self._ack_add = self.sender.ack_ms.add
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
 
@@ -82,22 +104,20 @@ class Producer:
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the rate changed: this arrival was rescheduled
-        topic = self.topic
-        sender = self.sender
-        if self._plain and not topic.offline and not sender.waiting_for:
+        if self._plain and not self.sender.waiting_for and not self.topic.offline:
             # the send path, inline: no key, no payload, its own correlation, the leader up
             self.produced += 1
-            sender.sent += 1
+            self.sender.direct += 1  # sent and acknowledged at once (see Sender.flush)
             rid = next(self._ids)
-            now = self.sim.now
-            topic.append(rid, self.event, None, now, self.size, None, rid, None, False)
-            self._ack_add(sender.ack_now)
+            self.topic.append(
+                rid, self.event, None, self.sim.now, self.size, None, rid, None, False
+            )
         else:
             self.emit()
         if self.poisson:  # the common case of _schedule_next, inline
             sim = self.sim
             t = sim.now - log(1.0 - self._random()) / self.rate
-            self._at(t, self._arrive_cb, epoch)
+            self._push((t, self._next_seq(), self._arrive_cb, epoch))
         else:
             self._schedule_next()
 

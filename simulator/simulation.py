@@ -103,6 +103,7 @@ class Simulation(Scheduler):
             )
             for t in scenario.topics
         }
+        self.broker = scenario.broker
         self.emit_sender = Sender(
             spec=SendSpec(),
             broker=scenario.broker,
@@ -387,6 +388,9 @@ class Simulation(Scheduler):
             if hist is None:
                 hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
             hist.append((now, topic.produced))
+        for sender in self._senders():  # the send paths' ack times, folded like the rest
+            sender.flush()
+            sender.ack_ms.fold_at(FOLD_AT)
         for group in self.groups.values():
             group.stats.fold(FOLD_AT)
             group.stats.history.append(

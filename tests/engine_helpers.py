@@ -34,6 +34,18 @@ def scenario(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
+def burst(count: int, at: float = 0.05, **fields: Any) -> dict[str, Any]:
+    """The producer "checkout" sending ``count`` OrderPlaced events at once, at ``at``."""
+    return {
+        "name": "checkout",
+        "topic": "orders",
+        "event": "OrderPlaced",
+        "rate": 0,
+        "bursts": [{"at": at, "count": count}],
+        **fields,
+    }
+
+
 def consumer(name: str = "email", **fields: Any) -> dict[str, Any]:
     """A consumer taking exactly 50 ms a record: the exact traces leave out the client's own
     cost per delivery (``client_overhead_ms``, 0.3 ms by default)."""

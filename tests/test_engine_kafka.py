@@ -14,7 +14,7 @@ import pytest
 
 from simulator import ScenarioError, Simulation, parse_scenario
 from simulator.groups.assignors import range_assign, roundrobin_assign, sticky_assign
-from tests.engine_helpers import consumer, run, scenario
+from tests.engine_helpers import burst, consumer, run, scenario
 
 
 def _deliveries(rec: Any, instance: int | None = None) -> list[tuple[float, int, str]]:
@@ -140,15 +140,7 @@ def test_a_crash_redelivers_the_uncommitted_part_of_the_batch(
     commits: dict[str, Any], redelivered: int, duplicates: int
 ) -> None:
     doc = scenario(
-        producers=[
-            {
-                "name": "checkout",
-                "topic": "orders",
-                "event": "OrderPlaced",
-                "rate": 0,
-                "bursts": [{"at": 0.05, "count": 20}],
-            }
-        ],
+        producers=[burst(20, at=0.05)],
         consumers=[
             consumer(
                 max_poll_records=5,
@@ -185,15 +177,7 @@ def test_auto_commit_commits_within_poll_once_the_interval_has_passed() -> None:
 
 def test_an_idle_consumer_still_auto_commits_when_the_interval_is_up() -> None:
     doc = scenario(
-        producers=[
-            {
-                "name": "checkout",
-                "topic": "orders",
-                "event": "OrderPlaced",
-                "rate": 0,
-                "bursts": [{"at": 0.1, "count": 3}],
-            }
-        ],
+        producers=[burst(3, at=0.1)],
         consumers=[consumer(auto_commit_interval_ms=1000)],
     )
     sim, _ = run(doc, until=0.9)
@@ -233,15 +217,7 @@ def _stop_the_world(strategy: str) -> tuple[list[tuple[float, int, str]], Simula
     rejoin only when their batch is done, each at its own time."""
     doc = scenario(
         topics=[{"name": "orders", "partitions": 6}],
-        producers=[
-            {
-                "name": "checkout",
-                "topic": "orders",
-                "event": "OrderPlaced",
-                "rate": 0,
-                "bursts": [{"at": 0.0, "count": 600}],
-            }
-        ],
+        producers=[burst(600, at=0.0)],
         consumers=[
             consumer(
                 instances=3,

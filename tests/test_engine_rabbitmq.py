@@ -11,19 +11,11 @@ from typing import Any
 import pytest
 
 from simulator import ScenarioError, Simulation, parse_scenario
-from tests.engine_helpers import consumer, run, scenario
+from tests.engine_helpers import burst, consumer, run, scenario
 
 
 def _queue(n: int = 6, poison_rate: float = 0.0, **fields: Any) -> dict[str, Any]:
-    producer: dict[str, Any] = {
-        "name": "checkout",
-        "topic": "orders",
-        "event": "OrderPlaced",
-        "rate": 0,
-        "bursts": [{"at": 0.05, "count": n}],
-    }
-    if poison_rate:
-        producer["poison_rate"] = poison_rate
+    producer = burst(n, poison_rate=poison_rate) if poison_rate else burst(n)
     c = consumer(delivery="queue", processing={"dist": "constant", "mean_ms": 100}, **fields)
     return scenario(producers=[producer], consumers=[c])
 

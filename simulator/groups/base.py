@@ -48,6 +48,10 @@ class Host(Protocol):
 
     def at(self, time: float, action: Callable[[Any], None], arg: Any = None) -> None: ...
 
+    # ``at`` as C-level calls for the hot path: push((time, next_seq(), action, arg))
+    push: Callable[[tuple[float, int, Callable[[Any], None], Any]], None]
+    next_seq: Callable[[], int]
+
     def cancel(self, action: Callable[[Any], None], arg: Any) -> int: ...
 
     def publish(
@@ -202,6 +206,8 @@ class ConsumerGroup(FailureHandling):
         self._processing_sink: Sink | None = None
         self._e2e_sink: Sink | None = None
         self._at = sim.at
+        self._push = sim.push
+        self._next_seq = sim.next_seq
         self._random = sim.rng.random
         self.init_failures()
         self.bind_observers()
@@ -278,7 +284,7 @@ class ConsumerGroup(FailureHandling):
             service = -log(1.0 - self._random()) / rate if rate else self.sample(self.rng)
             inst.failing = record[POISON] or (fr > 0.0 and self._random() < fr)
             # the same sum as the full path's, so that both give the very same times
-            self._at(now + (service + self._overhead), self._done_cb, inst)
+            self._push((now + (service + self._overhead), self._next_seq(), self._done_cb, inst))
             return
         sim = self.sim
         rng = self.rng
@@ -298,7 +304,7 @@ class ConsumerGroup(FailureHandling):
             if problems:
                 inst.failing = True
         service = service * self.slow + self.delay + self._overhead
-        self._at(now + service, self._done_cb, inst)
+        self._push((now + service, self._next_seq(), self._done_cb, inst))
 
     def _done(self, inst: Instance) -> None:
         raise NotImplementedError

@@ -1,7 +1,10 @@
 """Queue delivery: a RabbitMQ queue with competing consumers.
 
-- The broker pushes messages to the queue's consumers in turn (round-robin), each up to its
-  channel's ``prefetch`` (``basic.qos`` prefetch_count; 0, RabbitMQ's default, is unlimited).
+- The broker pushes messages to the queue's consumers in turn, each up to its channel's
+  ``prefetch`` (``basic.qos`` prefetch_count; 0, RabbitMQ's default, is unlimited). As in
+  RabbitMQ's queue process, the turn is a line of the consumers with room: a delivery goes to
+  the head of the line, which goes to the back if it still has room; a consumer that had none
+  joins the back when it acknowledges.
   A consumer works through what it was given one message at a time and acknowledges each; a
   slow consumer with a large prefetch hoards messages the others could have taken.
 - ``down`` cancels the consumers (``basic.cancel``): each finishes the message in hand, and the
@@ -62,7 +65,8 @@ class QueueGroup(ConsumerGroup):
         self.enqueued = 0
         self.returned = 0
         self._last = 0  # the last position given out
-        self._rr = 0
+        # consumers with room under their prefetch, in the order they get the next delivery
+        self.active: deque[Instance] = deque()
         self._from_retry_cb = self._from_retry_queue
         self._parts: list[Partition] = []
         backlog: list[Record] = []
@@ -75,7 +79,26 @@ class QueueGroup(ConsumerGroup):
         for record in sorted(backlog, key=lambda r: (r[TS], r[ID])):
             self.notify(record)
         self.instances = [Instance(i, sim.now) for i in range(spec.instances)]
+        self.active.extend(self.instances)
         self._dispatch()
+
+    def _take(self) -> Instance:
+        """The consumer whose turn it is takes one more message (the line must not be empty)."""
+        inst = self.active.popleft()
+        inst.unacked += 1
+        prefetch = self.prefetch
+        if not prefetch or inst.unacked < prefetch:
+            self.active.append(inst)  # room left: to the back of the line
+        return inst
+
+    def _credit(self, inst: Instance) -> None:
+        """One of its messages left ``inst``: a consumer that was full joins the line again."""
+        if self.prefetch and inst.unacked == self.prefetch - 1 and inst.alive and not inst.leaving:
+            self.active.append(inst)
+
+    def _deactivate(self, inst: Instance) -> None:
+        if inst in self.active:
+            self.active.remove(inst)
 
     # --- the broker's side --------------------------------------------------------------
 
@@ -86,30 +109,39 @@ class QueueGroup(ConsumerGroup):
             self.filtered += 1  # the binding does not route it here
             return
         self._last += 1
-        self.ready.append((self._last, record))
+        if self._lane and self.active and not self.ready and not self.redrive and not self._dup:
+            # the common case, inline: nothing waits, so it goes to the consumer whose turn it
+            # is, which starts on it if it has nothing in hand
+            active = self.active
+            inst = active.popleft()  # _take, inline
+            inst.unacked += 1
+            if not self.prefetch or inst.unacked < self.prefetch:
+                active.append(inst)
+            if inst.state == IDLE and not self.flagged:
+                inst.seq = self._last
+                inst.redrive_dup = False
+                self.begin(inst, record, 1, False)
+            elif inst.state == IDLE:
+                self._start(inst, self._last, record)
+            else:
+                inst.batch.append((self._last, record))
+            return
+        ready = self.ready
+        if ready and not self.redrive:
+            # while messages wait, every consumer is full: this one waits at the end
+            ready.append((self._last, record))
+            return
+        ready.append((self._last, record))
         self._dispatch()
 
     def _dispatch(self) -> None:
         """Push ready messages to consumers with room under their prefetch, in turn."""
-        if self.status != "up":
+        if self.status != "up" or not (self.ready or self.redrive):
             return
-        insts = self.instances
-        n = len(insts)
-        prefetch = self.prefetch
         ready = self.ready
         redrive = self.redrive
-        while ready or redrive:
-            k = self._rr
-            for _ in range(n):
-                inst = insts[k]
-                k += 1
-                if k == n:
-                    k = 0
-                if inst.alive and not inst.leaving and (not prefetch or inst.unacked < prefetch):
-                    break
-            else:
-                return
-            self._rr = k
+        active = self.active
+        while (ready or redrive) and active:
             if redrive:
                 record, duplicate = self.redrive_pop()
                 if self.skip_redriven(record, duplicate):
@@ -120,7 +152,7 @@ class QueueGroup(ConsumerGroup):
                     self._dup.add(seq)
             else:
                 seq, record = ready.popleft()
-            inst.unacked += 1
+            inst = self._take()
             if inst.state == IDLE:
                 self._start(inst, seq, record)
             else:
@@ -156,6 +188,8 @@ class QueueGroup(ConsumerGroup):
     def _from_retry_queue(self, arg: tuple[Record, int, bool]) -> None:
         """The retry queue's TTL expired: dead-lettered back to the tail of the work queue."""
         record, attempts, duplicate = arg
+        if self.detached:
+            return  # the service was removed meanwhile
         self.delayed -= 1
         if duplicate:
             self._delayed_dup -= 1
@@ -193,6 +227,38 @@ class QueueGroup(ConsumerGroup):
         """Take the next message pushed to this consumer, then let the broker push more."""
         inst.record = None
         inst.state = IDLE
+        if (
+            self._lane
+            and not inst.leaving
+            and not self.flagged
+            and not self._dup
+            and (not self.returns and not self.attempts)
+        ):
+            # the common case, inline: its own next message first; then, as every other
+            # consumer is full while messages are ready, the freed place under its prefetch
+            # takes the head of the queue (what _dispatch would do, turn included)
+            if inst.batch:
+                seq, record = inst.batch.popleft()
+                inst.seq = seq
+                inst.redrive_dup = False
+                self.begin(inst, record, 1, False)
+            ready = self.ready
+            active = self.active
+            if ready and active and not self.redrive:
+                seq, record = ready.popleft()
+                taker = active.popleft()  # _take, inline
+                taker.unacked += 1
+                if not self.prefetch or taker.unacked < self.prefetch:
+                    active.append(taker)
+                if taker.state == IDLE:
+                    taker.seq = seq
+                    taker.redrive_dup = False
+                    self.begin(taker, record, 1, False)
+                else:
+                    taker.batch.append((seq, record))
+            elif self.redrive:
+                self._dispatch()
+            return
         if inst.batch and inst.alive and self.status == "up":
             seq, record = inst.batch.popleft()
             self._start(inst, seq, record)
@@ -204,6 +270,7 @@ class QueueGroup(ConsumerGroup):
         """The message leaves this consumer (acked, rejected or republished)."""
         seq = inst.seq
         inst.unacked -= 1
+        self._credit(inst)
         self.returns.pop(seq, None)
         self.attempts.pop(seq, None)
         self._dup.discard(seq)
@@ -224,10 +291,37 @@ class QueueGroup(ConsumerGroup):
             if sink is not None:
                 sink((now - record[TS]) * 1000.0)
             inst.unacked -= 1
-            if self.returns or self.attempts:
+            prefetch = self.prefetch
+            if prefetch and inst.unacked == prefetch - 1 and not inst.leaving:
+                self.active.append(inst)  # it was full: back in the line
+            counted = self.returns or self.attempts
+            if counted:
                 self.returns.pop(inst.seq, None)
                 self.attempts.pop(inst.seq, None)
-            self._next(inst)
+            ready = self.ready
+            if inst.batch or inst.leaving or self.flagged or self._dup or self.redrive:
+                self._next(inst)
+            elif ready:  # _next's common case, inline: the line's head takes the queue's head
+                inst.record = None
+                inst.state = IDLE
+                active = self.active
+                if active and not counted:
+                    seq, record = ready.popleft()
+                    taker = active.popleft()
+                    taker.unacked += 1
+                    if not prefetch or taker.unacked < prefetch:
+                        active.append(taker)
+                    if taker.state == IDLE:
+                        taker.seq = seq
+                        taker.redrive_dup = False
+                        self.begin(taker, record, 1, False)
+                    else:
+                        taker.batch.append((seq, record))
+                else:
+                    self._next(inst)
+            else:
+                inst.record = None
+                inst.state = IDLE
             return
         duplicate = inst.redrive_dup
         if not inst.failing:
@@ -240,6 +334,7 @@ class QueueGroup(ConsumerGroup):
         policy = "reject" if inst.unreadable else self.on_failure
         if policy == "nack":
             inst.unacked -= 1
+            self._credit(inst)
             self._requeue(seq, record)
         elif policy == "retry_queue" and inst.attempt < self.retry.max_attempts:
             delay = self.retry.delay(inst.attempt)
@@ -261,7 +356,8 @@ class QueueGroup(ConsumerGroup):
 
     def _give_back(self, inst: Instance, *, current: bool) -> None:
         """Return what the consumer holds unacked to the queue (``current``: the message in
-        hand too)."""
+        hand too). It leaves the line; whoever takes it up again puts it back."""
+        self._deactivate(inst)
         if current and inst.record is not None and inst.state == BUSY:
             self._requeue(inst.seq, inst.record)
             inst.unacked -= 1
@@ -271,10 +367,16 @@ class QueueGroup(ConsumerGroup):
             self._requeue(seq, record)
             inst.unacked -= 1
 
+    def _rejoin(self, inst: Instance) -> None:
+        """A consumer (again) subscribed: to the back of the line, if it has room."""
+        room = not self.prefetch or inst.unacked < self.prefetch
+        if room and inst.alive and not inst.leaving and inst not in self.active:
+            self.active.append(inst)
+
     def _gone(self, inst: Instance) -> None:
+        self._deactivate(inst)
         if inst.retire and inst in self.instances:
             self.instances.remove(inst)
-            self._rr = 0
         inst.leaving = False
 
     # --- commands -----------------------------------------------------------------------
@@ -293,6 +395,7 @@ class QueueGroup(ConsumerGroup):
         for inst in self.instances:
             if inst.alive:
                 self._give_back(inst, current=False)
+                self._rejoin(inst)  # cancelled, it is not sent anything while the queue is down
 
     def up(self) -> None:
         now = self.sim.now
@@ -302,6 +405,7 @@ class QueueGroup(ConsumerGroup):
                 inst.state = IDLE
                 inst.record = None
                 inst.born = now
+            self._rejoin(inst)
         self.set_status("up")
         self._dispatch()
 
@@ -318,7 +422,6 @@ class QueueGroup(ConsumerGroup):
             inst.unacked = 0
         for inst in [i for i in self.instances if i.retire and not i.alive]:
             self.instances.remove(inst)
-            self._rr = 0
         if not any(i.alive for i in self.instances):
             self.set_status("crashed")
         else:
@@ -328,11 +431,13 @@ class QueueGroup(ConsumerGroup):
     def set_instances(self, n: int) -> None:
         current = [i for i in self.instances if not i.retire]
         if n > len(current):
-            self.add_instances(n - len(current))
+            for inst in self.add_instances(n - len(current)):
+                self._rejoin(inst)
         else:
             for inst in current[n:]:
                 inst.retire = True
                 inst.leaving = True
+                self._deactivate(inst)
                 if inst.alive:
                     self._give_back(inst, current=False)
                 if inst.state != BUSY:
@@ -342,6 +447,7 @@ class QueueGroup(ConsumerGroup):
 
     def detach(self) -> None:
         self.detached = True
+        self.active.clear()
         for part in self._parts:
             part.listeners.remove(self)
         for inst in self.instances:
