@@ -96,14 +96,15 @@ def test_a_crash_waits_for_the_session_timeout_a_graceful_stop_does_not(
     processed = number(page, "#group-payment-processed")
     page.click("tr.controls-row[data-group=payment] button[data-role=toggle]")  # Bring up
     page.wait_for_function(
-        "document.querySelector('#group-payment-status').textContent.trim() === 'rebalancing'"
+        "document.querySelector('#group-payment-status').textContent.trim() === 'rebalancing'",
+        timeout=60_000,
     )
     wait_number(page, "#sim-time", f"n > {crashed_at + 20}")
     assert number(page, "#group-payment-processed") == processed  # still nobody reads
     page.locator("#group-payment-notes").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts_dir / "live-crash-undetected.png"))
     # after the session timeout the new members get the partitions and catch up
-    wait_number(page, "#group-payment-processed", f"n > {processed + 50}", timeout=30_000)
+    wait_number(page, "#group-payment-processed", f"n > {processed + 50}", timeout=60_000)
     assert number(page, "#sim-time") >= crashed_at + 40
 
     # the graceful stop: LeaveGroup at once, back after the initial rebalance delay
@@ -114,7 +115,7 @@ def test_a_crash_waits_for_the_session_timeout_a_graceful_stop_does_not(
     stopped_at = number(page, "#sim-time")
     done = number(page, "#group-fulfillment-processed")
     page.click("tr.controls-row[data-group=fulfillment] button[data-role=toggle]")
-    wait_number(page, "#group-fulfillment-processed", f"n > {done + 20}", timeout=30_000)
+    wait_number(page, "#group-fulfillment-processed", f"n > {done + 20}", timeout=60_000)
     assert number(page, "#sim-time") < stopped_at + 20
     page.locator("#group-fulfillment-notes").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts_dir / "live-graceful-stop.png"))
