@@ -134,7 +134,6 @@ class StreamGroup(ConsumerGroup):
         self.zombies: list[Instance] = []
         self.expires: dict[Instance, float] = {}
         self.rebalances = 0
-        self.generation = 0
         self._delay_until = 0.0
         self._delay_pending = False
         self._idle_commit_cb = self._idle_commit
@@ -476,7 +475,6 @@ class StreamGroup(ConsumerGroup):
         owned = {m.index: [c.tp for c in m.cursors] for m in members}
         target = self._assignor([m.index for m in members], [c.tp for c in self.cursors], owned)
         self.rebalancing = False
-        self.generation += 1
         for m in members:
             m.joined = False
             mine = target[m.index]
