@@ -278,6 +278,19 @@ class LiveRunner:
                 message, {"type": "sim.reply", "ok": True, "state": self.current_state()}
             )
             return False
+        if kind == "sim.records":
+            try:
+                read = self.sim.read_records(
+                    message.get("topic"),
+                    message.get("partition", 0),
+                    message.get("offset", 0),
+                    message.get("limit", 20),
+                )
+            except CommandError as e:
+                await self._reply(message, {"type": "sim.reply", "ok": False, "error": str(e)})
+                return False
+            await self._reply(message, {"type": "sim.reply", "ok": True, "read": read})
+            return False
         if kind == "sim.trace":
             cid = message.get("correlation_id")
             hops = self.sim.trace(cid) if isinstance(cid, int) else None

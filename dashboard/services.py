@@ -160,6 +160,14 @@ async def simulation_state(*, record: SimulationRecord) -> dict[str, Any] | None
     return None if reply is None else reply.get("state")
 
 
+async def simulation_records(
+    *, record: SimulationRecord, query: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Read a topic's (or a dead-letter topic's) records from an offset. None: no runner."""
+    await runner_ensure(record=record)
+    return await runners.request(record.id, {"type": "sim.records", **query})
+
+
 def can_control(record: SimulationRecord, *, session_key: str | None, bearer: str | None) -> bool:
     if (
         bearer

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/simulations", views.api_simulations, name="api_simulations"),
     path("api/simulations/<str:sim_id>", views.api_simulation, name="api_simulation"),
     path("api/simulations/<str:sim_id>/commands", views.api_commands, name="api_commands"),
+    path("api/simulations/<str:sim_id>/records", views.api_records, name="api_records"),
 ]
 
 handler404 = "dashboard.views.not_found"

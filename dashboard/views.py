@@ -275,6 +275,25 @@ async def api_simulation(request: HttpRequest, sim_id: str) -> JsonResponse:
     return JsonResponse(st)
 
 
+@require_http_methods(["GET"])
+async def api_records(request: HttpRequest, sim_id: str) -> JsonResponse:
+    """``GET /api/simulations/<id>/records?topic=orders.DLT&partition=0&offset=0&limit=20``:
+    a topic's log read from an offset, as a consumer would fetch it (a dead-letter topic's
+    records come with their ``kafka_dlt-*`` headers)."""
+    record = await services.simulation_get(sim_id=sim_id)
+    if record is None:
+        return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
+    query = {
+        k: request.GET[k] for k in ("topic", "partition", "offset", "limit") if k in request.GET
+    }
+    reply = await services.simulation_records(record=record, query=query)
+    if reply is None:
+        return _api_error(services.ERR_NO_RUNNER, 503)
+    if not reply.get("ok"):
+        return _api_error(str(reply.get("error")), 400)
+    return JsonResponse(reply["read"])
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
 async def api_commands(request: HttpRequest, sim_id: str) -> JsonResponse:

@@ -7,7 +7,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from random import Random
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 # A record is a plain tuple, read with these indices (``record[TS]``): an immutable fact, named
 # in the past tense. A tuple costs a fraction of an object to make, and the garbage collector
@@ -104,6 +104,19 @@ STICKY_BATCH_BYTES = 16_384  # batch.size: the sticky partitioner moves on after
 class Listener(Protocol):
     def notify(self, record: Record) -> None: ...
 
+    def notify_copy(self, record: Record, copy: RedriveCopy) -> None: ...
+
+
+class RedriveCopy(NamedTuple):
+    """A record republished from a dead-letter topic by a redrive: which group dead-lettered
+    the original (``group``; ``duplicate``: that group had finished the event before) and
+    where the original was."""
+
+    group: str
+    duplicate: bool
+    partition: int
+    offset: int
+
 
 class Partition:
     """An append-only log. Offsets start at 0 and never repeat.
@@ -112,7 +125,7 @@ class Partition:
     log-end offset) is where the next record goes.
     """
 
-    __slots__ = ("bytes", "index", "listeners", "online", "records", "start", "topic")
+    __slots__ = ("bytes", "copies", "index", "listeners", "online", "records", "start", "topic")
 
     def __init__(self, topic: str, index: int) -> None:
         self.topic = topic
@@ -122,6 +135,8 @@ class Partition:
         self.bytes = 0
         self.listeners: list[Listener] = []
         self.online = True  # its leader is up (broker.down takes it offline)
+        # offset -> what it is a redriven copy of (only redrive's records are here)
+        self.copies: dict[int, RedriveCopy] = {}
 
     @property
     def end(self) -> int:
@@ -143,6 +158,13 @@ class Partition:
         while records and records[0][TS] < before:
             self.bytes -= records.popleft()[SIZE]
             self.start += 1
+        if self.copies:
+            self.forget_copies()
+
+    def forget_copies(self) -> None:
+        """Retention deleted some redriven copies: forget them too."""
+        for offset in [o for o in self.copies if o < self.start]:
+            del self.copies[offset]
 
 
 def _ts(record: Record) -> float:
@@ -219,10 +241,12 @@ class Topic:
         causation_id: int | None,
         poison: bool,
         part: Partition | None = None,
+        copy: RedriveCopy | None = None,
     ) -> Record:
         """Store a new record and tell the observers' ``produced`` hooks, then the listeners.
 
-        ``part``: the partition a producer's own partitioner chose; by default, Kafka's."""
+        ``part``: the partition a producer's own partitioner chose; by default, Kafka's.
+        ``copy``: the record is a redrive's republished copy of a dead letter."""
         if part is None:
             parts = self.partitions
             part = parts[0] if len(parts) == 1 else self.partition_for(key, size)
@@ -248,13 +272,20 @@ class Topic:
         if len(records) > self._max_messages:
             part.bytes -= records.popleft()[SIZE]  # one in, one out
             part.start += 1
+            if part.copies:
+                part.forget_copies()
         if self.retention_age_s is not None:
             part.trim_age(ts - self.retention_age_s)
         if self.on_produced:
             for hook in self.on_produced:
                 hook(ts, record)
-        for listener in part.listeners:
-            listener.notify(record)
+        if copy is None:
+            for listener in part.listeners:
+                listener.notify(record)
+        else:
+            part.copies[record[OFFSET]] = copy
+            for listener in part.listeners:
+                listener.notify_copy(record, copy)
         return record
 
     def enforce_age(self, now: float) -> None:
@@ -269,3 +300,58 @@ class Topic:
     @property
     def stored(self) -> int:
         return sum(len(p.records) for p in self.partitions)
+
+
+DLT_SUFFIX = ".DLT"
+
+
+class DeadLetterTopic(Topic):
+    """``<topic>.DLT``, where Spring Kafka's ``DeadLetterPublishingRecoverer`` publishes a
+    record that failed for good: to the same partition as the original (so it has as many
+    partitions), with the ``kafka_dlt-*`` headers, kept alongside each record.
+
+    Retention keeps the newest ``retention_messages`` records a partition (Fanout's memory
+    bound; Kafka's retention.ms default is 7 days)."""
+
+    def __init__(self, original: Topic, retention_messages: int) -> None:
+        super().__init__(
+            original.name + DLT_SUFFIX,
+            len(original.partitions),
+            retention_messages=retention_messages,
+        )
+        self.original = original.name
+        self.headers: list[deque[dict[str, Any]]] = [deque() for _ in self.partitions]
+
+    def write(self, record: Record, headers: dict[str, Any], now: float) -> Record:
+        """Publish a dead letter: the original's key, value and event id; a new timestamp."""
+        part = self.partitions[record[PARTITION]]
+        stored = self.append(
+            record[ID],
+            record[TYPE],
+            record[KEY],
+            now,
+            record[SIZE],
+            record[PAYLOAD],
+            record[CORRELATION_ID],
+            record[CAUSATION_ID],
+            record[POISON],
+            part,
+        )
+        kept = self.headers[part.index]
+        kept.append(headers)
+        while len(kept) > len(part.records):
+            kept.popleft()
+        return stored
+
+    def read(self, partition: int, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` records of ``partition`` from ``offset`` (the log start if that was
+        deleted), each with its headers: what a consumer of the DLT would fetch."""
+        part = self.partitions[partition]
+        first = max(offset, part.start)
+        out = []
+        kept = self.headers[partition]
+        for off in range(first, min(part.end, first + limit)):
+            row = record_dict(part.get(off))
+            row["headers"] = kept[off - part.start]
+            out.append(row)
+        return out

@@ -648,9 +648,10 @@ def measure_operations(seed: int | None = None) -> Answer:
         summary=(
             f"Between t = 10 and 20 every payment attempt failed. Each order was tried "
             f"{', '.join(map(str, sorted(attempts)))} times with backoff, then {parked:,} orders "
-            f"were parked in the dead-letter queue with reason '{', '.join(sorted(reasons))}' "
-            f"and their original offsets; Payment's lag peaked at {peak_lag:,}. After the fix, a "
-            f"redrive sent them back: {len(payment.dead_letters)} dead letters remain, and "
+            f"were parked in the dead-letter topic {payment.dead_letter_destination} with reason "
+            f"'{', '.join(sorted(reasons))}' and their original offsets in kafka_dlt-* headers; "
+            f"Payment's lag peaked at {peak_lag:,}. After the fix, a redrive republished them to "
+            f"orders: {len(payment.dead_letters)} dead letters remain to redrive, and "
             f"{sim.groups['notification'].processed:,} of {orders:,} orders were confirmed."
         ),
         facts=(
@@ -887,7 +888,7 @@ def _lessons() -> tuple[Lesson, ...]:
             "service that read it from the event?",
             (
                 ("nothing", "nothing: it carries on"),
-                ("dlq", "it cannot read the new events: they pile up in its dead-letter queue"),
+                ("dlq", "it cannot read the new events: they pile up in its dead-letter topic"),
                 ("blocked", "the producer is blocked until Shipping is updated"),
             ),
             measure_fat_thin,
@@ -964,7 +965,11 @@ def _lessons() -> tuple[Lesson, ...]:
             (
                 ("lost", "they are dropped"),
                 ("forever", "they are retried until they pass"),
-                ("parked", "they wait in the dead-letter queue until someone redrives them"),
+                (
+                    "parked",
+                    "they wait in the dead-letter queue (in Kafka, a dead-letter topic) until "
+                    "someone redrives them",
+                ),
             ),
             measure_operations,
         ),

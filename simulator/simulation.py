@@ -15,7 +15,7 @@ from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import Partition, Record, Topic
+from .broker import DeadLetterTopic, Partition, Record, Topic, record_dict
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -32,6 +32,7 @@ from .commands import (
 )
 from .core import Scheduler
 from .groups import ConsumerGroup, QueueGroup, StreamGroup
+from .groups.failures import DEAD_LETTERS_KEPT
 from .metrics import FOLD_AT, Metrics
 from .observe import HOOKS, Observer, Tracer
 from .producers import Producer
@@ -103,6 +104,8 @@ class Simulation(Scheduler):
             )
             for t in scenario.topics
         }
+        # Spring Kafka's <topic>.DLT, made when a stream group first dead-letters a record
+        self.dead_letter_topics: dict[str, DeadLetterTopic] = {}
         self.broker = scenario.broker
         self.emit_sender = Sender(
             spec=SendSpec(),
@@ -167,6 +170,47 @@ class Simulation(Scheduler):
         self.emit_sender.send(
             topic, part, type, key, payload, size, correlation_id, causation_id, poison
         )
+
+    def dead_letter_topic(self, topic: str) -> DeadLetterTopic:
+        """The dead-letter topic of ``topic`` (created, like Kafka's auto-created topics, by
+        the first record published to it)."""
+        dlt = self.dead_letter_topics.get(topic)
+        if dlt is None:
+            dlt = DeadLetterTopic(self.topics[topic], DEAD_LETTERS_KEPT)
+            self.dead_letter_topics[topic] = dlt
+        return dlt
+
+    READ_LIMIT = 100  # records one read returns at most
+
+    def read_records(
+        self, topic: Any, partition: Any = 0, offset: Any = 0, limit: Any = 20
+    ) -> dict[str, Any]:
+        """Read a topic's log (or a dead-letter topic's, with its headers) from ``offset``, as
+        a consumer would fetch it. Raises :class:`CommandError` naming a bad argument."""
+        args = {"topic": topic, "partition": partition, "offset": offset, "limit": limit}
+        if not isinstance(topic, str):
+            raise CommandError("read: 'topic' must be a topic's name")
+        dlt = next((t for t in self.dead_letter_topics.values() if t.name == topic), None)
+        log = dlt if dlt is not None else self.topics.get(topic)
+        if log is None:
+            known = sorted([*self.topics, *(t.name for t in self.dead_letter_topics.values())])
+            raise CommandError(f"read: no topic {topic!r} (topics: {', '.join(known)})")
+        p = int(number(args, "partition", lo=0, hi=len(log.partitions) - 1, integer=True))
+        first = int(number(args, "offset", lo=0, hi=2**53, integer=True))
+        n = int(number(args, "limit", lo=1, hi=self.READ_LIMIT, integer=True))
+        part = log.partitions[p]
+        if isinstance(log, DeadLetterTopic):
+            records = log.read(p, first, n)
+        else:
+            start = max(first, part.start)
+            records = [record_dict(part.get(o)) for o in range(start, min(part.end, start + n))]
+        return {
+            "topic": log.name,
+            "partition": p,
+            "log_start_offset": part.start,
+            "log_end_offset": part.end,
+            "records": records,
+        }
 
     def append_now(
         self,
@@ -448,6 +492,7 @@ class Simulation(Scheduler):
             "redelivered": group.redelivered,
             "dead_lettered": group.dead_lettered,
             "dead_letters_waiting": len(group.dead_letters),
+            "dead_letter_destination": group.dead_letter_destination,
             "redriven": group.redriven,
             "retries": group.retries,
             "failures": group.failures,
@@ -540,6 +585,11 @@ class Simulation(Scheduler):
                 for name, p in self.producers.items()
             },
             "topics": {name: self.topic_state(t) for name, t in self.topics.items()},
+            # Spring Kafka's <topic>.DLT topics, once something was dead-lettered there
+            "dead_letter_topics": {
+                t.name: {"original": t.original, **self.topic_state(t)}
+                for t in self.dead_letter_topics.values()
+            },
             "broker": {
                 "append_ms": self.scenario.broker.append_ms,
                 "replication_ms": self.scenario.broker.replication_ms,

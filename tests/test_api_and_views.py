@@ -234,3 +234,32 @@ async def test_the_broker_form_takes_a_partition_leader_down_and_up() -> None:
     r = await client.post(control, {"command": "broker.up", "topic": "orders"}, headers=htmx)
     st = (await client.get(f"/api/simulations/{sim_id}")).json()
     assert all(p["online"] for p in st["topics"]["orders"]["partitions"])
+
+
+async def test_a_dead_letter_topic_is_read_by_offset_through_the_api() -> None:
+    client = AsyncClient()
+    failing = {
+        **SMALL,
+        "consumers": [{**SMALL["consumers"][0], "failure_rate": 1, "retry": {"max_attempts": 1}}],
+    }
+    body = await _create(client, failing)
+    auth = {"Authorization": f"Bearer {body['control_token']}"}
+    await client.post(
+        f"/api/simulations/{body['id']}/commands",
+        json.dumps({"command": "step", "value": 1}),
+        content_type="application/json",
+        headers=auth,
+    )
+    url = f"/api/simulations/{body['id']}/records"
+    r = await client.get(url, {"topic": "orders.DLT", "partition": 0, "offset": 2, "limit": 3})
+    assert r.status_code == 200, r.content
+    read = r.json()
+    assert [rec["offset"] for rec in read["records"]] == [2, 3, 4]
+    assert read["records"][0]["headers"]["kafka_dlt-original-consumer-group"] == "email"
+    # anyone watching may read; bad arguments are named
+    r = await client.get(url, {"topic": "orders.DLT", "partition": 7})
+    assert r.status_code == 400 and "partition" in r.json()["error"]
+    r = await client.get(url, {"topic": "refunds"})
+    assert r.status_code == 400 and "no topic 'refunds'" in r.json()["error"]
+    r = await client.get("/api/simulations/abcdef123456/records", {"topic": "orders"})
+    assert r.status_code == 404

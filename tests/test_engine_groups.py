@@ -103,7 +103,31 @@ def test_failures_retry_with_exponential_backoff_then_dead_letter() -> None:
         "partition": 0,
         "offset": 0,
         "payload": None,
+        # published to Spring's <topic>.DLT, to the original's partition, with its headers
+        "destination": "orders.DLT",
+        "dl_partition": 0,
+        "dl_offset": 0,
+        "headers": {
+            "kafka_dlt-original-topic": "orders",
+            "kafka_dlt-original-partition": 0,
+            "kafka_dlt-original-offset": 0,
+            "kafka_dlt-original-timestamp": 1000,
+            "kafka_dlt-original-timestamp-type": "CreateTime",
+            "kafka_dlt-original-consumer-group": "email",
+            "kafka_dlt-exception-fqcn": (
+                "org.springframework.kafka.listener.ListenerExecutionFailedException"
+            ),
+            "kafka_dlt-exception-message": "processing failed",
+            "kafka_deliveryAttempt": 3,
+        },
     }
+    (stored,) = sim.dead_letter_topics["orders"].read(0, 0, 10)
+    assert (stored["topic"], stored["offset"], stored["ts"], stored["headers"]) == (
+        "orders.DLT",
+        0,
+        1.45,
+        dl.headers,
+    )
 
 
 def test_poison_events_always_fail_and_redrive_sends_dead_letters_back() -> None:

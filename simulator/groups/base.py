@@ -13,7 +13,19 @@ from math import log
 from random import Random
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..broker import CORRELATION_ID, ID, KEY, PAYLOAD, POISON, SIZE, TS, TYPE, Record, Topic
+from ..broker import (
+    CORRELATION_ID,
+    ID,
+    KEY,
+    PAYLOAD,
+    POISON,
+    SIZE,
+    TS,
+    TYPE,
+    DeadLetterTopic,
+    Record,
+    Topic,
+)
 from ..observe import MEASURES, Observer, Sink
 from ..schema import parse_versioned, read_payload
 from .failures import FailureHandling
@@ -53,6 +65,8 @@ class Host(Protocol):
     next_seq: Callable[[], int]
 
     def cancel(self, action: Callable[[Any], None], arg: Any) -> int: ...
+
+    def dead_letter_topic(self, topic: str) -> DeadLetterTopic: ...
 
     def publish(
         self,
@@ -105,8 +119,8 @@ class Instance:
         "member",
         "processed",
         "record",
-        "redrive_dup",
         "rejoin",
+        "repeat",
         "retire",
         "rr",
         "seq",
@@ -125,7 +139,7 @@ class Instance:
         self.member = False  # stream: a member of the consumer group
         self.state = IDLE
         self.record: Record | None = None
-        self.cursor: Any = None  # stream: the Cursor the record came from (None when redriven)
+        self.cursor: Any = None  # stream: the Cursor the record came from
         self.seq = 0  # queue: the message's position in the queue
         self.batch: deque[Any] = deque()
         self.attempt = 0
@@ -140,7 +154,9 @@ class Instance:
         self.unacked = 0  # queue: messages delivered to it and not yet acknowledged
         self.waiting = False
         self.processed = 0
-        self.redrive_dup = False  # working on a redriven duplicate dead letter
+        # working on a copy of an event this group had finished before (a redriven copy of a
+        # dead letter, republished)
+        self.repeat = False
         self.unreadable = ""  # why the event cannot be read with the service's schema
 
 
@@ -198,6 +214,10 @@ class ConsumerGroup(FailureHandling):
         self.expired = 0
         self.skipped = 0
         self.deduplicated = 0
+        # finished copies of events finished before, and fresh records skipped as seen (for
+        # the accounting)
+        self.repeats = 0
+        self.deduplicated_fresh = 0
         self.emitted = 0
         self.detached = False
         self._done_cb = self._done

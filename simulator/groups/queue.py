@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..broker import ID, TS, Partition, Record, Topic
+from ..broker import ID, OFFSET, TOPIC, TS, Partition, Record, RedriveCopy, Topic
 from .base import BUSY, DEAD, IDLE, ConsumerGroup, Host, Instance
-from .failures import REASON_DELIVERY_LIMIT, REASON_REJECTED
+from .failures import REASON_DELIVERY_LIMIT, REASON_REJECTED, DeadLetter
 
 if TYPE_CHECKING:
     from ..metrics import GroupStats
@@ -59,7 +59,9 @@ class QueueGroup(ConsumerGroup):
         self.returns: dict[int, int] = {}  # position -> times returned to the queue
         self.flagged: set[int] = set()  # positions to deliver with redelivered = true
         self.attempts: dict[int, int] = {}  # retry_queue: position -> failed attempts so far
-        self._dup: set[int] = set()  # positions holding redriven duplicate dead letters
+        # positions whose work does not stand for an event still to deal with: a duplicate
+        # dead letter shovelled back, or a redriven copy of an event the queue had before
+        self._dup: set[int] = set()
         self.delayed = 0  # messages waiting in the retry queue
         self._delayed_dup = 0
         self.enqueued = 0
@@ -69,15 +71,24 @@ class QueueGroup(ConsumerGroup):
         self.active: deque[Instance] = deque()
         self._from_retry_cb = self._from_retry_queue
         self._parts: list[Partition] = []
-        backlog: list[Record] = []
+        # per partition, the first offset routed to this queue (what it was bound to receive)
+        self._bound_from: dict[tuple[str, int], int] = {}
+        backlog: list[tuple[Record, Partition]] = []
         for topic in topics:
             for part in topic.partitions:
                 part.listeners.append(self)
                 self._parts.append(part)
+                self._bound_from[topic.name, part.index] = (
+                    part.start if start == "earliest" else part.end
+                )
                 if start == "earliest":
-                    backlog.extend(part.records)
-        for record in sorted(backlog, key=lambda r: (r[TS], r[ID])):
-            self.notify(record)
+                    backlog.extend((r, part) for r in part.records)
+        for record, part in sorted(backlog, key=lambda rp: (rp[0][TS], rp[0][ID])):
+            copy = part.copies.get(record[OFFSET]) if part.copies else None
+            if copy is None:
+                self.notify(record)
+            else:
+                self.notify_copy(record, copy)
         self.instances = [Instance(i, sim.now) for i in range(spec.instances)]
         self.active.extend(self.instances)
         self._dispatch()
@@ -109,7 +120,7 @@ class QueueGroup(ConsumerGroup):
             self.filtered += 1  # the binding does not route it here
             return
         self._last += 1
-        if self._lane and self.active and not self.ready and not self.redrive and not self._dup:
+        if self._lane and self.active and not self.ready and not self._dup:
             # the common case, inline: nothing waits, so it goes to the consumer whose turn it
             # is, which starts on it if it has nothing in hand
             active = self.active
@@ -119,7 +130,7 @@ class QueueGroup(ConsumerGroup):
                 active.append(inst)
             if inst.state == IDLE and not self.flagged:
                 inst.seq = self._last
-                inst.redrive_dup = False
+                inst.repeat = False
                 self.begin(inst, record, 1, False)
             elif inst.state == IDLE:
                 self._start(inst, self._last, record)
@@ -127,31 +138,43 @@ class QueueGroup(ConsumerGroup):
                 inst.batch.append((self._last, record))
             return
         ready = self.ready
-        if ready and not self.redrive:
+        if ready:
             # while messages wait, every consumer is full: this one waits at the end
             ready.append((self._last, record))
             return
         ready.append((self._last, record))
         self._dispatch()
 
+    def notify_copy(self, record: Record, copy: RedriveCopy) -> None:
+        """A redrive republished a dead letter to a bound topic: routed here like any message,
+        a repeat if the queue had been routed the original."""
+        if copy.offset < self._bound_from.get((record[TOPIC], copy.partition), copy.offset + 1):
+            self.notify(record)
+            return
+        self.enqueued += 1
+        if not self._accept_all and not self.accepts(record):
+            self.filtered += 1
+            return
+        self.repeats += 1
+        self._last += 1
+        self._dup.add(self._last)
+        self.ready.append((self._last, record))
+        self._dispatch()
+
+    def _enqueue_at_tail(self, record: Record, duplicate: bool) -> None:
+        self._last += 1
+        if duplicate:
+            self._dup.add(self._last)
+        self.ready.append((self._last, record))
+
     def _dispatch(self) -> None:
         """Push ready messages to consumers with room under their prefetch, in turn."""
-        if self.status != "up" or not (self.ready or self.redrive):
+        if self.status != "up" or not self.ready:
             return
         ready = self.ready
-        redrive = self.redrive
         active = self.active
-        while (ready or redrive) and active:
-            if redrive:
-                record, duplicate = self.redrive_pop()
-                if self.skip_redriven(record, duplicate):
-                    continue
-                self._last += 1
-                seq = self._last
-                if duplicate:
-                    self._dup.add(seq)
-            else:
-                seq, record = ready.popleft()
+        while ready and active:
+            seq, record = ready.popleft()
             inst = self._take()
             if inst.state == IDLE:
                 self._start(inst, seq, record)
@@ -173,6 +196,7 @@ class QueueGroup(ConsumerGroup):
                 REASON_DELIVERY_LIMIT.format(n=n, limit=limit),
                 n,
                 duplicate=seq in self._dup,
+                death="delivery_limit",
             )
             self._dup.discard(seq)
             return
@@ -209,8 +233,10 @@ class QueueGroup(ConsumerGroup):
         if redelivery:
             self.flagged.discard(seq)
             self.redelivered += 1
-        inst.redrive_dup = seq in self._dup
+        inst.repeat = seq in self._dup
         if self.idempotent and self.seen(record):
+            if not inst.repeat:
+                self.deduplicated_fresh += 1
             inst.record = record
             self._settle(inst)
             self._next(inst)
@@ -240,11 +266,11 @@ class QueueGroup(ConsumerGroup):
             if inst.batch:
                 seq, record = inst.batch.popleft()
                 inst.seq = seq
-                inst.redrive_dup = False
+                inst.repeat = False
                 self.begin(inst, record, 1, False)
             ready = self.ready
             active = self.active
-            if ready and active and not self.redrive:
+            if ready and active:
                 seq, record = ready.popleft()
                 taker = active.popleft()  # _take, inline
                 taker.unacked += 1
@@ -252,12 +278,10 @@ class QueueGroup(ConsumerGroup):
                     active.append(taker)
                 if taker.state == IDLE:
                     taker.seq = seq
-                    taker.redrive_dup = False
+                    taker.repeat = False
                     self.begin(taker, record, 1, False)
                 else:
                     taker.batch.append((seq, record))
-            elif self.redrive:
-                self._dispatch()
             return
         if inst.batch and inst.alive and self.status == "up":
             seq, record = inst.batch.popleft()
@@ -279,7 +303,7 @@ class QueueGroup(ConsumerGroup):
         """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
         record = inst.record
         assert record is not None
-        if self._lane and not inst.failing and not inst.redrive_dup:
+        if self._lane and not inst.failing and not inst.repeat:
             # the common case: processed and acknowledged, nothing else to tell
             now = self.sim.now
             self.processed += 1
@@ -299,7 +323,7 @@ class QueueGroup(ConsumerGroup):
                 self.returns.pop(inst.seq, None)
                 self.attempts.pop(inst.seq, None)
             ready = self.ready
-            if inst.batch or inst.leaving or self.flagged or self._dup or self.redrive:
+            if inst.batch or inst.leaving or self.flagged or self._dup:
                 self._next(inst)
             elif ready:  # _next's common case, inline: the line's head takes the queue's head
                 inst.record = None
@@ -313,7 +337,7 @@ class QueueGroup(ConsumerGroup):
                         active.append(taker)
                     if taker.state == IDLE:
                         taker.seq = seq
-                        taker.redrive_dup = False
+                        taker.repeat = False
                         self.begin(taker, record, 1, False)
                     else:
                         taker.batch.append((seq, record))
@@ -323,7 +347,7 @@ class QueueGroup(ConsumerGroup):
                 inst.record = None
                 inst.state = IDLE
             return
-        duplicate = inst.redrive_dup
+        duplicate = inst.repeat
         if not inst.failing:
             self.succeeded(inst, record, duplicate)
             self._settle(inst)
@@ -383,6 +407,14 @@ class QueueGroup(ConsumerGroup):
 
     def wake(self) -> None:
         self._dispatch()
+
+    def redrive_one(self, letter: DeadLetter) -> bool:
+        """A shovel moves the message from the dead-letter queue to the tail of this queue:
+        a new message (not flagged redelivered), seen again by this queue's consumers only."""
+        self._enqueue_at_tail(letter.record, letter.duplicate)
+        for hook in self.sim.on_redriven:
+            hook(self.sim.now, self, letter.record)
+        return True
 
     def poll(self, inst: Instance) -> None:
         self._dispatch()
@@ -462,7 +494,7 @@ class QueueGroup(ConsumerGroup):
 
     def lag(self) -> int:
         """Messages not yet acknowledged: ready, pushed to a consumer, or in the retry queue."""
-        return len(self.ready) + self.unacked + self.delayed + len(self.redrive)
+        return len(self.ready) + self.unacked + self.delayed
 
     def records_lag(self) -> int:
         """Messages ready in the queue, not yet pushed to a consumer."""
@@ -470,10 +502,7 @@ class QueueGroup(ConsumerGroup):
 
     def lag_seconds(self) -> float:
         oldest = None
-        heads: list[Record | None] = [
-            self.ready[0][1] if self.ready else None,
-            self.redrive[0] if self.redrive else None,
-        ]
+        heads: list[Record | None] = [self.ready[0][1] if self.ready else None]
         for inst in self.instances:
             heads.append(inst.record)
             if inst.batch:
@@ -497,11 +526,11 @@ class QueueGroup(ConsumerGroup):
             "retrying": self.delayed - self._delayed_dup,
             "batched": batched,
             "dead_lettered": self.dead_letters_fresh(),
-            "redrive_pending": self.redrive_fresh(),
             "filtered": self.filtered,
             "expired": 0,
             "skipped": 0,
-            "deduplicated": self.redrive_deduplicated,
+            "deduplicated": self.deduplicated_fresh,
+            "repeats": self.repeats,
             "not_delivered": sum(1 for seq, _ in self.ready if seq not in dup),
         }
 

@@ -26,9 +26,27 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import TYPE_CHECKING, Any
 
-from ..broker import ID, OFFSET, PARTITION, TOPIC, TS, Partition, Record, Topic
+from ..broker import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    ID,
+    KEY,
+    OFFSET,
+    PARTITION,
+    PAYLOAD,
+    POISON,
+    SIZE,
+    TOPIC,
+    TS,
+    TYPE,
+    Partition,
+    Record,
+    RedriveCopy,
+    Topic,
+)
 from .assignors import ASSIGNORS, COOPERATIVE, TopicPartition
 from .base import BACKOFF, BUSY, DEAD, IDLE, ConsumerGroup, Host, Instance
+from .failures import DeadLetter
 
 if TYPE_CHECKING:
     from ..metrics import GroupStats
@@ -89,6 +107,9 @@ class Cursor:
         owner = self.owner
         if owner is not None and owner.state == IDLE and not owner.batch:
             self.group.poll(owner)
+
+    def notify_copy(self, record: Record, copy: RedriveCopy) -> None:
+        self.notify(record)  # whether it repeats an event is decided when it is read
 
     @property
     def lag(self) -> int:
@@ -170,14 +191,6 @@ class StreamGroup(ConsumerGroup):
                 return
         if self.auto_commit and self.sim.now >= inst.commit_due - _EPS:
             self._commit(inst)
-        while self.redrive:
-            record, duplicate = self.redrive_pop()
-            if self.skip_redriven(record, duplicate):
-                continue
-            inst.cursor = None
-            inst.redrive_dup = duplicate
-            self.begin(inst, record, 1, True)
-            return
         if self._fetch(inst):
             self._next(inst)
         elif self.auto_commit and not inst.waiting and self._uncommitted(inst):
@@ -233,15 +246,23 @@ class StreamGroup(ConsumerGroup):
                     self.filtered += 1
                 self._finish(cur, offset)
                 continue
+            copies = cur.partition.copies
+            repeat = bool(copies) and self._repeats(cur, copies.get(offset))
             redelivery = offset < cur.fetched and not (cur.skipped and cur.first_time(offset))
             if redelivery:
                 self.redelivered += 1
             else:
                 cur.fetched = offset + 1
             if self.idempotent and self.seen(record):
+                if offset >= cur.completed:
+                    if repeat:
+                        self.repeats += 1
+                    else:
+                        self.deduplicated_fresh += 1
                 self._finish(cur, offset)
                 continue
             inst.cursor = cur
+            inst.repeat = repeat
             self.begin(inst, record, 1, redelivery)
             return
         inst.cursor = None
@@ -261,8 +282,8 @@ class StreamGroup(ConsumerGroup):
         """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
         record = inst.record
         assert record is not None
-        cur = inst.cursor  # None for a redriven dead letter
-        if self._lane and not inst.failing and cur is not None:
+        cur = inst.cursor
+        if self._lane and not inst.failing and not inst.repeat:
             # the common case: processed, counted, its offset finished
             now = self.sim.now
             self.processed += 1
@@ -283,6 +304,7 @@ class StreamGroup(ConsumerGroup):
             self._next(inst)
             return
         duplicate = self._is_dup(inst, record)
+        offset = record[OFFSET]
         if inst.failing:
             reason = self.failed(inst, record)
             # an event it cannot read will not read better on a retry: straight to the DLT
@@ -292,25 +314,32 @@ class StreamGroup(ConsumerGroup):
                 inst.state = BACKOFF  # blocking retry: the partition waits behind it
                 self._at(self.sim.now + delay, self._retry_cb, inst)
                 return
-            self.dead_letter(record, reason, inst.attempt, duplicate=duplicate)
+            self.dead_letter(
+                record,
+                reason,
+                inst.attempt,
+                duplicate=duplicate,
+                unreadable=bool(inst.unreadable),
+            )
         elif self.idempotent and record[ID] in self._seen:
             # another copy (a redriven dead letter, a redelivery) finished first: the
             # processed-events table refuses this one, as the check at the start would have
             self.seen(record)
-            if cur is None and not duplicate:
-                self.redrive_deduplicated += 1
+            if not duplicate:
+                self.deduplicated_fresh += 1
         else:
             self.succeeded(inst, record, duplicate)
-        if cur is not None:
-            self._finish(cur, record[OFFSET])
+        if inst.repeat:
+            inst.repeat = False
+            if offset >= cur.completed:
+                self.repeats += 1
+        self._finish(cur, offset)
         self._next(inst)
 
     def _is_dup(self, inst: Instance, record: Record) -> bool:
-        """Had this group already finished ``record`` (processed or dead-lettered it)?"""
-        cur = inst.cursor
-        if cur is not None:
-            return bool(record[OFFSET] < cur.completed)
-        return inst.redrive_dup
+        """Had this group already finished ``record`` (processed or dead-lettered it), or the
+        event it is a redriven copy of?"""
+        return bool(record[OFFSET] < inst.cursor.completed) or inst.repeat
 
     def _retry(self, inst: Instance) -> None:
         record = inst.record
@@ -328,10 +357,7 @@ class StreamGroup(ConsumerGroup):
         """Drop the record in hand and the batch, so that they are fetched again."""
         record, cur = inst.record, inst.cursor
         if record is not None:
-            if cur is None:
-                self.redrive_push(record, inst.redrive_dup, front=True)
-            else:
-                cur.position = min(cur.position, record[OFFSET])
+            cur.position = min(cur.position, record[OFFSET])
         for r in inst.batch:
             c = self._cursor_of[r[TOPIC], r[PARTITION]]
             c.position = min(c.position, r[OFFSET])
@@ -364,6 +390,44 @@ class StreamGroup(ConsumerGroup):
             cur.skipped = [r for r in cur.skipped if r[0] < r[1]][-8:]
             cur.skipped.append((cur.fetched, target))
             cur.fetched = target
+
+    # --- redrive ------------------------------------------------------------------------
+
+    def redrive_one(self, letter: DeadLetter) -> bool:
+        """Republish a dead letter to its original topic (by its key, as any producer would):
+        a new record at a new offset, which every group reading the topic gets."""
+        topic = self.sim.topics[letter.topic]
+        rec = letter.record
+        part = topic.partition_for(rec[KEY], rec[SIZE])
+        if not part.online:
+            return False  # no leader to take it: it stays in the DLT's list
+        copy = topic.append(
+            rec[ID],
+            rec[TYPE],
+            rec[KEY],
+            self.sim.now,
+            rec[SIZE],
+            rec[PAYLOAD],
+            rec[CORRELATION_ID],
+            rec[CAUSATION_ID],
+            rec[POISON],
+            part,
+            RedriveCopy(self.name, letter.duplicate, letter.partition, letter.offset),
+        )
+        for hook in self.sim.on_redriven:
+            hook(self.sim.now, self, copy)
+        return True
+
+    def _repeats(self, cur: Cursor, copy: RedriveCopy | None) -> bool:
+        """Is the record a redriven copy of an event this group had before? Then processing it
+        is a second processing of the event (a duplicate): so for every group that reads the
+        original, and for the group that redrove a letter of an event it had processed."""
+        if copy is None:
+            return False
+        if copy.group == self.name:
+            return copy.duplicate
+        orig = self._cursor_of.get((cur.partition.topic, copy.partition))
+        return orig is not None and copy.offset >= orig.origin
 
     # --- commits ------------------------------------------------------------------------
 
@@ -606,8 +670,6 @@ class StreamGroup(ConsumerGroup):
             inst.alive = False
             inst.state = DEAD
             inst.leaving = False
-            if inst.record is not None and inst.cursor is None:
-                self.redrive_push(inst.record, inst.redrive_dup, front=True)
             inst.record = None
             inst.cursor = None
             inst.batch.clear()
@@ -690,9 +752,8 @@ class StreamGroup(ConsumerGroup):
         return self.status == "up" and (self.cooperative or not self.rebalancing)
 
     def lag(self) -> int:
-        """Kafka's consumer lag: log-end offset minus committed offset, over the partitions
-        (plus redriven dead letters waiting)."""
-        return sum(max(0, c.partition.end - c.committed) for c in self.cursors) + len(self.redrive)
+        """Kafka's consumer lag: log-end offset minus committed offset, over the partitions."""
+        return sum(max(0, c.partition.end - c.committed) for c in self.cursors)
 
     def records_lag(self) -> int:
         """Kafka's client metric records-lag: log-end offset minus the fetch position."""
@@ -707,9 +768,6 @@ class StreamGroup(ConsumerGroup):
                 ts = part.records[max(0, c.committed - part.start)][TS]
                 if oldest is None or ts < oldest:
                     oldest = ts
-        for r in self.redrive:
-            if oldest is None or r[TS] < oldest:
-                oldest = r[TS]
         return 0.0 if oldest is None else max(0.0, self.sim.now - oldest)
 
     def accounting(self) -> dict[str, int]:
@@ -720,14 +778,15 @@ class StreamGroup(ConsumerGroup):
         in_flight = retrying = batched = 0
         for inst in self.instances:
             r = inst.record
-            if r is not None and inst.state in (BUSY, BACKOFF):
-                cur = inst.cursor
-                fresh = not inst.redrive_dup if cur is None else r[OFFSET] >= cur.completed
-                if fresh:
-                    if inst.state == BUSY:
-                        in_flight += 1
-                    else:
-                        retrying += 1
+            if (
+                r is not None
+                and inst.state in (BUSY, BACKOFF)
+                and r[OFFSET] >= inst.cursor.completed
+            ):
+                if inst.state == BUSY:
+                    in_flight += 1
+                else:
+                    retrying += 1
             for b in inst.batch:
                 if b[OFFSET] >= self._cursor_of[b[TOPIC], b[PARTITION]].completed:
                     batched += 1
@@ -741,12 +800,12 @@ class StreamGroup(ConsumerGroup):
             "in_flight": in_flight,
             "retrying": retrying,
             "batched": batched,
-            "dead_lettered": self.dead_letters_fresh(),
-            "redrive_pending": self.redrive_fresh(),
+            "dead_lettered": self.dead_lettered_fresh,
             "filtered": self.filtered,
             "expired": self.expired,
             "skipped": self.skipped,
-            "deduplicated": self.redrive_deduplicated,
+            "deduplicated": self.deduplicated_fresh,
+            "repeats": self.repeats,
             "not_delivered": not_delivered,
         }
 

@@ -18,6 +18,7 @@
       wsPath: root.dataset.wsPath,
       initialFrame: initialFrame,
       canControl: root.dataset.canControl === "true",
+      apiUrl: root.dataset.apiUrl || "",
     });
   }
 

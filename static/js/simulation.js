@@ -26,6 +26,7 @@
     started: false,
     canControl: false,
     wsPath: "",
+    apiUrl: "",
     ws: null,
     retry: 0,
     reconnectTimer: 0,
@@ -115,6 +116,7 @@
     S.started = true;
     opts = opts || {};
     S.wsPath = opts.wsPath || "";
+    S.apiUrl = opts.apiUrl || "";
     S.canControl = !!opts.canControl;
 
     const css = getComputedStyle(document.documentElement);
@@ -525,8 +527,9 @@
       if (!g.dead_lettered && !waiting && !letters.length && !dlqSections.has(name)) continue;
       any = true;
       let sec = dlqSections.get(name);
-      if (!sec) sec = addDlqSection(name);
+      if (!sec) sec = addDlqSection(name, g);
       setText(sec.title, g.label || name);
+      setText(sec.where, destinationText(name, g));
       setText(sec.count, waiting + " waiting · " + (g.dead_lettered || 0) + " dead-lettered · " + (g.redriven || 0) + " redriven");
       if (sec.redrive) sec.redrive.hidden = !waiting;
       const sig = [waiting, g.dead_lettered, letters.length, letters.length ? letters[0].event_id : 0].join(":");
@@ -538,7 +541,83 @@
     el["dlq-empty"].hidden = any;
   }
 
-  function addDlqSection(name) {
+  function destinationText(name, g) {
+    const dest = g.dead_letter_destination || "";
+    if (g.mode === "queue") {
+      return "Dead-lettered through the dead-letter exchange to the queue " + dest +
+        ". Redrive shovels them back to the tail of " + name + ": only its consumers see them again.";
+    }
+    const topics = (g.topics || []).join(", ");
+    return "Published to the Kafka topic " + dest + " (same partition, kafka_dlt-* headers). Redrive republishes them to " +
+      topics + ": every service reading " + topics + " gets them again, and one that already processed an event processes it twice unless it is idempotent.";
+  }
+
+  function addDlqBrowser(g) {
+    // Read the dead-letter topic like a consumer: from an offset, with each record's headers.
+    const dest = g.dead_letter_destination;
+    const box = make("details", "dlq-browse");
+    box.append(make("summary", "", "Read " + dest + " by offset"));
+    const form = make("form", "inline-form dlq-browse__form");
+    const field = (label, value) => {
+      const lab = make("label", "", label + " ");
+      const input = make("input");
+      input.type = "number";
+      input.min = "0";
+      input.step = "1";
+      input.value = String(value);
+      input.className = "input--narrow";
+      lab.append(input);
+      form.append(lab, " ");
+      return input;
+    };
+    const part = field("partition", 0);
+    const from = field("from offset", 0);
+    const go = make("button", "btn btn--small", "Read");
+    go.type = "submit";
+    form.append(go);
+    const status = make("p", "muted dlq-browse__status");
+    status.setAttribute("aria-live", "polite");
+    const rows = make("ol", "dlq-browse__rows");
+    rows.tabIndex = 0; // scrollable: reachable from the keyboard
+    rows.setAttribute("aria-label", "records read from " + dest);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (!S.apiUrl) return;
+      const q = new URLSearchParams({ topic: dest, partition: part.value || "0", offset: from.value || "0", limit: "20" });
+      status.textContent = "Reading…";
+      try {
+        const res = await fetch(S.apiUrl + "/records?" + q.toString(), { headers: { Accept: "application/json" } });
+        const body = await res.json();
+        if (!res.ok) {
+          status.textContent = body.error || "Could not read " + dest;
+          return;
+        }
+        rows.textContent = "";
+        for (const r of body.records) {
+          const h = r.headers || {};
+          const li = make("li", "dlq-browse__row");
+          li.append(
+            make("span", "mono", "offset " + r.offset),
+            " ",
+            make("strong", "", r.type),
+            make("span", "mono", " #" + r.id),
+            make("span", "muted", " from " + h["kafka_dlt-original-topic"] + "/" + h["kafka_dlt-original-partition"] +
+              " @ " + h["kafka_dlt-original-offset"] + " by " + h["kafka_dlt-original-consumer-group"]),
+            make("span", "dlq-entry__reason", " " + (h["kafka_dlt-exception-message"] || ""))
+          );
+          rows.append(li);
+        }
+        status.textContent = body.topic + "/" + body.partition + ": offsets " + body.log_start_offset + "–" +
+          Math.max(body.log_start_offset, body.log_end_offset - 1) + " stored; " + body.records.length + " read from " + (from.value || 0) + ".";
+      } catch (err) {
+        status.textContent = "Could not read " + dest + ": " + err;
+      }
+    });
+    box.append(form, status, rows);
+    return box;
+  }
+
+  function addDlqSection(name, g) {
     const root = make("article", "dlq-group");
     root.id = "dlq-" + name;
     const head = make("header", "dlq-group__head");
@@ -547,7 +626,8 @@
     const sw = make("span", "swatch");
     sw.style.setProperty("--swatch", groupColour(name));
     head.append(sw, title, count);
-    const sec = { root, title, count, list: make("ol", "dlq-entries"), sig: "", open: new Set(), redrive: null };
+    const where = make("p", "muted dlq-group__where");
+    const sec = { root, title, count, where, list: make("ol", "dlq-entries"), sig: "", open: new Set(), redrive: null };
     const form = cloneTemplate("tpl-redrive", { consumer: name });
     if (form) {
       const span = make("span", "dlq-group__action");
@@ -557,7 +637,8 @@
       head.append(span);
       sec.redrive = span;
     }
-    root.append(head, sec.list);
+    root.append(head, where, sec.list);
+    if (g && g.mode !== "queue" && g.dead_letter_destination && S.apiUrl) root.append(addDlqBrowser(g));
     el["dlq-list"].append(root);
     if (form && window.htmx) window.htmx.process(root);
     dlqSections.set(name, sec);
@@ -579,10 +660,11 @@
       make("span", "muted", " corr " + d.correlation_id),
       make("span", "dlq-entry__reason", d.reason),
       make("span", "muted", d.attempts + (d.attempts === 1 ? " attempt" : " attempts")),
-      make("span", "mono muted", d.topic + "/" + d.partition + " @ " + d.offset)
+      make("span", "mono muted", "from " + d.topic + "/" + d.partition + " @ " + d.offset),
+      make("span", "mono muted", "→ " + d.destination + (d.destination.endsWith(".DLT") ? "/" + d.dl_partition + " @ " + d.dl_offset : " #" + d.dl_offset))
     );
     const detail = make("div", "dlq-entry__detail");
-    const pre = make("pre", "payload");
+    const pre = make("pre", "payload dlq-entry__payload");
     let payload;
     try {
       payload = JSON.stringify(d.payload, null, 2);
@@ -590,7 +672,9 @@
       payload = String(d.payload);
     }
     pre.textContent = payload === undefined ? "(no payload)" : payload;
-    detail.append(pre);
+    const headers = make("pre", "payload dlq-entry__headers");
+    headers.textContent = "headers " + JSON.stringify(d.headers || {}, null, 2);
+    detail.append(pre, headers);
     const form = cloneTemplate("tpl-redrive", { consumer: group, event_id: d.event_id });
     if (form) {
       const btnLabel = form.querySelector('[data-role="label"]');
