@@ -109,13 +109,23 @@ class Listener(Protocol):
 
 class RedriveCopy(NamedTuple):
     """A record republished from a dead-letter topic by a redrive: which group dead-lettered
-    the original (``group``; ``duplicate``: that group had finished the event before) and
-    where the original was."""
+    the original (``group``; ``duplicate``: that group had finished the event before), where
+    the original was, and where earlier copies of the same event are (partition, offset)."""
 
     group: str
     duplicate: bool
     partition: int
     offset: int
+    earlier: tuple[tuple[int, int], ...] = ()
+
+    def read_before(self, origin: Callable[[int], int | None]) -> bool:
+        """Was an earlier record of this event (the original or an earlier copy) in what a
+        reader gets? ``origin(partition)``: the first offset it reads there (None: none)."""
+        for partition, offset in ((self.partition, self.offset), *self.earlier):
+            first = origin(partition)
+            if first is not None and offset >= first:
+                return True
+        return False
 
 
 class Partition:
@@ -125,22 +135,40 @@ class Partition:
     log-end offset) is where the next record goes.
     """
 
-    __slots__ = ("bytes", "copies", "index", "listeners", "online", "records", "start", "topic")
+    __slots__ = (
+        "bytes_deleted",
+        "bytes_in",
+        "copies",
+        "forgot_copies",
+        "index",
+        "listeners",
+        "online",
+        "records",
+        "start",
+        "topic",
+    )
 
     def __init__(self, topic: str, index: int) -> None:
         self.topic = topic
         self.index = index
         self.records: deque[Record] = deque()
         self.start = 0
-        self.bytes = 0
+        self.bytes_in = 0  # bytes ever appended
+        self.bytes_deleted = 0  # by retention
         self.listeners: list[Listener] = []
         self.online = True  # its leader is up (broker.down takes it offline)
         # offset -> what it is a redriven copy of (only redrive's records are here)
         self.copies: dict[int, RedriveCopy] = {}
+        self.forgot_copies = False  # the topic's index of copies needs pruning
 
     @property
     def end(self) -> int:
         return self.start + len(self.records)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes stored now."""
+        return self.bytes_in - self.bytes_deleted
 
     @property
     def name(self) -> str:
@@ -156,7 +184,7 @@ class Partition:
     def trim_age(self, before: float) -> None:
         records = self.records
         while records and records[0][TS] < before:
-            self.bytes -= records.popleft()[SIZE]
+            self.bytes_deleted += records.popleft()[SIZE]
             self.start += 1
         if self.copies:
             self.forget_copies()
@@ -165,6 +193,7 @@ class Partition:
         """Retention deleted some redriven copies: forget them too."""
         for offset in [o for o in self.copies if o < self.start]:
             del self.copies[offset]
+        self.forgot_copies = True
 
 
 def _ts(record: Record) -> float:
@@ -189,18 +218,19 @@ class Topic:
         self.retention_messages = retention_messages
         self.retention_age_s = retention_age_s
         self._max_messages = sys.maxsize if retention_messages is None else retention_messages
+        self._retained = retention_messages is not None or retention_age_s is not None
         # the observers' produced hooks (the simulation's list, shared)
         self.on_produced: list[Callable[[float, Record], None]] = (
             [] if on_produced is None else on_produced
         )
-        self.produced = 0
-        self.bytes_produced = 0
         # the sticky partitioner for records without a key (KIP-480, KIP-794): it fills one
         # partition with batch.size bytes, then moves to another, picked at random
         self._rng = rng if rng is not None else Random(0)
         self._sticky = 0
         self._sticky_bytes = 0
         self.offline = 0  # partitions whose leader is down
+        # event id -> where redrives republished it (partition, offset)
+        self.copy_index: dict[int, list[tuple[int, int]]] = {}
 
     def set_online(self, index: int | None, online: bool) -> None:
         """Take a partition's leader (or every partition's, ``index`` None) down or up."""
@@ -266,16 +296,15 @@ class Topic:
             part.start + len(records),
         )
         records.append(record)
-        part.bytes += size
-        self.produced += 1
-        self.bytes_produced += size
-        if len(records) > self._max_messages:
-            part.bytes -= records.popleft()[SIZE]  # one in, one out
-            part.start += 1
-            if part.copies:
-                part.forget_copies()
-        if self.retention_age_s is not None:
-            part.trim_age(ts - self.retention_age_s)
+        part.bytes_in += size
+        if self._retained:
+            if len(records) > self._max_messages:
+                part.bytes_deleted += records.popleft()[SIZE]  # one in, one out
+                part.start += 1
+                if part.copies:
+                    part.forget_copies()
+            if self.retention_age_s is not None:
+                part.trim_age(ts - self.retention_age_s)
         if self.on_produced:
             for hook in self.on_produced:
                 hook(ts, record)
@@ -284,14 +313,38 @@ class Topic:
                 listener.notify(record)
         else:
             part.copies[record[OFFSET]] = copy
+            if any(p.forgot_copies for p in self.partitions):
+                self._prune_copy_index()
+            self.copy_index.setdefault(id, []).append((part.index, record[OFFSET]))
             for listener in part.listeners:
                 listener.notify_copy(record, copy)
         return record
+
+    def _prune_copy_index(self) -> None:
+        """Forget copies that retention deleted (kept bounded by what the log holds)."""
+        parts = self.partitions
+        index = {}
+        for event, where in self.copy_index.items():
+            kept = [(p, o) for p, o in where if o >= parts[p].start]
+            if kept:
+                index[event] = kept
+        self.copy_index = index
+        for p in parts:
+            p.forgot_copies = False
 
     def enforce_age(self, now: float) -> None:
         if self.retention_age_s is not None:
             for part in self.partitions:
                 part.trim_age(now - self.retention_age_s)
+
+    @property
+    def bytes_produced(self) -> int:
+        return sum(p.bytes_in for p in self.partitions)
+
+    @property
+    def produced(self) -> int:
+        """Records ever appended (offsets never repeat: the partitions' log-end offsets)."""
+        return sum(p.start + len(p.records) for p in self.partitions)
 
     @property
     def bytes_stored(self) -> int:

@@ -448,7 +448,7 @@ class Comparison:
         order, placed = arg
         payload = self.plan.payloads[order]
         key = str(payload[self.key]) if self.key and self.key in payload else None
-        self.producer.produced += 1
+        self.producer.count_send()
         topic = self.topic
         part = topic.partition_for(key, self.size)
         # its own work and the hop to the broker so far; the ack's wait and the hop back follow

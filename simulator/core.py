@@ -74,20 +74,20 @@ class Scheduler:
         action(arg)
         return True
 
-    def run_until(self, until: float) -> int:
+    def run_until(self, until: float) -> None:
         """Run every action due at or before ``until``, then set the clock to ``until``.
 
         Can be called again and again with growing times, so a caller can advance a run in
-        slices. Returns the number of actions run.
+        slices.
         """
         queue = self._queue
         pop = heappop
-        ran = 0
-        while queue and queue[0][0] <= until:
-            time, _, action, arg = pop(queue)
+        while queue:
+            time, _, action, arg = item = pop(queue)
+            if time > until:
+                heappush(queue, item)  # not due yet: back where it was (its seq is unique)
+                break
             self.now = time
             action(arg)
-            ran += 1
         if until > self.now:
             self.now = until
-        return ran

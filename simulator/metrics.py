@@ -77,9 +77,14 @@ class Histogram:
         shift = 1 - _EXP0
         counts[0] += buf.count(0.0)  # zeros (no wait at all) are common, and have no log
         keys = map(math.floor, map(mul, map(math.log2, filter(None, buf)), repeat(float(_STEPS))))
-        for k, n in Counter(keys).items():
-            i = k + shift
-            counts[i if 0 < i < top else (0 if i <= 0 else top)] += n
+        found = Counter(keys)
+        if found and min(found) + shift > 0 and max(found) + shift < top:
+            for k, n in found.items():  # the common case: every value inside the range
+                counts[k + shift] += n
+        else:
+            for k, n in found.items():
+                i = k + shift
+                counts[i if 0 < i < top else (0 if i <= 0 else top)] += n
         del self._buf[:]
 
     @property

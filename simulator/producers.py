@@ -51,6 +51,7 @@ class Producer:
         self.poison_rate = spec.poison_rate
         self._makers = [(name, value_maker(v)) for name, v in spec.payload.items()]
         self.produced = 0
+        self._emitted = 0  # sends through ``emit`` (the rest: the inline path)
         self.rejected = 0  # payloads the schema registry refused at publish time
         self.last_rejection = ""
         self._schema: dict[str, Any] | None = None
@@ -69,6 +70,8 @@ class Producer:
             and not self._round_robin
         )
         self._arrive_cb = self._arrive
+        # a topic of one partition: no partitioner to ask
+        self._only = topic.partitions[0] if len(topic.partitions) == 1 else None
         self._ids = sim.ids
         self._at = sim.at
         self._push = sim.push
@@ -80,9 +83,19 @@ class Producer:
             now=lambda: sim.now,
             at=sim.at,
             append=sim.append_now,
+            inline=self._inline_sends,
         )
         for burst in spec.bursts:
             sim.at(burst.at, self._burst, burst)
+
+    def count_send(self) -> None:
+        """Count a record another component sends for this producer through its ``sender``."""
+        self.produced += 1
+        self._emitted += 1
+
+    def _inline_sends(self) -> int:
+        """Sends made by ``_arrive``'s inline path (each appended and acknowledged at once)."""
+        return self.produced - self._emitted
 
     def start(self) -> None:
         self._schedule_next()
@@ -104,25 +117,25 @@ class Producer:
     def _arrive(self, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the rate changed: this arrival was rescheduled
+        now = self.sim.now
         if self._plain and not self.sender.waiting_for and not self.topic.offline:
             # the send path, inline: no key, no payload, its own correlation, the leader up
-            self.produced += 1
-            self.sender.direct += 1  # sent and acknowledged at once (see Sender.flush)
+            self.produced += 1  # sent and acknowledged at once (see Sender.flush)
             rid = next(self._ids)
             self.topic.append(
-                rid, self.event, None, self.sim.now, self.size, None, rid, None, False
+                rid, self.event, None, now, self.size, None, rid, None, False, self._only
             )
         else:
             self.emit()
         if self.poisson:  # the common case of _schedule_next, inline
-            sim = self.sim
-            t = sim.now - log(1.0 - self._random()) / self.rate
+            t = now - log(1.0 - self._random()) / self.rate
             self._push((t, self._next_seq(), self._arrive_cb, epoch))
         else:
             self._schedule_next()
 
     def emit(self) -> None:
         self.produced += 1
+        self._emitted += 1
         sim = self.sim
         rng = sim.rng
         payload: dict[str, Any] | None = None

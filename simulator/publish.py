@@ -50,9 +50,14 @@ class Sender:
         now: Callable[[], float],
         at: Callable[[float, Callable[[Any], None], Any], None],
         append: Publish,
+        inline: Callable[[], int] | None = None,
     ) -> None:
         self.spec = spec
         self.broker = broker
+        # how many sends the producer's inline path has appended at once so far: each took
+        # ``ack_now``; they are added to ``sent`` and ``ack_ms`` when read (no call per record)
+        self._inline = inline
+        self._inline_counted = 0
         self._now = now
         self._at = at
         self._append = append
@@ -68,9 +73,6 @@ class Sender:
         self._timer = False
         self.extra_ms = 0.0  # broker.delay: added to every append
         self.ack_now = self.ack_latency()  # for a record appended at once
-        # sends appended at once by a producer's inline path, not yet in ``ack_ms``: each took
-        # ``ack_now``, so they are counted here and added when read (no call per record)
-        self.direct = 0
         self.waiting_for: dict[Partition, int] = {}  # records waiting, per partition
 
     def set_delay(self, ms: float) -> None:
@@ -80,10 +82,12 @@ class Sender:
 
     def flush(self) -> None:
         """Add the inline path's sends to ``sent`` and ``ack_ms``."""
-        if self.direct:
-            self.sent += self.direct
-            self.ack_ms.add_many(self.ack_now, self.direct)
-            self.direct = 0
+        if self._inline is not None:
+            n = self._inline() - self._inline_counted
+            if n:
+                self._inline_counted += n
+                self.sent += n
+                self.ack_ms.add_many(self.ack_now, n)
 
     def ack_latency(self) -> float:
         """Milliseconds from send to acknowledgement for a record appended at once."""

@@ -210,3 +210,31 @@ def test_a_service_added_from_earliest_after_a_redrive_takes_the_copy_as_a_repea
         assert (late.processed, late.duplicates) == (6, 3), name
         assert late.accounting()["repeats"] == 3
         assert _balanced(sim, name)
+
+
+def test_a_second_copy_of_one_event_is_a_repeat_for_a_service_that_read_the_first() -> None:
+    """Found by the broker machine: two services dead-letter the same event and both redrive
+    it. A service that joined (from latest) before the redrives reads both copies: the first
+    is new to it, the second repeats it."""
+    doc = scenario(
+        producers=[burst(1)],
+        consumers=[
+            consumer("payment", failure_rate=1.0, retry={"max_attempts": 1}),
+            consumer("billing", failure_rate=1.0, retry={"max_attempts": 1}),
+        ],
+    )
+    sim, _ = run(doc, until=1)
+    sim.apply({"command": "consumer.add", "consumer": consumer("late"), "from": "latest"})
+    for name in ("payment", "billing"):
+        sim.apply({"command": "consumer.failure_rate", "consumer": name, "value": 0})
+    for name in ("payment", "billing"):
+        sim.apply({"command": "dead_letters.redrive", "consumer": name})
+    sim.run_until(6)
+    late = sim.groups["late"]
+    assert (late.processed, late.duplicates) == (2, 1)
+    # each redriving service: its own copy is its second chance, the other's a repeat
+    for name in ("payment", "billing"):
+        g = sim.groups[name]
+        assert (g.processed, g.duplicates) == (2, 1), name
+    for name in ("payment", "billing", "late"):
+        assert _balanced(sim, name), sim.groups[name].accounting()

@@ -50,21 +50,24 @@ class QueueGroup(ConsumerGroup):
         *,
         start: str | None = None,
     ) -> None:
-        super().__init__(sim, spec, topics, stats)
-        self.prefetch = spec.prefetch
-        self.quorum = spec.queue_type == "quorum"
-        self.delivery_limit = spec.x_delivery_limit if self.quorum else None
-        self.on_failure = spec.on_failure
-        self.ready: deque[Message] = deque()
+        # Messages with something to remember (returned, flagged redelivered, attempts in a
+        # header, not standing for a fresh event) keep the fast lane off while they exist, so
+        # the lane never looks them up.
         self.returns: dict[int, int] = {}  # position -> times returned to the queue
         self.flagged: set[int] = set()  # positions to deliver with redelivered = true
         self.attempts: dict[int, int] = {}  # retry_queue: position -> failed attempts so far
         # positions whose work does not stand for an event still to deal with: a duplicate
         # dead letter shovelled back, or a redriven copy of an event the queue had before
         self._dup: set[int] = set()
+        super().__init__(sim, spec, topics, stats)
+        self.prefetch = spec.prefetch
+        self.quorum = spec.queue_type == "quorum"
+        self.delivery_limit = spec.x_delivery_limit if self.quorum else None
+        self.on_failure = spec.on_failure
+        self.ready: deque[Message] = deque()
         self.delayed = 0  # messages waiting in the retry queue
         self._delayed_dup = 0
-        self.enqueued = 0
+        self._enqueued_at_detach: int | None = None
         self.returned = 0
         self._last = 0  # the last position given out
         # consumers with room under their prefetch, in the order they get the next delivery
@@ -93,6 +96,11 @@ class QueueGroup(ConsumerGroup):
         self.active.extend(self.instances)
         self._dispatch()
 
+    def _refresh_lane(self) -> None:
+        super()._refresh_lane()
+        if self._lane and (self.returns or self.flagged or self.attempts or self._dup):
+            self._lane = False
+
     def _take(self) -> Instance:
         """The consumer whose turn it is takes one more message (the line must not be empty)."""
         inst = self.active.popleft()
@@ -115,12 +123,11 @@ class QueueGroup(ConsumerGroup):
 
     def notify(self, record: Record) -> None:
         """A record was published to a bound topic: it is routed to this queue."""
-        self.enqueued += 1
         if not self._accept_all and not self.accepts(record):
             self.filtered += 1  # the binding does not route it here
             return
         self._last += 1
-        if self._lane and self.active and not self.ready and not self._dup:
+        if self._lane and self.active and not self.ready:
             # the common case, inline: nothing waits, so it goes to the consumer whose turn it
             # is, which starts on it if it has nothing in hand
             active = self.active
@@ -128,12 +135,10 @@ class QueueGroup(ConsumerGroup):
             inst.unacked += 1
             if not self.prefetch or inst.unacked < self.prefetch:
                 active.append(inst)
-            if inst.state == IDLE and not self.flagged:
+            if inst.state == IDLE:
                 inst.seq = self._last
                 inst.repeat = False
-                self.begin(inst, record, 1, False)
-            elif inst.state == IDLE:
-                self._start(inst, self._last, record)
+                self.begin_fresh(inst, record)
             else:
                 inst.batch.append((self._last, record))
             return
@@ -148,16 +153,17 @@ class QueueGroup(ConsumerGroup):
     def notify_copy(self, record: Record, copy: RedriveCopy) -> None:
         """A redrive republished a dead letter to a bound topic: routed here like any message,
         a repeat if the queue had been routed the original."""
-        if copy.offset < self._bound_from.get((record[TOPIC], copy.partition), copy.offset + 1):
+        topic = record[TOPIC]
+        if not copy.read_before(lambda partition: self._bound_from.get((topic, partition))):
             self.notify(record)
             return
-        self.enqueued += 1
         if not self._accept_all and not self.accepts(record):
             self.filtered += 1
             return
         self.repeats += 1
         self._last += 1
         self._dup.add(self._last)
+        self._lane = False
         self.ready.append((self._last, record))
         self._dispatch()
 
@@ -165,6 +171,7 @@ class QueueGroup(ConsumerGroup):
         self._last += 1
         if duplicate:
             self._dup.add(self._last)
+            self._lane = False
         self.ready.append((self._last, record))
 
     def _dispatch(self) -> None:
@@ -199,9 +206,11 @@ class QueueGroup(ConsumerGroup):
                 death="delivery_limit",
             )
             self._dup.discard(seq)
+            self._refresh_lane()
             return
         self.returns[seq] = n
         self.flagged.add(seq)
+        self._lane = False
         i = 0
         for s, _ in self.ready:  # returned messages sit near the head: a short walk
             if s > seq:
@@ -220,6 +229,7 @@ class QueueGroup(ConsumerGroup):
         self._last += 1
         seq = self._last
         self.attempts[seq] = attempts
+        self._lane = False
         if duplicate:
             self._dup.add(seq)
         self.ready.append((seq, record))
@@ -233,6 +243,8 @@ class QueueGroup(ConsumerGroup):
         if redelivery:
             self.flagged.discard(seq)
             self.redelivered += 1
+            if not self.flagged:
+                self._refresh_lane()
         inst.repeat = seq in self._dup
         if self.idempotent and self.seen(record):
             if not inst.repeat:
@@ -253,13 +265,7 @@ class QueueGroup(ConsumerGroup):
         """Take the next message pushed to this consumer, then let the broker push more."""
         inst.record = None
         inst.state = IDLE
-        if (
-            self._lane
-            and not inst.leaving
-            and not self.flagged
-            and not self._dup
-            and (not self.returns and not self.attempts)
-        ):
+        if self._lane and not inst.leaving:
             # the common case, inline: its own next message first; then, as every other
             # consumer is full while messages are ready, the freed place under its prefetch
             # takes the head of the queue (what _dispatch would do, turn included)
@@ -267,7 +273,7 @@ class QueueGroup(ConsumerGroup):
                 seq, record = inst.batch.popleft()
                 inst.seq = seq
                 inst.repeat = False
-                self.begin(inst, record, 1, False)
+                self.begin_fresh(inst, record)
             ready = self.ready
             active = self.active
             if ready and active:
@@ -279,7 +285,7 @@ class QueueGroup(ConsumerGroup):
                 if taker.state == IDLE:
                     taker.seq = seq
                     taker.repeat = False
-                    self.begin(taker, record, 1, False)
+                    self.begin_fresh(taker, record)
                 else:
                     taker.batch.append((seq, record))
             return
@@ -295,15 +301,16 @@ class QueueGroup(ConsumerGroup):
         seq = inst.seq
         inst.unacked -= 1
         self._credit(inst)
-        self.returns.pop(seq, None)
-        self.attempts.pop(seq, None)
-        self._dup.discard(seq)
+        if not self._lane:
+            self.returns.pop(seq, None)
+            self.attempts.pop(seq, None)
+            self._dup.discard(seq)
+            self._refresh_lane()
 
     def _done(self, inst: Instance) -> None:
         """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
-        record = inst.record
-        assert record is not None
-        if self._lane and not inst.failing and not inst.repeat:
+        record: Record = inst.record  # type: ignore[assignment]  # set by begin
+        if self._lane and not inst.failing:
             # the common case: processed and acknowledged, nothing else to tell
             now = self.sim.now
             self.processed += 1
@@ -314,22 +321,26 @@ class QueueGroup(ConsumerGroup):
             sink = self._e2e_sink
             if sink is not None:
                 sink((now - record[TS]) * 1000.0)
+            ready = self.ready
+            if ready and not self.active and not inst.batch and not inst.leaving:
+                # Every consumer was full while messages waited: the room this one makes is
+                # the only room, so it takes the queue's head (unacked: one out, one in).
+                seq, record = ready.popleft()
+                inst.seq = seq
+                inst.repeat = False
+                self.begin_fresh(inst, record)
+                return
             inst.unacked -= 1
             prefetch = self.prefetch
             if prefetch and inst.unacked == prefetch - 1 and not inst.leaving:
                 self.active.append(inst)  # it was full: back in the line
-            counted = self.returns or self.attempts
-            if counted:
-                self.returns.pop(inst.seq, None)
-                self.attempts.pop(inst.seq, None)
-            ready = self.ready
-            if inst.batch or inst.leaving or self.flagged or self._dup:
+            if inst.batch or inst.leaving:
                 self._next(inst)
             elif ready:  # _next's common case, inline: the line's head takes the queue's head
                 inst.record = None
                 inst.state = IDLE
                 active = self.active
-                if active and not counted:
+                if active:
                     seq, record = ready.popleft()
                     taker = active.popleft()
                     taker.unacked += 1
@@ -338,7 +349,7 @@ class QueueGroup(ConsumerGroup):
                     if taker.state == IDLE:
                         taker.seq = seq
                         taker.repeat = False
-                        self.begin(taker, record, 1, False)
+                        self.begin_fresh(taker, record)
                     else:
                         taker.batch.append((seq, record))
                 else:
@@ -478,6 +489,7 @@ class QueueGroup(ConsumerGroup):
         self._dispatch()
 
     def detach(self) -> None:
+        self._enqueued_at_detach = self.enqueued
         self.detached = True
         self.active.clear()
         for part in self._parts:
@@ -487,6 +499,15 @@ class QueueGroup(ConsumerGroup):
             inst.alive = False
 
     # --- observation --------------------------------------------------------------------
+
+    @property
+    def enqueued(self) -> int:
+        """Records routed to this queue: every one appended to a bound partition since the
+        queue was bound (each is told to ``notify``), counted from the offsets."""
+        if self._enqueued_at_detach is not None:
+            return self._enqueued_at_detach
+        bound = self._bound_from
+        return sum(p.end - bound[p.topic, p.index] for p in self._parts)
 
     @property
     def unacked(self) -> int:

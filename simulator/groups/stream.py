@@ -263,7 +263,10 @@ class StreamGroup(ConsumerGroup):
                 continue
             inst.cursor = cur
             inst.repeat = repeat
-            self.begin(inst, record, 1, redelivery)
+            if self._lane and not redelivery:
+                self.begin_fresh(inst, record)
+            else:
+                self.begin(inst, record, 1, redelivery)
             return
         inst.cursor = None
         inst.record = None
@@ -280,8 +283,7 @@ class StreamGroup(ConsumerGroup):
 
     def _done(self, inst: Instance) -> None:
         """``inst`` finished processing (a crash cancels this, see ``_stop``)."""
-        record = inst.record
-        assert record is not None
+        record: Record = inst.record  # type: ignore[assignment]  # set by begin
         cur = inst.cursor
         if self._lane and not inst.failing and not inst.repeat:
             # the common case: processed, counted, its offset finished
@@ -401,6 +403,7 @@ class StreamGroup(ConsumerGroup):
         part = topic.partition_for(rec[KEY], rec[SIZE])
         if not part.online:
             return False  # no leader to take it: it stays in the DLT's list
+        earlier = tuple(topic.copy_index.get(rec[ID], ()))
         copy = topic.append(
             rec[ID],
             rec[TYPE],
@@ -412,7 +415,7 @@ class StreamGroup(ConsumerGroup):
             rec[CAUSATION_ID],
             rec[POISON],
             part,
-            RedriveCopy(self.name, letter.duplicate, letter.partition, letter.offset),
+            RedriveCopy(self.name, letter.duplicate, letter.partition, letter.offset, earlier),
         )
         for hook in self.sim.on_redriven:
             hook(self.sim.now, self, copy)
@@ -421,13 +424,20 @@ class StreamGroup(ConsumerGroup):
     def _repeats(self, cur: Cursor, copy: RedriveCopy | None) -> bool:
         """Is the record a redriven copy of an event this group had before? Then processing it
         is a second processing of the event (a duplicate): so for every group that reads the
-        original, and for the group that redrove a letter of an event it had processed."""
+        original or an earlier copy, and for the group that redrove a letter of an event it
+        had processed."""
         if copy is None:
             return False
         if copy.group == self.name:
             return copy.duplicate
-        orig = self._cursor_of.get((cur.partition.topic, copy.partition))
-        return orig is not None and copy.offset >= orig.origin
+        topic = cur.partition.topic
+        cursor_of = self._cursor_of
+
+        def origin(partition: int) -> int | None:
+            c = cursor_of.get((topic, partition))
+            return None if c is None else c.origin
+
+        return copy.read_before(origin)
 
     # --- commits ------------------------------------------------------------------------
 
