@@ -359,16 +359,18 @@ DLT_SUFFIX = ".DLT"
 
 
 class DeadLetterTopic(Topic):
-    """``<topic>.DLT``, where Spring Kafka's ``DeadLetterPublishingRecoverer`` publishes a
-    record that failed for good: to the same partition as the original (so it has as many
-    partitions), with the ``kafka_dlt-*`` headers, kept alongside each record.
+    """A topic Spring Kafka's ``DeadLetterPublishingRecoverer`` publishes to: ``<topic>.DLT``
+    for a record that failed for good (``<topic>-dlt`` with retry topics), or a retry topic
+    ``<topic>-retry-N``. To the same partition as the original (so it has as many
+    partitions), with the ``kafka_dlt-*`` (and ``retry_topic-*``) headers, kept alongside each
+    record.
 
     Retention keeps the newest ``retention_messages`` records a partition (Fanout's memory
     bound; Kafka's retention.ms default is 7 days)."""
 
-    def __init__(self, original: Topic, retention_messages: int) -> None:
+    def __init__(self, original: Topic, retention_messages: int, name: str = "") -> None:
         super().__init__(
-            original.name + DLT_SUFFIX,
+            name or original.name + DLT_SUFFIX,
             len(original.partitions),
             retention_messages=retention_messages,
         )

@@ -157,6 +157,9 @@ class RetrySpec:
     backoff_ms: float = 100.0
     backoff: str = "exponential"
     max_backoff_ms: float = 30_000.0
+    # stream: Spring Kafka's non-blocking retries (@RetryableTopic): a failed record goes to
+    # <topic>-retry-0, -1, ... (one topic per retry) and its partition moves on
+    topics: bool = False
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
@@ -666,14 +669,21 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
         rp = _join(path, "retry")
         r = v.mapping(d["retry"], rp)
         if r is not None:
-            v.known(r, rp, ("max_attempts", "backoff_ms", "backoff", "max_backoff_ms"))
+            v.known(r, rp, ("max_attempts", "backoff_ms", "backoff", "max_backoff_ms", "topics"))
             retry = RetrySpec(
                 max_attempts=v.number(r, "max_attempts", rp, default=3, ge=1, le=100, integer=True),
                 backoff_ms=v.number(r, "backoff_ms", rp, default=100.0, ge=0, le=3_600_000),
                 backoff=v.choice(r, "backoff", rp, ("fixed", "exponential"), "exponential"),
                 max_backoff_ms=v.number(r, "max_backoff_ms", rp, default=30_000.0, ge=0),
+                topics=v.boolean(r, "topics", rp, False),
             )
     delivery = v.choice(d, "delivery", path, DELIVERY_MODES, "stream")
+    if retry.topics and delivery == "queue":
+        v.err(
+            _join(path, "retry.topics"),
+            "retry topics are Spring Kafka's non-blocking retries, for stream delivery; a "
+            "queue retries through a delay queue (on_failure: retry_queue)",
+        )
     flt = None
     if "filter" in d and d["filter"] is not None:
         fp = _join(path, "filter")

@@ -15,7 +15,7 @@ from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import DeadLetterTopic, Partition, Record, Topic, record_dict
+from .broker import DLT_SUFFIX, DeadLetterTopic, Partition, Record, Topic, record_dict
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -104,8 +104,10 @@ class Simulation(Scheduler):
             )
             for t in scenario.topics
         }
-        # Spring Kafka's <topic>.DLT, made when a stream group first dead-letters a record
+        # topics Spring Kafka's clients publish to, made at the first record (by name): the
+        # dead-letter topics <topic>.DLT (or <topic>-dlt), the retry topics <topic>-retry-N
         self.dead_letter_topics: dict[str, DeadLetterTopic] = {}
+        self.retry_topics: dict[str, DeadLetterTopic] = {}
         self.broker = scenario.broker
         self.emit_sender = Sender(
             spec=SendSpec(),
@@ -171,14 +173,23 @@ class Simulation(Scheduler):
             topic, part, type, key, payload, size, correlation_id, causation_id, poison
         )
 
-    def dead_letter_topic(self, topic: str) -> DeadLetterTopic:
-        """The dead-letter topic of ``topic`` (created, like Kafka's auto-created topics, by
-        the first record published to it)."""
-        dlt = self.dead_letter_topics.get(topic)
-        if dlt is None:
-            dlt = DeadLetterTopic(self.topics[topic], DEAD_LETTERS_KEPT)
-            self.dead_letter_topics[topic] = dlt
-        return dlt
+    def dead_letter_topic(self, topic: str, name: str = "") -> DeadLetterTopic:
+        """The dead-letter topic ``name`` (by default ``<topic>.DLT``) of ``topic``, created,
+        like Kafka's auto-created topics, by the first record published to it."""
+        return self._client_topic(self.dead_letter_topics, topic, name or topic + DLT_SUFFIX)
+
+    def retry_topic(self, topic: str, name: str) -> DeadLetterTopic:
+        """A retry topic of ``topic`` (Spring Kafka's ``<topic>-retry-N``)."""
+        return self._client_topic(self.retry_topics, topic, name)
+
+    def _client_topic(
+        self, registry: dict[str, DeadLetterTopic], topic: str, name: str
+    ) -> DeadLetterTopic:
+        made = registry.get(name)
+        if made is None:
+            made = DeadLetterTopic(self.topics[topic], DEAD_LETTERS_KEPT, name)
+            registry[name] = made
+        return made
 
     READ_LIMIT = 100  # records one read returns at most
 
@@ -190,10 +201,10 @@ class Simulation(Scheduler):
         args = {"topic": topic, "partition": partition, "offset": offset, "limit": limit}
         if not isinstance(topic, str):
             raise CommandError("read: 'topic' must be a topic's name")
-        dlt = next((t for t in self.dead_letter_topics.values() if t.name == topic), None)
-        log = dlt if dlt is not None else self.topics.get(topic)
+        client = self.dead_letter_topics.get(topic) or self.retry_topics.get(topic)
+        log = client if client is not None else self.topics.get(topic)
         if log is None:
-            known = sorted([*self.topics, *(t.name for t in self.dead_letter_topics.values())])
+            known = sorted([*self.topics, *self.dead_letter_topics, *self.retry_topics])
             raise CommandError(f"read: no topic {topic!r} (topics: {', '.join(known)})")
         p = int(number(args, "partition", lo=0, hi=len(log.partitions) - 1, integer=True))
         first = int(number(args, "offset", lo=0, hi=2**53, integer=True))
@@ -501,7 +512,7 @@ class Simulation(Scheduler):
             "deduplicated": group.deduplicated,
             "in_flight": group.in_flight,
             "batched": group.batched,
-            "retrying": group.retrying + (group.delayed if isinstance(group, QueueGroup) else 0),
+            "retrying": group.retrying + group.waiting_retry(),
             "instances": [group.instance_state(i) for i in group.instances],
             "partitions": group.partitions_state(),
             "settings": group.settings(),
@@ -589,6 +600,10 @@ class Simulation(Scheduler):
             "dead_letter_topics": {
                 t.name: {"original": t.original, **self.topic_state(t)}
                 for t in self.dead_letter_topics.values()
+            },
+            "retry_topics": {
+                t.name: {"original": t.original, **self.topic_state(t)}
+                for t in self.retry_topics.values()
             },
             "broker": {
                 "append_ms": self.scenario.broker.append_ms,

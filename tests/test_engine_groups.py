@@ -121,7 +121,7 @@ def test_failures_retry_with_exponential_backoff_then_dead_letter() -> None:
             "kafka_deliveryAttempt": 3,
         },
     }
-    (stored,) = sim.dead_letter_topics["orders"].read(0, 0, 10)
+    (stored,) = sim.dead_letter_topics["orders.DLT"].read(0, 0, 10)
     assert (stored["topic"], stored["offset"], stored["ts"], stored["headers"]) == (
         "orders.DLT",
         0,

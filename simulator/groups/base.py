@@ -66,7 +66,9 @@ class Host(Protocol):
 
     def cancel(self, action: Callable[[Any], None], arg: Any) -> int: ...
 
-    def dead_letter_topic(self, topic: str) -> DeadLetterTopic: ...
+    def dead_letter_topic(self, topic: str, name: str = "") -> DeadLetterTopic: ...
+
+    def retry_topic(self, topic: str, name: str) -> DeadLetterTopic: ...
 
     def publish(
         self,
@@ -292,6 +294,12 @@ class ConsumerGroup(FailureHandling):
         if self._lane and attempt == 1 and not redelivery:
             self.begin_fresh(inst, record)
             return
+        service = self.draw(inst, record, attempt, redelivery)
+        self._push((self.sim.now + service, self._next_seq(), self._done_cb, inst))
+
+    def draw(self, inst: Instance, record: Record, attempt: int, redelivery: bool) -> float:
+        """Start ``inst`` on ``record`` the full way: tell the observers, draw how long it takes
+        and whether it fails. Returns the seconds it takes."""
         now = self.sim.now
         inst.record = record
         inst.attempt = attempt
@@ -319,8 +327,7 @@ class ConsumerGroup(FailureHandling):
             inst.unreadable = problems[0] if problems else ""
             if problems:
                 inst.failing = True
-        service = service * self.slow + self.delay + self._overhead
-        self._push((now + service, self._next_seq(), self._done_cb, inst))
+        return float(service * self.slow + self.delay + self._overhead)
 
     def begin_fresh(self, inst: Instance, record: Record) -> None:
         """The fast lane's ``begin``: a first delivery, nothing to tell anyone. The same draws
@@ -499,6 +506,11 @@ class ConsumerGroup(FailureHandling):
 
     def partitions_state(self) -> list[dict[str, Any]]:
         return []
+
+    def waiting_retry(self) -> int:
+        """Records waiting for a later attempt outside the instances (a retry queue's TTL, a
+        retry topic)."""
+        return 0
 
     def instance_state(self, inst: Instance) -> dict[str, Any]:
         return {

@@ -124,7 +124,12 @@ class FailureHandling:
         reading several: each record goes to its own topic's DLT)."""
         if self.mode == "queue":
             return f"{self.name}.dlq"
-        return f"{self.spec.topics[0]}.DLT"
+        return self.dead_letter_topic_name(self.spec.topics[0])
+
+    def dead_letter_topic_name(self, topic: str) -> str:
+        """Spring Kafka's names: ``<topic>.DLT`` (DeadLetterPublishingRecoverer), or
+        ``<topic>-dlt`` next to retry topics (@RetryableTopic)."""
+        return f"{topic}-dlt" if self.retry.topics else f"{topic}.DLT"
 
     def failure_reason(self, inst: Instance, record: Record) -> str:
         if inst.unreadable:
@@ -165,7 +170,9 @@ class FailureHandling:
             self.dead_lettered_fresh += 1
         now = self.sim.now
         if self.mode == "stream":
-            dlt = self.sim.dead_letter_topic(record[TOPIC])
+            dlt = self.sim.dead_letter_topic(
+                record[TOPIC], self.dead_letter_topic_name(record[TOPIC])
+            )
             headers: dict[str, Any] = {
                 "kafka_dlt-original-topic": record[TOPIC],
                 "kafka_dlt-original-partition": record[PARTITION],
@@ -228,7 +235,7 @@ class FailureHandling:
             letters = self.dead_letters
             while letters:
                 first = letters[0]
-                dlt = self.sim.dead_letter_topic(first.record[TOPIC])
+                dlt = self.sim.dead_letter_topic(first.record[TOPIC], first.destination)
                 if first.dl_offset >= dlt.partitions[first.dl_partition].start:
                     break
                 letters.popleft()

@@ -500,6 +500,9 @@ class QueueGroup(ConsumerGroup):
 
     # --- observation --------------------------------------------------------------------
 
+    def waiting_retry(self) -> int:
+        return self.delayed
+
     @property
     def enqueued(self) -> int:
         """Records routed to this queue: every one appended to a bound partition since the

@@ -47,6 +47,7 @@ from ..broker import (
 from .assignors import ASSIGNORS, COOPERATIVE, TopicPartition
 from .base import BACKOFF, BUSY, DEAD, IDLE, ConsumerGroup, Host, Instance
 from .failures import DeadLetter
+from .retry_topics import PENDING_LIMIT, REASON_RETRY_FULL, RetryTopics
 
 if TYPE_CHECKING:
     from ..metrics import GroupStats
@@ -160,6 +161,8 @@ class StreamGroup(ConsumerGroup):
         self._idle_commit_cb = self._idle_commit
         self._notice_cb = self._notice
         self._expire_cb = self._expire
+        # Spring's non-blocking retries, when retry.topics asks for them
+        self.retry_lanes: RetryTopics | None = RetryTopics(self) if spec.retry.topics else None
         self.instances = [Instance(i, sim.now) for i in range(spec.instances)]
         for inst in self.instances:
             inst.commit_due = sim.now + self.commit_interval
@@ -251,7 +254,7 @@ class StreamGroup(ConsumerGroup):
             redelivery = offset < cur.fetched and not (cur.skipped and cur.first_time(offset))
             if redelivery:
                 self.redelivered += 1
-            else:
+            elif offset >= cur.fetched:  # (a first delivery of a skipped offset is below it)
                 cur.fetched = offset + 1
             if self.idempotent and self.seen(record):
                 if offset >= cur.completed:
@@ -310,19 +313,30 @@ class StreamGroup(ConsumerGroup):
         if inst.failing:
             reason = self.failed(inst, record)
             # an event it cannot read will not read better on a retry: straight to the DLT
+            lanes = self.retry_lanes
             if inst.attempt < self.retry.max_attempts and not inst.unreadable:
                 delay = self.retry.delay(inst.attempt)
                 self.retry_in(record, inst.attempt + 1, delay)
-                inst.state = BACKOFF  # blocking retry: the partition waits behind it
-                self._at(self.sim.now + delay, self._retry_cb, inst)
-                return
-            self.dead_letter(
-                record,
-                reason,
-                inst.attempt,
-                duplicate=duplicate,
-                unreadable=bool(inst.unreadable),
-            )
+                if lanes is None:
+                    inst.state = BACKOFF  # blocking retry: the partition waits behind it
+                    self._at(self.sim.now + delay, self._retry_cb, inst)
+                    return
+                # non-blocking: to the retry topic; the partition moves on
+                if not lanes.forward(record, inst.attempt, duplicate, reason):
+                    self.dead_letter(
+                        record,
+                        REASON_RETRY_FULL.format(n=PENDING_LIMIT),
+                        inst.attempt,
+                        duplicate=duplicate,
+                    )
+            else:
+                self.dead_letter(
+                    record,
+                    reason,
+                    inst.attempt,
+                    duplicate=duplicate,
+                    unreadable=bool(inst.unreadable),
+                )
         elif self.idempotent and record[ID] in self._seen:
             # another copy (a redriven dead letter, a redelivery) finished first: the
             # processed-events table refuses this one, as the check at the start would have
@@ -340,8 +354,11 @@ class StreamGroup(ConsumerGroup):
 
     def _is_dup(self, inst: Instance, record: Record) -> bool:
         """Had this group already finished ``record`` (processed or dead-lettered it), or the
-        event it is a redriven copy of?"""
-        return bool(record[OFFSET] < inst.cursor.completed) or inst.repeat
+        event it is a redriven copy of? (A retry consumer knows it from its retry topic.)"""
+        cur = inst.cursor
+        if cur is None:
+            return inst.repeat
+        return bool(record[OFFSET] < cur.completed) or inst.repeat
 
     def _retry(self, inst: Instance) -> None:
         record = inst.record
@@ -656,6 +673,8 @@ class StreamGroup(ConsumerGroup):
                 inst.leaving = False  # started again before it had left
         self._start_members([i for i in self.instances if i.alive and not i.member])
         self.set_status("up")
+        if self.retry_lanes is not None:
+            self.retry_lanes.start()
 
     def _start_members(self, joiners: list[Instance]) -> None:
         if not joiners or self.status != "up":
@@ -699,6 +718,8 @@ class StreamGroup(ConsumerGroup):
                 self.instances.remove(inst)
         if not any(i.alive for i in self.instances):
             self.set_status("crashed")
+            if self.retry_lanes is not None:
+                self.retry_lanes.stop()
         else:
             self.set_status(self.status)
         self._maybe_complete()
@@ -728,6 +749,8 @@ class StreamGroup(ConsumerGroup):
             inst.alive = False
         for inst in self.zombies:
             self.sim.cancel(self._expire_cb, inst)
+        if self.retry_lanes is not None:
+            self.retry_lanes.detach()
 
     def reset_offsets(self, to: str, value: float | None = None) -> None:
         """Move committed offsets explicitly (the group must be down, as Kafka requires).
@@ -808,7 +831,7 @@ class StreamGroup(ConsumerGroup):
             "produced": sum(c.partition.end - c.origin for c in self.cursors),
             "processed": self.processed - self.duplicates,
             "in_flight": in_flight,
-            "retrying": retrying,
+            "retrying": retrying + (self.retry_lanes.fresh if self.retry_lanes else 0),
             "batched": batched,
             "dead_lettered": self.dead_lettered_fresh,
             "filtered": self.filtered,
@@ -906,7 +929,16 @@ class StreamGroup(ConsumerGroup):
                 f"{done} processed but not committed yet ({how}): a crash now would deliver "
                 "them again"
             )
+        if self.retry_lanes is not None:
+            out.extend(self.retry_lanes.notes())
         return out
+
+    def waiting_retry(self) -> int:
+        return 0 if self.retry_lanes is None else self.retry_lanes.waiting
+
+    def lane_instance(self, index: int) -> Instance | None:
+        """A retry consumer, by its instance number."""
+        return None if self.retry_lanes is None else self.retry_lanes.lane_instance(index)
 
     def settings(self) -> dict[str, Any]:
         spec = self.spec
@@ -921,4 +953,6 @@ class StreamGroup(ConsumerGroup):
             "partition_assignment_strategy": spec.partition_assignment_strategy,
             "group_initial_rebalance_delay_ms": spec.group_initial_rebalance_delay_ms,
             "client_overhead_ms": spec.client_overhead_ms,
+            "retry": "retry topics (non-blocking)" if spec.retry.topics else "blocking",
+            "dead_letter_topic": self.dead_letter_destination,
         }
