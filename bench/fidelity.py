@@ -78,7 +78,7 @@ import sys
 import threading
 import time
 import traceback
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -256,7 +256,9 @@ def retry_figures(failures: Timed, deliveries: Timed) -> Row:
     waits, same = [], 0
     for t, key, consumer in failures:
         nexts = by_id.get(key, [])
-        i = bisect_right(nexts, (t, math.inf))
+        # the first delivery at or after the failure: in the engine a consumer with nothing
+        # in hand starts a requeued message at the very time of the nack (a wait of 0)
+        i = bisect_left(nexts, (t, -math.inf))
         if i < len(nexts):
             waits.append((nexts[i][0] - t) * 1000.0)
             same += nexts[i][1] == consumer
