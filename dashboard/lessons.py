@@ -22,12 +22,14 @@ def lesson_links() -> list[dict[str, str]]:
     ]
 
 
-@lru_cache(maxsize=32)
-def measured(slug: str) -> Answer:
-    """The lesson's answer, measured by running its scenario headless (deterministic: cached)."""
+@lru_cache(maxsize=128)
+def measured(slug: str, variant: str = "") -> Answer:
+    """The lesson's answer, measured by running its scenario headless - or a variant of it, a
+    different system (deterministic: cached)."""
     found = lesson(slug)
     assert found is not None
-    return found.measure(None)
+    change = found.variants[variant][1] if variant else None
+    return found.measure(None, change)
 
 
 def _context(item: Lesson) -> dict[str, object]:
@@ -49,9 +51,14 @@ def lesson_page(request: HttpRequest, slug: str) -> HttpResponse:
     context = _context(item)
     if request.method == "POST":
         prediction = request.POST.get("prediction", "")
+        variant = request.POST.get("variant", "")
+        if variant and variant not in item.variants:
+            variant = ""  # an unknown variant: the lesson's own system
         choices = dict(item.choices)
-        answer = measured(slug)
+        answer = measured(slug, variant)
         context.update(
+            variant=variant,
+            variant_text=item.variants[variant][0] if variant else "",
             answer=answer,
             prediction=prediction,
             prediction_text=choices.get(prediction, ""),

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Iterable
 from random import Random
 from typing import Any
 
-from .broker import PAYLOAD, Record
+from .broker import PAYLOAD, TYPE, Record
 from .commands import CommandError, command_name, number, require
 from .distributions import LatencySpec, Sampler, value_maker
 from .metrics import Histogram
+from .observe import Observer
 from .scenario import (
     _V,
     ConsumerSpec,
@@ -57,12 +59,21 @@ class SyncSpec:
     retries: int = 0
     backoff_ms: float = 50.0
     checkout: LatencySpec = dataclasses.field(default_factory=lambda: LatencySpec("constant", 5.0))
+    # what the event side's checkout waits for after publishing: the broker's acknowledgement
+    # (event-driven), or a reply event from the first / every consumer of the order (request-
+    # reply over the broker, which puts the consumers back on checkout's path)
+    events_await: str = "ack"
+
+
+EVENTS_AWAIT = ("ack", "first", "all")
 
 
 def parse_sync(doc: Any) -> SyncSpec:
     v = _V()
     d = v.mapping(doc if doc is not None else {}, "sync") or {}
-    v.known(d, "sync", ("hop_ms", "timeout_ms", "retries", "backoff_ms", "checkout"))
+    v.known(
+        d, "sync", ("hop_ms", "timeout_ms", "retries", "backoff_ms", "checkout", "events_await")
+    )
     spec = SyncSpec(
         hop_ms=v.number(d, "hop_ms", "sync", default=2.0, ge=0, le=60_000),
         timeout_ms=v.number(d, "timeout_ms", "sync", default=2000.0, gt=0, le=600_000),
@@ -74,6 +85,7 @@ def parse_sync(doc: Any) -> SyncSpec:
             else LatencySpec("constant", 5.0)
         )
         or LatencySpec("constant", 5.0),
+        events_await=v.choice(d, "events_await", "sync", EVENTS_AWAIT, "ack"),
     )
     if v.errors:
         raise ScenarioError(v.errors)
@@ -361,6 +373,43 @@ def _rate(errors: deque[float], recent: deque[tuple[float, float]], now: float) 
     return round(len(errors) / len(recent), 4) if recent else 0.0
 
 
+OUTCOMES_KEPT = 200_000
+
+
+class _Replies(Observer):
+    """Request-reply over the broker: a consumer that processed an order replies."""
+
+    def __init__(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+
+    def processed(
+        self,
+        t: float,
+        group: Any,
+        instance: int,
+        record: Record,
+        started: float,
+        duplicate: bool,
+    ) -> None:
+        order = record[PAYLOAD].get("order") if record[PAYLOAD] else None
+        if isinstance(order, int) and record[TYPE] == self.comparison.event:
+            self.comparison.replied(order, group.name)
+
+
+def window_outcomes(
+    outcomes: Iterable[tuple[float, float | None]], start: float, end: float
+) -> dict[str, float]:
+    """Checkouts placed in [start, end): how many, how many failed, and the median time of the
+    ones that succeeded (ms; 0 when none did)."""
+    ok = sorted(ms for t, ms in outcomes if start <= t < end and ms is not None)
+    failed = sum(1 for t, ms in outcomes if start <= t < end and ms is None)
+    return {
+        "count": len(ok) + failed,
+        "failed": failed,
+        "p50": ok[len(ok) // 2] if ok else 0.0,
+    }
+
+
 class Comparison:
     """Both architectures, one clock, one order stream, one set of fault switches."""
 
@@ -402,6 +451,14 @@ class Comparison:
         self.events_checkout = Histogram()
         self.events_recent = RecentWindow()
         self.events_errors = 0
+        # each checkout's (placed at, milliseconds) on the event side, None for a failed one;
+        # the newest OUTCOMES_KEPT, so that a window of the run can be measured afterwards
+        self.events_outcomes: deque[tuple[float, float | None]] = deque(maxlen=OUTCOMES_KEPT)
+        # request-reply over the broker (sync.events_await first / all): orders waiting for
+        # their replies, order -> (placed at, consumers still to reply)
+        self.awaiting: dict[int, tuple[float, set[str]]] = {}
+        if self.sync_spec.events_await != "ack":
+            self.sim.add_observer(_Replies(self))
         self.switch_log: list[tuple[float, dict[str, Any]]] = []
         self._epoch = 0
         for fault in scenario.faults:
@@ -457,13 +514,52 @@ class Comparison:
         def acked(wait_ms: float, ok: bool) -> None:
             if not ok:
                 self.events_errors += 1
+                self.events_outcomes.append((placed, None))
                 return
-            self.events_checkout.add(before + wait_ms)
-            self.events_recent.add(placed, before + wait_ms)
+            if self.sync_spec.events_await != "ack":
+                self._await_replies(order, placed)
+                return
+            self._checkout_done(placed, before + wait_ms)
 
         self.producer.sender.send(
             topic, part, self.event, key, payload, self.size, None, None, False, acked
         )
+
+    def _checkout_done(self, placed: float, ms: float) -> None:
+        self.events_checkout.add(ms)
+        self.events_recent.add(placed, ms)
+        self.events_outcomes.append((placed, ms))
+
+    def _await_replies(self, order: int, placed: float) -> None:
+        """Request-reply: checkout waits for a reply event from the order's consumers."""
+        topic = self.topic.name
+        needed = {
+            g.name
+            for g in self.sim.groups.values()
+            if topic in g.spec.topics and (not g.spec.events or self.event in g.spec.events)
+        }
+        if not needed:
+            self._checkout_done(placed, (self.sim.now - placed + self.hop) * 1000.0)
+            return
+        self.awaiting[order] = (placed, needed)
+        self.sim.at(placed + self.sync_spec.timeout_ms / 1000.0, self._await_timeout, order)
+
+    def replied(self, order: int, service: str) -> None:
+        waiting = self.awaiting.get(order)
+        if waiting is None:
+            return
+        placed, needed = waiting
+        needed.discard(service)
+        if self.sync_spec.events_await == "first" or not needed:
+            del self.awaiting[order]
+            # the reply travels back through the broker: one hop to it, one to checkout
+            self._checkout_done(placed, (self.sim.now - placed + 2 * self.hop) * 1000.0)
+
+    def _await_timeout(self, order: int) -> None:
+        waiting = self.awaiting.pop(order, None)
+        if waiting is not None:
+            self.events_errors += 1  # no reply in time: the checkout fails
+            self.events_outcomes.append((waiting[0], None))
 
     # --- switches ------------------------------------------------------------------------
 

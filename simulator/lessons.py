@@ -7,22 +7,48 @@ prediction was right - from what the simulation measured. Nothing here is a hard
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .broker import CORRELATION_ID, KEY, OFFSET, PAYLOAD, TYPE, Record, stable_partition
-from .compare import Comparison
+import yaml
+
+from .broker import CORRELATION_ID, KEY, OFFSET, PAYLOAD, TS, TYPE, Record, stable_partition
+from .compare import Comparison, window_outcomes
 from .groups import ConsumerGroup
 from .metrics import Histogram
 from .observe import Observer
-from .scenario import Scenario, load_scenario
+from .scenario import Scenario, load_scenario, parse_scenario
 from .schema import Compatibility, IncompatibleSchema, SchemaRegistry
 from .simulation import Simulation
 
 PRESETS = Path(__file__).parent / "presets"
+
+# A variant changes the system a lesson measures (a scenario document, changed in place): a
+# broker that is down, a consumer without idempotency, a registry that accepts anything. A
+# lesson's answer is a measurement when some variant makes it come out otherwise; the tests run
+# each variant and check that it does.
+Variant = Callable[[dict[str, Any]], None]
+
+
+def _doc(preset: str) -> dict[str, Any]:
+    doc = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _scenario(preset: str, variant: Variant | None = None) -> Scenario:
+    """The preset, changed by ``variant`` if one is given."""
+    doc = copy.deepcopy(_doc(preset))
+    if variant is not None:
+        variant(doc)
+    return parse_scenario(doc)
+
+
+def _consumer(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in doc["consumers"] if c["name"] == name)
 
 
 @dataclass(frozen=True)
@@ -47,7 +73,10 @@ class Lesson:
     steps: tuple[str, ...]
     question: str
     choices: tuple[tuple[str, str], ...]
-    measure: Callable[[int | None], Answer]
+    measure: Callable[..., Answer]  # (seed, variant=None) -> the measured answer
+    # other systems the same measurement can be run on (name -> what changes, the change): a
+    # lesson's answer is a measurement because some of them make it come out otherwise
+    variants: dict[str, tuple[str, Variant]] = field(default_factory=dict)
 
     def scenario(self) -> Scenario:
         return load_scenario(PRESETS / f"{self.preset}.yaml")
@@ -64,70 +93,106 @@ def _unique(g: ConsumerGroup) -> int:
 # --- 1. events, commands and queries --------------------------------------------------------
 
 
-def measure_events_commands_queries(seed: int | None = None) -> Answer:
-    cmp = Comparison(load_scenario(PRESETS / "sync-vs-events.yaml"), seed)
+def _checkout_p50(seed: int | None, variant: Variant | None, delay: dict[str, float]) -> float:
+    """The event side's checkout p50 over 30 s, with some services slowed (ms added)."""
+    cmp = Comparison(_scenario("sync-vs-events", variant), seed)
+    for name, ms in delay.items():
+        cmp.apply({"command": "consumer.delay", "consumer": name, "value": ms})
+    cmp.run_until(30)
+    return float(cmp.state()["events"]["checkout_ms"]["p50"])
+
+
+def measure_events_commands_queries(
+    seed: int | None = None, variant: Variant | None = None
+) -> Answer:
+    cmp = Comparison(_scenario("sync-vs-events", variant), seed)
     cmp.run_until(30)
     st = cmp.state()
     orders = st["orders"]
     calls = sum(s["calls"] for s in st["sync"]["services"].values())
     per_order = calls / orders if orders else 0.0
-    # On the event side no consumer is on checkout's path: its time is its own work plus the
-    # broker's acknowledgement, whatever the consumers do. Slow Email down to show it.
-    slow = Comparison(load_scenario(PRESETS / "sync-vs-events.yaml"), seed)
+    # What is on checkout's path? Slow Email by 300 ms, then every consumer: the event side's
+    # checkout time says whether it waited for every consumer, for the first, or for neither.
+    consumers = sorted(st["sync"]["services"])
+    e0 = st["events"]["checkout_ms"]["p50"]
+    e1 = _checkout_p50(seed, variant, {"email": 300})
+    e_all = _checkout_p50(seed, variant, dict.fromkeys(consumers, 300.0))
+    s0 = st["sync"]["checkout_ms"]["p50"]
+    slow = Comparison(_scenario("sync-vs-events", variant), seed)
     slow.apply({"command": "consumer.delay", "consumer": "email", "value": 300})
     slow.run_until(30)
-    e0 = st["events"]["checkout_ms"]["p50"]
-    e1 = slow.state()["events"]["checkout_ms"]["p50"]
-    s0 = st["sync"]["checkout_ms"]["p50"]
     s1 = slow.state()["sync"]["checkout_ms"]["p50"]
-    consumers_on_path = 0 if abs(e1 - e0) <= 0.05 * e0 else 1
-    correct = "ack" if consumers_on_path == 0 else "each"
+    if e1 > e0 + 100:
+        correct, waited = "each", "a reply from every consumer"
+    elif e_all > e0 + 100:
+        correct, waited = "first", "the first consumer's reply"
+    else:
+        correct, waited = "ack", "only the broker's acknowledgement that it stored the event"
     return Answer(
         correct=correct,
         summary=(
             f"Checkout's commands (ReserveStock, SendConfirmation) each waited for a reply: "
-            f"{per_order:.1f} replies per order. Emitting OrderPlaced waited only for the "
-            f"broker's acknowledgement that it stored the event: with Email 300 ms slower, "
-            f"event-side checkout stayed at {_ms(e1)} (was {_ms(e0)}) while the synchronous one "
-            f"went from {_ms(s0)} to {_ms(s1)}."
+            f"{per_order:.1f} replies per order. Emitting OrderPlaced waited for {waited}: with "
+            f"Email 300 ms slower, event-side checkout took {_ms(e1)} (was {_ms(e0)}), and "
+            f"{_ms(e_all)} with every consumer 300 ms slower; the synchronous one went from "
+            f"{_ms(s0)} to {_ms(s1)}."
         ),
         facts=(
             ("orders", f"{orders:,}"),
             ("replies awaited per order (commands)", f"{per_order:.1f}"),
-            ("replies awaited from consumers (event)", str(consumers_on_path)),
             ("event checkout p50, Email normal / +300 ms", f"{_ms(e0)} / {_ms(e1)}"),
+            ("event checkout p50, every consumer +300 ms", _ms(e_all)),
             ("sync checkout p50, Email normal / +300 ms", f"{_ms(s0)} / {_ms(s1)}"),
         ),
-        claim_holds=consumers_on_path == 0 and per_order >= 1.99,
-        data={"replies_per_order": per_order, "events_p50": [e0, e1], "sync_p50": [s0, s1]},
+        claim_holds=correct == "ack" and per_order >= 1.99,
+        data={
+            "replies_per_order": per_order,
+            "events_p50": [e0, e1, e_all],
+            "sync_p50": [s0, s1],
+        },
     )
+
+
+def _events_await(mode: str) -> Variant:
+    """Request-reply over the broker: checkout waits for a reply event."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc.setdefault("sync", {})["events_await"] = mode
+
+    return change
 
 
 # --- 2. temporal decoupling -----------------------------------------------------------------
 
 
-def _outage(seed: int | None, *, idempotent: bool) -> dict[str, Any]:
-    sc = load_scenario(PRESETS / "lesson-outage.yaml")
-    consumers = tuple(
-        dataclasses.replace(c, idempotent=idempotent) if c.name == "email" else c
-        for c in sc.consumers
-    )
-    cmp = Comparison(dataclasses.replace(sc, consumers=consumers), seed)
-    cmp.run_until(19.9)
-    before = cmp.events_recent.summary(cmp.now)["p50"]
-    cmp.run_until(49.9)
-    during = cmp.events_recent.summary(cmp.now)["p50"]
+OUTAGE = (20.0, 50.0)  # Email is down (lesson-outage.yaml's faults)
+
+
+def _outage(seed: int | None, *, idempotent: bool, variant: Variant | None) -> dict[str, Any]:
+    def change(doc: dict[str, Any]) -> None:
+        if variant is not None:
+            variant(doc)
+        _consumer(doc, "email")["idempotent"] = idempotent
+
+    cmp = Comparison(_scenario("lesson-outage", change), seed)
     email = cmp.sim.groups["email"]
+    cmp.run_until(OUTAGE[1] - 0.1)
     peak_lag = max((row[1] for row in email.stats.history), default=0)
     sync_errors = cmp.sync.errors
     cmp.apply({"command": "producer.rate", "value": 0})
     cmp.run_until(90)
+    # every checkout placed before and during the outage has its outcome by now
+    before = window_outcomes(cmp.events_outcomes, 0.0, OUTAGE[0])
+    during = window_outcomes(cmp.events_outcomes, *OUTAGE)
     return {
-        "before": before,
-        "during": during,
+        "before": before["p50"],
+        "during": during["p50"],
+        "failed_during": during["failed"],
+        "checkouts_during": during["count"],
         "peak_lag": peak_lag,
         "lag": email.lag(),
         "orders": cmp.producer.produced,
+        "stored": cmp.topic.produced,
         "emailed": _unique(email),
         "duplicates": email.duplicates,
         "deduplicated": email.deduplicated,
@@ -136,29 +201,46 @@ def _outage(seed: int | None, *, idempotent: bool) -> dict[str, Any]:
     }
 
 
-def measure_temporal_decoupling(seed: int | None = None) -> Answer:
-    plain = _outage(seed, idempotent=False)
-    idem = _outage(seed, idempotent=True)
-    unchanged = abs(plain["during"] - plain["before"]) <= 0.05 * plain["before"]
-    none_lost = plain["emailed"] == plain["orders"] and idem["emailed"] == idem["orders"]
+def measure_temporal_decoupling(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    plain = _outage(seed, idempotent=False, variant=variant)
+    idem = _outage(seed, idempotent=True, variant=variant)
+    failed = plain["failed_during"]
+    if failed:
+        correct = "fails"
+    elif plain["during"] > plain["before"] * 1.05 + 1.0:
+        correct = "slower"
+    else:
+        correct = "unchanged"
+    none_lost = plain["emailed"] == plain["stored"] and idem["emailed"] == idem["stored"]
+    if failed:
+        checkout = (
+            f"{failed:,} of the {plain['checkouts_during']:,} checkouts placed while Email was "
+            f"down failed: the broker could not store OrderPlaced"
+        )
+    else:
+        checkout = (
+            f"checkouts placed while Email was down took {_ms(plain['during'])} at the median "
+            f"(before: {_ms(plain['before'])})"
+        )
     return Answer(
-        correct="unchanged" if unchanged else "slower",
+        correct=correct,
         summary=(
-            f"While Email was down, checkout stayed at {_ms(plain['during'])} "
-            f"(before: {_ms(plain['before'])}); the broker kept the orders and Email's lag peaked "
-            f"at {plain['peak_lag']:,}. When it came back it picked up from its committed offset: "
-            f"all {plain['orders']:,} orders were emailed. It had done work it had not committed, "
-            f"so {plain['duplicates']:,} emails went out twice (at-least-once); with idempotency "
-            f"on it recognised {idem['deduplicated']:,} redelivered orders and sent each email "
-            f"exactly once. The synchronous chain failed {plain['sync_errors']:,} checkouts."
+            f"The event side: {checkout}. The broker kept the orders it stored and Email's lag "
+            f"peaked at {plain['peak_lag']:,}. When Email came back it picked up from its "
+            f"committed offset: {plain['emailed']:,} of {plain['stored']:,} stored orders were "
+            f"emailed. It had done work it had not committed, so {plain['duplicates']:,} emails "
+            f"went out twice (at-least-once); with idempotency on it recognised "
+            f"{idem['deduplicated']:,} redelivered orders and sent each email exactly once. The "
+            f"synchronous chain failed {plain['sync_errors']:,} checkouts."
         ),
         facts=(
             (
-                "checkout p50 before / during the outage",
+                "event checkout p50, before / during the outage",
                 f"{_ms(plain['before'])} / {_ms(plain['during'])}",
             ),
+            ("event checkouts failed during the outage", f"{failed:,}"),
             ("Email lag at its peak", f"{plain['peak_lag']:,}"),
-            ("orders / emailed (unique)", f"{plain['orders']:,} / {plain['emailed']:,}"),
+            ("orders stored / emailed (unique)", f"{plain['stored']:,} / {plain['emailed']:,}"),
             ("duplicate emails without idempotency", f"{plain['duplicates']:,}"),
             (
                 "duplicates with idempotency",
@@ -167,7 +249,7 @@ def measure_temporal_decoupling(seed: int | None = None) -> Answer:
             ("sync checkouts failed meanwhile", f"{plain['sync_errors']:,}"),
         ),
         claim_holds=(
-            unchanged
+            correct == "unchanged"
             and none_lost
             and plain["lag"] == 0
             and plain["duplicates"] > 0
@@ -176,6 +258,20 @@ def measure_temporal_decoupling(seed: int | None = None) -> Answer:
         ),
         data={"plain": plain, "idempotent": idem},
     )
+
+
+def _broker_down_during_outage(delivery_timeout_ms: float | None) -> Variant:
+    def change(doc: dict[str, Any]) -> None:
+        doc.setdefault("faults", []).extend(
+            [
+                {"at": OUTAGE[0], "broker": "orders", "action": "down"},
+                {"at": OUTAGE[1], "broker": "orders", "action": "up"},
+            ]
+        )
+        if delivery_timeout_ms is not None:
+            doc["producers"][0]["delivery_timeout_ms"] = delivery_timeout_ms
+
+    return change
 
 
 # --- 3. adding consumers without touching producers -----------------------------------------
@@ -191,14 +287,20 @@ FRAUD = {
 }
 
 
-def _fraud_run(seed: int | None, start: str) -> dict[str, Any]:
-    sim = Simulation(load_scenario(PRESETS / "lesson-fraud.yaml"), seed)
+def _fraud_run(seed: int | None, start: str, variant: Variant | None) -> dict[str, Any]:
+    sc = _scenario("lesson-fraud", variant)
+    # the preset's (or a variant's) lesson.fraud section changes the service deployed at t = 30
+    spec = {**FRAUD, **(sc.extra.get("lesson") or {}).get("fraud", {})}
+    sim = Simulation(sc, seed)
     sim.run_until(30)
     before = list(sim.topics["orders"].partitions)
     big_before = sum(
         1 for p in before for r in p.records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000
     )
-    sim.apply({"command": "consumer.add", "consumer": FRAUD, "from": start})
+    add: dict[str, Any] = {"command": "consumer.add", "consumer": spec}
+    if spec.get("delivery", "stream") == "stream":
+        add["from"] = start  # a RabbitMQ queue declared now has no history to start from
+    sim.apply(add)
     sim.run_until(60)
     sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
     sim.run_until(62)
@@ -212,24 +314,35 @@ def _fraud_run(seed: int | None, start: str) -> dict[str, Any]:
         "big_before": big_before,
         "orders": len(records),
         "producer_changes": sim.producers["order-service"].changes,
+        "how": "from earliest" if "from" in add else "with a new RabbitMQ queue",
+        "flagged_before": sum(
+            1 for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000 and r[TS] < 30
+        )
+        if "from" in add and start == "earliest"
+        else 0,
     }
 
 
-def measure_adding_consumers(seed: int | None = None) -> Answer:
-    early = _fraud_run(seed, "earliest")
-    late = _fraud_run(seed, "latest")
+def measure_adding_consumers(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    early = _fraud_run(seed, "earliest", variant)
+    late = _fraud_run(seed, "latest", variant)
     replayed = early["seen"] == early["orders"]
     return Answer(
         correct="history" if replayed else "new",
         summary=(
-            f"Deployed at t = 30 from earliest, Fraud read all {early['seen']:,} orders the "
-            f"broker had kept and flagged {early['flagged']:,} over $5,000 - including "
-            f"{early['big_before']:,} placed before it existed. From latest it read only the "
+            f"Deployed at t = 30 {early['how']}, Fraud read {early['seen']:,} of the "
+            f"{early['orders']:,} orders the broker had kept and flagged {early['flagged']:,} "
+            f"over $5,000 ({early['flagged_before']:,} of them placed before it existed). From "
+            f"latest it read only the "
             f"{late['seen']:,} new orders and flagged {late['flagged']:,}. The Order service was "
             f"changed {early['producer_changes']} times."
         ),
         facts=(
             ("orders over $5,000 in the log", f"{early['big_total']:,}"),
+            (
+                "orders Fraud read, from earliest / in the log",
+                f"{early['seen']:,} / {early['orders']:,}",
+            ),
             ("flagged, from earliest", f"{early['flagged']:,}"),
             ("flagged, from latest", f"{late['flagged']:,}"),
             ("changes to the Order service", str(early["producer_changes"])),
@@ -244,11 +357,17 @@ def measure_adding_consumers(seed: int | None = None) -> Answer:
     )
 
 
+def _fraud_through_a_queue(doc: dict[str, Any]) -> None:
+    """Fraud deployed with a RabbitMQ queue bound to the orders: a queue starts empty."""
+    doc.setdefault("lesson", {}).setdefault("fraud", {})["delivery"] = "queue"
+
+
 # --- 4. the event schema contract -----------------------------------------------------------
 
 
-def measure_schema_contract(seed: int | None = None) -> Answer:
-    sc = load_scenario(PRESETS / "lesson-schema.yaml")
+def measure_schema_contract(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    sc = _scenario("lesson-schema", variant)
+    configured = str(sc.extra["schemas"].get("compatibility", "BACKWARD"))  # the registry's
     v1, v2 = sc.extra["schemas"]["subjects"]["OrderPlaced"]
     renamed = {
         **v2,
@@ -284,12 +403,13 @@ def measure_schema_contract(seed: int | None = None) -> Answer:
     renamed_p = sim.producers["checkout-renamed"]
     legacy = sim.producers["legacy-export"].produced
     reasons = sorted({d.reason for d in email.dead_letters})
-    backward_v3 = verdicts["BACKWARD"]["v3 renames total"]
+    backward_v3 = verdicts[configured]["v3 renames total"]
     parallel = sum(1 for name in ("checkout-v1", "checkout-v2") if sim.producers[name].produced > 0)
     return Answer(
         correct="rejected" if backward_v3.startswith("rejected") else "accepted",
         summary=(
-            f"Under BACKWARD, v2 (adding an optional currency) was accepted and v3 (renaming "
+            f"Under {configured}, v2 (adding an optional currency) was "
+            f"{verdicts[configured]['v2 adds optional currency'].split(':')[0]} and v3 (renaming "
             f"total to amount) {backward_v3}. In the run, OrderPlaced.v1 and .v2 flowed in "
             f"parallel and both services read both ({email.processed:,} and "
             f"{billing.processed:,} events); the renamed payloads were refused at publish time "
@@ -315,7 +435,8 @@ def measure_schema_contract(seed: int | None = None) -> Answer:
             ),
         ),
         claim_holds=(
-            backward_v3.startswith("rejected")
+            configured == "BACKWARD"
+            and backward_v3.startswith("rejected")
             and verdicts["NONE"]["v3 renames total"] == "accepted"
             and all(v["v2 adds optional currency"] == "accepted" for v in verdicts.values())
             and renamed_p.rejected > 0
@@ -335,11 +456,18 @@ def measure_schema_contract(seed: int | None = None) -> Answer:
     )
 
 
+def _compatibility(mode: str) -> Variant:
+    def change(doc: dict[str, Any]) -> None:
+        doc["schemas"]["compatibility"] = mode
+
+    return change
+
+
 # --- 7. fat vs thin events -------------------------------------------------------------------
 
 
-def measure_fat_thin(seed: int | None = None) -> Answer:
-    sim = Simulation(load_scenario(PRESETS / "lesson-fat-thin.yaml"), seed)
+def measure_fat_thin(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    sim = Simulation(_scenario("lesson-fat-thin", variant), seed)
     sim.run_until(29.9)
     fat_before = sim.groups["shipping-fat"].dead_lettered
     sim.run_until(60)
@@ -384,6 +512,10 @@ def measure_fat_thin(seed: int | None = None) -> Answer:
     )
 
 
+def _tolerant_reader(doc: dict[str, Any]) -> None:
+    _consumer(doc, "shipping-fat").pop("reads", None)
+
+
 # --- 5. eventual consistency ----------------------------------------------------------------
 
 
@@ -412,9 +544,9 @@ CONSISTENCY_BUCKETS = (
 )
 
 
-def measure_eventual_consistency(seed: int | None = None) -> Answer:
+def measure_eventual_consistency(seed: int | None = None, variant: Variant | None = None) -> Answer:
     window = ConsistencyWindow("OrderPlaced", "InventoryReserved")
-    sim = Simulation(load_scenario(PRESETS / "ecommerce.yaml"), seed, observers=(window,))
+    sim = Simulation(_scenario("ecommerce", variant), seed, observers=(window,))
     sim.run_until(120)
     s = window.window.summary()
     correct = next(key for key, upper in CONSISTENCY_BUCKETS if s["p95"] < upper)
@@ -438,16 +570,26 @@ def measure_eventual_consistency(seed: int | None = None) -> Answer:
     )
 
 
+def _processing(**ms: float) -> Variant:
+    """Services take a constant time (ms) each."""
+
+    def change(doc: dict[str, Any]) -> None:
+        for name, value in ms.items():
+            _consumer(doc, name)["processing"] = {"dist": "constant", "mean_ms": value}
+
+    return change
+
+
 # --- 6. debugging with correlation ids -----------------------------------------------------
 
 
-def measure_correlation_ids(seed: int | None = None) -> Answer:
-    sc = load_scenario(PRESETS / "ecommerce.yaml")
-    consumers = tuple(
-        dataclasses.replace(c, failure_rate=0.15) if c.name == "payment" else c
-        for c in sc.consumers
-    )
-    sim = Simulation(dataclasses.replace(sc, consumers=consumers), seed, trace=True)
+def measure_correlation_ids(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    def change(doc: dict[str, Any]) -> None:
+        _consumer(doc, "payment")["failure_rate"] = 0.15
+        if variant is not None:
+            variant(doc)
+
+    sim = Simulation(_scenario("ecommerce", change), seed, trace=True)
     sim.run_until(60)
     assert sim.tracer is not None
     best: tuple[float, int] = (-1.0, 0)
@@ -461,6 +603,9 @@ def measure_correlation_ids(seed: int | None = None) -> Answer:
     delivered_at: dict[tuple[str, int], float] = {}
     produced_at: dict[int, float] = {}
     retry_at: dict[tuple[str, int], float] = {}
+    # when a service could take the event up again: after a failure that is not waited out in a
+    # backoff (a requeue), the time it failed
+    ready_at: dict[tuple[str, int], float] = {}
     for h in hops:
         key = (h["service"], h["event_id"])
         if h["kind"] == "produced":
@@ -468,13 +613,18 @@ def measure_correlation_ids(seed: int | None = None) -> Answer:
         elif h["kind"] == "delivered":
             if key in retry_at:
                 backoff += h["t"] - retry_at.pop(key)
-            elif h["event_id"] in produced_at:
-                waiting += h["t"] - produced_at[h["event_id"]]
+            else:
+                since = ready_at.pop(key, produced_at.get(h["event_id"]))
+                if since is not None:
+                    waiting += h["t"] - since
             delivered_at[key] = h["t"]
         elif h["kind"] in ("processed", "failed") and key in delivered_at:
             processing += h["t"] - delivered_at.pop(key)
+            if h["kind"] == "failed":
+                ready_at[key] = h["t"]
         elif h["kind"] == "retried":
             retry_at[key] = h["t"]
+            ready_at.pop(key, None)
     parts = {"broker": waiting, "processing": processing, "backoff": backoff}
     correct = max(parts, key=lambda k: parts[k])
     retries = sum(1 for h in hops if h["kind"] == "retried")
@@ -485,7 +635,9 @@ def measure_correlation_ids(seed: int | None = None) -> Answer:
             f"OrderPlaced to its last hop, across {len({h['service'] for h in hops} - {''})} "
             f"services and {retries} retries. Summed over every hop: "
             f"{_ms(waiting * 1000)} waiting in the broker, {_ms(processing * 1000)} being "
-            f"processed, {_ms(backoff * 1000)} in retry backoff. Without the correlation id, "
+            f"processed, {_ms(backoff * 1000)} in retry backoff (hops in parallel services "
+            f"overlap, so the parts may add up to more than the journey). Without the "
+            f"correlation id, "
             f"these hops would be unrelated lines in five services' logs."
         ),
         facts=(
@@ -498,6 +650,28 @@ def measure_correlation_ids(seed: int | None = None) -> Answer:
         claim_holds=len(hops) > 3,
         data={"correlation_id": cid, "hops": hops, "parts_s": parts},
     )
+
+
+def _payment_retry_queue(doc: dict[str, Any]) -> None:
+    _consumer(doc, "payment").update(
+        delivery="queue",
+        instances=8,
+        prefetch=1,
+        failure_rate=0.5,
+        on_failure="retry_queue",
+        retry={"max_attempts": 6, "backoff_ms": 3000, "backoff": "fixed"},
+    )
+    _consumer(doc, "notification")["instances"] = 3
+
+
+def _payment_slow_no_queueing(doc: dict[str, Any]) -> None:
+    _consumer(doc, "payment").update(
+        delivery="queue",
+        instances=64,
+        prefetch=1,
+        processing={"dist": "constant", "mean_ms": 1500},
+    )
+    _consumer(doc, "notification")["instances"] = 3
 
 
 # --- 8. event sourcing ----------------------------------------------------------------------
@@ -533,8 +707,8 @@ def order_state(
     return state, seen
 
 
-def measure_event_sourcing(seed: int | None = None) -> Answer:
-    sim = Simulation(load_scenario(PRESETS / "lesson-sourcing.yaml"), seed)
+def measure_event_sourcing(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    sim = Simulation(_scenario("lesson-sourcing", variant), seed)
     sim.run_until(30)
     order_id = "ord-10"
     final, events = order_state(sim, order_id)
@@ -556,6 +730,21 @@ def measure_event_sourcing(seed: int | None = None) -> Answer:
         claim_holds=final.get("status") == "shipped" and as_of.get("status") == "paid",
         data={"events": events, "final": final, "as_of": as_of, "offset": middle},
     )
+
+
+def _reacts_to_placed(name: str) -> Variant:
+    """``name`` reacts to OrderPlaced itself, in 5 ms."""
+
+    def change(doc: dict[str, Any]) -> None:
+        _consumer(doc, name).update(
+            events=["OrderPlaced"], processing={"dist": "constant", "mean_ms": 5}
+        )
+
+    return change
+
+
+def _payment_fails(doc: dict[str, Any]) -> None:
+    _consumer(doc, "payment").update(failure_rate=1.0, retry={"max_attempts": 1})
 
 
 # --- 9. the e-commerce order flow -----------------------------------------------------------
@@ -630,44 +819,88 @@ def measure_ecommerce_flow(seed: int | None = None) -> Answer:
 # --- 10. operational overhead ----------------------------------------------------------------
 
 
-def measure_operations(seed: int | None = None) -> Answer:
-    sim = Simulation(load_scenario(PRESETS / "lesson-operations.yaml"), seed)
+def measure_operations(seed: int | None = None, variant: Variant | None = None) -> Answer:
+    sim = Simulation(_scenario("lesson-operations", variant), seed)
     sim.run_until(30)
     payment = sim.groups["payment"]
     parked = len(payment.dead_letters)
+    retrying_at_30 = payment.retrying + payment.waiting_retry()
     peak_lag = max((row[1] for row in payment.stats.history), default=0)
     reasons = {d.reason for d in payment.dead_letters}
     attempts = {d.attempts for d in payment.dead_letters}
     sim.apply({"command": "dead_letters.redrive", "consumer": "payment"})
     sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
-    sim.run_until(60)
-    paid = _unique(payment) - payment.dead_lettered + parked
+    sim.run_until(90)
     orders = sim.producers["order-service"].produced
-    return Answer(
-        correct="parked" if parked and len(payment.dead_letters) == 0 else "lost",
-        summary=(
-            f"Between t = 10 and 20 every payment attempt failed. Each order was tried "
-            f"{', '.join(map(str, sorted(attempts)))} times with backoff, then {parked:,} orders "
-            f"were parked in the dead-letter topic {payment.dead_letter_destination} with reason "
+    paid = _unique(payment)
+    confirmed = sim.groups["notification"].processed
+    lost = payment.expired + payment.skipped
+    if lost or paid < orders:
+        correct = "lost"
+    elif parked:
+        correct = "parked"
+    else:
+        correct = "forever"
+    attempt_text = ", ".join(map(str, sorted(attempts))) or "no"
+    if parked:
+        fate = (
+            f"each was tried {attempt_text} times with backoff, then {parked:,} orders were "
+            f"parked in the dead-letter topic {payment.dead_letter_destination} with reason "
             f"'{', '.join(sorted(reasons))}' and their original offsets in kafka_dlt-* headers; "
-            f"Payment's lag peaked at {peak_lag:,}. After the fix, a redrive republished them to "
-            f"orders: {len(payment.dead_letters)} dead letters remain to redrive, and "
-            f"{sim.groups['notification'].processed:,} of {orders:,} orders were confirmed."
+            f"after the fix a redrive republished them to orders"
+        )
+    else:
+        fate = (
+            f"none was parked: Payment retried {payment.retries:,} times in all, each failing "
+            f"order holding up its partition, until the card processor came back"
+        )
+    if lost:
+        fate += f"; {lost:,} orders were deleted by the topic's retention before Payment read them"
+    return Answer(
+        correct=correct,
+        summary=(
+            f"Between t = 10 and 20 every payment attempt failed: {fate}. Payment's lag peaked "
+            f"at {peak_lag:,}; {len(payment.dead_letters)} dead letters remain to redrive, "
+            f"{paid:,} of {orders:,} orders were paid and {confirmed:,} confirmed."
         ),
         facts=(
             ("dead-lettered", f"{parked:,}"),
-            ("attempts each", str(sorted(attempts))),
+            ("attempts each", attempt_text),
+            ("still retrying at t = 30", f"{retrying_at_30:,}"),
+            ("deleted by retention unread", f"{lost:,}"),
             ("lag peak", f"{peak_lag:,}"),
             ("dead letters after redrive", str(len(payment.dead_letters))),
-            ("orders confirmed / placed", f"{sim.groups['notification'].processed:,} / {orders:,}"),
+            ("orders paid / placed", f"{paid:,} / {orders:,}"),
         ),
         claim_holds=(
-            parked > 0
-            and len(payment.dead_letters) == 0
-            and sim.groups["notification"].processed == orders
+            correct == "parked" and len(payment.dead_letters) == 0 and confirmed == orders
         ),
-        data={"parked": parked, "orders": orders, "paid": paid},
+        data={"parked": parked, "orders": orders, "paid": paid, "lost": lost},
     )
+
+
+def _payment_retries(max_attempts: int) -> Variant:
+    """Payment retries up to ``max_attempts`` times, backoff doubling up to 30 s."""
+
+    def change(doc: dict[str, Any]) -> None:
+        _consumer(doc, "payment")["retry"] = {
+            "max_attempts": max_attempts,
+            "backoff_ms": 100,
+            "backoff": "exponential",
+        }
+
+    return change
+
+
+def _orders_retention(seconds: float) -> Variant:
+    """The orders topic keeps records ``seconds`` (retention.ms), whether read or not."""
+
+    def change(doc: dict[str, Any]) -> None:
+        for t in doc["topics"]:
+            if t["name"] == "orders":
+                t["retention"] = {"max_age_s": seconds}
+
+    return change
 
 
 # --- 11. scale ------------------------------------------------------------------------------
@@ -726,7 +959,7 @@ def _lessons() -> tuple[Lesson, ...]:
             "compare",
             (
                 "Start the comparison and watch checkout's response time on both sides.",
-                "Slow Email down by 500 ms. Which checkout notices?",
+                "Slow Email down by 300 ms. Which checkout notices?",
                 "Add a Fraud service: which side had to change its producer?",
             ),
             "After emitting OrderPlaced, what does the Order service wait for?",
@@ -736,6 +969,16 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("first", "the first consumer to finish"),
             ),
             measure_events_commands_queries,
+            {
+                "request-reply-all": (
+                    "checkout waits for a reply event from every consumer",
+                    _events_await("all"),
+                ),
+                "request-reply-first": (
+                    "checkout waits for the first consumer's reply event",
+                    _events_await("first"),
+                ),
+            },
         ),
         Lesson(
             2,
@@ -762,6 +1005,18 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("unchanged", "nothing: it takes as long as before"),
             ),
             measure_temporal_decoupling,
+            {
+                "broker-down": (
+                    "the broker's partition leaders are down too while Email is, and the "
+                    "producer gives up after delivery.timeout.ms 5 s",
+                    _broker_down_during_outage(5000),
+                ),
+                "broker-down-waiting": (
+                    "the leaders are down too, and the producer waits (delivery.timeout.ms "
+                    "120 s, Kafka's default)",
+                    _broker_down_during_outage(None),
+                ),
+            },
         ),
         Lesson(
             3,
@@ -788,6 +1043,12 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("history", "every order the broker still holds, from the first"),
             ),
             measure_adding_consumers,
+            {
+                "queue": (
+                    "Fraud is deployed with a RabbitMQ queue bound to the orders",
+                    _fraud_through_a_queue,
+                ),
+            },
         ),
         Lesson(
             4,
@@ -816,6 +1077,12 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("rejected", "the registry rejects it when they try to publish"),
             ),
             measure_schema_contract,
+            {
+                "compatibility-none": (
+                    "the registry checks no compatibility (NONE)",
+                    _compatibility("NONE"),
+                ),
+            },
         ),
         Lesson(
             5,
@@ -841,6 +1108,17 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("over-1000", "more than 1 s"),
             ),
             measure_eventual_consistency,
+            {
+                "fast": (
+                    "Payment and Inventory take 1 ms each",
+                    _processing(payment=1, inventory=1),
+                ),
+                "quick": (
+                    "Payment takes 20 ms and Inventory 10 ms",
+                    _processing(payment=20, inventory=10),
+                ),
+                "fast-payment": ("Payment takes 2 ms", _processing(payment=2)),
+            },
         ),
         Lesson(
             6,
@@ -866,6 +1144,17 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("backoff", "waiting to be retried"),
             ),
             measure_correlation_ids,
+            {
+                "long-backoff": (
+                    "Payment fails half its attempts and retries through a RabbitMQ queue "
+                    "after 3 s",
+                    _payment_retry_queue,
+                ),
+                "slow-payment": (
+                    "Payment takes 1.5 s on a queue with 64 consumers: no waiting, all work",
+                    _payment_slow_no_queueing,
+                ),
+            },
         ),
         Lesson(
             7,
@@ -889,9 +1178,14 @@ def _lessons() -> tuple[Lesson, ...]:
             (
                 ("nothing", "nothing: it carries on"),
                 ("dlq", "it cannot read the new events: they pile up in its dead-letter topic"),
-                ("blocked", "the producer is blocked until Shipping is updated"),
             ),
             measure_fat_thin,
+            {
+                "tolerant-reader": (
+                    "the fat-event Shipping service reads only what it needs (no schema)",
+                    _tolerant_reader,
+                ),
+            },
         ),
         Lesson(
             8,
@@ -919,6 +1213,20 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("shipped", "shipped"),
             ),
             measure_event_sourcing,
+            {
+                "payment-down": (
+                    "the Payment service fails every attempt: no order is paid",
+                    _payment_fails,
+                ),
+                "reserve-first": (
+                    "Inventory reserves stock as soon as an order is placed, before payment",
+                    _reacts_to_placed("inventory"),
+                ),
+                "ship-first": (
+                    "Shipping ships as soon as an order is placed",
+                    _reacts_to_placed("shipping"),
+                ),
+            },
         ),
         Lesson(
             9,
@@ -972,6 +1280,16 @@ def _lessons() -> tuple[Lesson, ...]:
                 ),
             ),
             measure_operations,
+            {
+                "retry-longer": (
+                    "Payment retries up to 100 times (backoff doubling to 30 s)",
+                    _payment_retries(100),
+                ),
+                "short-retention": (
+                    "the orders topic keeps records 3 s (retention), read or not",
+                    _orders_retention(3),
+                ),
+            },
         ),
         Lesson(
             11,

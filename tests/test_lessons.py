@@ -18,9 +18,11 @@ def test_events_expect_no_reply_while_commands_wait_for_one_each() -> None:
     a = measure("events-commands-queries")
     assert a.correct == "ack" and a.claim_holds
     assert a.data["replies_per_order"] == pytest.approx(2.0, abs=0.01)
-    e0, e1 = a.data["events_p50"]
+    e0, e1, e_all = a.data["events_p50"]
     s0, s1 = a.data["sync_p50"]
-    assert e1 == pytest.approx(e0, rel=0.05)  # a slower consumer is not on checkout's path
+    # a slower consumer is not on checkout's path, nor are all of them
+    assert e1 == pytest.approx(e0, rel=0.05)
+    assert e_all == pytest.approx(e0, rel=0.05)
     assert s1 > s0 + 300
 
 
@@ -146,6 +148,27 @@ def test_a_lesson_page_asks_then_shows_the_measured_answer() -> None:
     assert "nothing: it takes as long as before" in text  # the measured answer
     right = client.post("/lessons/temporal-decoupling/", {"prediction": "unchanged"})
     assert "matches what the simulation measured" in right.content.decode()
+    assert "claim-does-not-hold" not in right.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_lesson_page_runs_the_measurement_on_another_system_and_says_the_claim_fails() -> None:
+    client = Client()
+    first = client.post("/lessons/temporal-decoupling/", {"prediction": "unchanged"}).content
+    assert b'data-variant="broker-down"' in first
+    other = client.post(
+        "/lessons/temporal-decoupling/",
+        {"prediction": "unchanged", "variant": "broker-down"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert "On another system" in other and "delivery.timeout.ms 5 s" in other
+    assert "it fails: orders cannot be confirmed" in other  # measured on that system
+    assert 'id="claim-does-not-hold"' in other
+    # an unknown variant is the lesson's own system, not an error
+    odd = client.post(
+        "/lessons/temporal-decoupling/", {"prediction": "unchanged", "variant": "<x>"}
+    )
+    assert odd.status_code == 200 and "claim-does-not-hold" not in odd.content.decode()
 
 
 @pytest.mark.django_db
