@@ -457,6 +457,8 @@ class Comparison:
         # request-reply over the broker (sync.events_await first / all): orders waiting for
         # their replies, order -> (placed at, consumers still to reply)
         self.awaiting: dict[int, tuple[float, set[str]]] = {}
+        # order -> when its checkout returned (event side), the newest OUTCOMES_KEPT
+        self.returned: dict[int, float] = {}
         if self.sync_spec.events_await != "ack":
             self.sim.add_observer(_Replies(self))
         self.switch_log: list[tuple[float, dict[str, Any]]] = []
@@ -519,16 +521,20 @@ class Comparison:
             if self.sync_spec.events_await != "ack":
                 self._await_replies(order, placed)
                 return
-            self._checkout_done(placed, before + wait_ms)
+            self._checkout_done(placed, before + wait_ms, order)
 
         self.producer.sender.send(
             topic, part, self.event, key, payload, self.size, None, None, False, acked
         )
 
-    def _checkout_done(self, placed: float, ms: float) -> None:
+    def _checkout_done(self, placed: float, ms: float, order: int) -> None:
         self.events_checkout.add(ms)
         self.events_recent.add(placed, ms)
         self.events_outcomes.append((placed, ms))
+        returned = self.returned
+        returned[order] = placed + ms / 1000.0
+        if len(returned) > OUTCOMES_KEPT:
+            del returned[next(iter(returned))]
 
     def _await_replies(self, order: int, placed: float) -> None:
         """Request-reply: checkout waits for a reply event from the order's consumers."""
@@ -539,7 +545,7 @@ class Comparison:
             if topic in g.spec.topics and (not g.spec.events or self.event in g.spec.events)
         }
         if not needed:
-            self._checkout_done(placed, (self.sim.now - placed + self.hop) * 1000.0)
+            self._checkout_done(placed, (self.sim.now - placed + self.hop) * 1000.0, order)
             return
         self.awaiting[order] = (placed, needed)
         self.sim.at(placed + self.sync_spec.timeout_ms / 1000.0, self._await_timeout, order)
@@ -553,7 +559,7 @@ class Comparison:
         if self.sync_spec.events_await == "first" or not needed:
             del self.awaiting[order]
             # the reply travels back through the broker: one hop to it, one to checkout
-            self._checkout_done(placed, (self.sim.now - placed + 2 * self.hop) * 1000.0)
+            self._checkout_done(placed, (self.sim.now - placed + 2 * self.hop) * 1000.0, order)
 
     def _await_timeout(self, order: int) -> None:
         waiting = self.awaiting.pop(order, None)
