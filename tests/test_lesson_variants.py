@@ -47,11 +47,6 @@ FLIPS = [
 # likewise the correlation id ties an order's hops together whatever they waited for
 CLAIM_KEPT = {"eventual-consistency", "correlation-ids"}
 
-def _slug(number_or_slug: str) -> str:
-    found = lesson(number_or_slug)
-    assert found is not None, number_or_slug
-    return found.slug
-
 
 @pytest.mark.parametrize(("slug", "variant", "expected"), FLIPS)
 def test_the_measured_answer_follows_the_system(
