@@ -618,8 +618,9 @@ class Comparison:
     def _add_service(self, command: dict[str, Any]) -> None:
         """Deploy a new service (the lesson's Fraud) on both sides.
 
-        Event side: it subscribes to the topic; no producer changes. Sync side: checkout's code
-        must be changed to call it, and every checkout waits for it.
+        Event side: it subscribes to the topic; no producer changes - unless checkout waits for
+        reply events (``sync.events_await``), when its code must learn to expect one more. Sync
+        side: checkout's code must be changed to call it, and every checkout waits for it.
         """
         doc = require(command, "consumer")
         try:
@@ -636,6 +637,8 @@ class Comparison:
         self.sync.services[spec.name] = SyncService(spec)
         self.sync.chain.append(spec.name)
         self.sync.producer_changes += 1
+        if self.sync_spec.events_await != "ack":
+            self.producer.changes += 1
 
     # --- results -------------------------------------------------------------------------
 

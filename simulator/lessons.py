@@ -313,7 +313,6 @@ def _fraud_run(seed: int | None, start: str, variant: Variant | None) -> dict[st
         "big_total": big,
         "big_before": big_before,
         "orders": len(records),
-        "producer_changes": sim.producers["order-service"].changes,
         "how": "from earliest" if "from" in add else "with a new RabbitMQ queue",
         "flagged_before": sum(
             1 for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000 and r[TS] < 30
@@ -326,6 +325,7 @@ def _fraud_run(seed: int | None, start: str, variant: Variant | None) -> dict[st
 def measure_adding_consumers(seed: int | None = None, variant: Variant | None = None) -> Answer:
     early = _fraud_run(seed, "earliest", variant)
     late = _fraud_run(seed, "latest", variant)
+    changes = _producer_changes(seed)
     replayed = early["seen"] == early["orders"]
     return Answer(
         correct="history" if replayed else "new",
@@ -334,8 +334,9 @@ def measure_adding_consumers(seed: int | None = None, variant: Variant | None = 
             f"{early['orders']:,} orders the broker had kept and flagged {early['flagged']:,} "
             f"over $5,000 ({early['flagged_before']:,} of them placed before it existed). From "
             f"latest it read only the "
-            f"{late['seen']:,} new orders and flagged {late['flagged']:,}. The Order service was "
-            f"changed {early['producer_changes']} times."
+            f"{late['seen']:,} new orders and flagged {late['flagged']:,}. Deploying Fraud beside "
+            f"a synchronous chain (lesson 1's comparison) changed the order service's code "
+            f"{changes['sync']} time(s) there and {changes['events']} time(s) on the event side."
         ),
         facts=(
             ("orders over $5,000 in the log", f"{early['big_total']:,}"),
@@ -345,16 +346,29 @@ def measure_adding_consumers(seed: int | None = None, variant: Variant | None = 
             ),
             ("flagged, from earliest", f"{early['flagged']:,}"),
             ("flagged, from latest", f"{late['flagged']:,}"),
-            ("changes to the Order service", str(early["producer_changes"])),
+            (
+                "order service code changes, event side / sync chain",
+                f"{changes['events']} / {changes['sync']}",
+            ),
         ),
         claim_holds=(
             early["flagged"] == early["big_total"]
             and late["flagged"] == late["big_total"] - late["big_before"]
-            and early["producer_changes"] == 0
+            and changes["events"] == 0
+            and changes["sync"] > 0
             and replayed
         ),
-        data={"earliest": early, "latest": late},
+        data={"earliest": early, "latest": late, "producer_changes": changes},
     )
+
+
+def _producer_changes(seed: int | None) -> dict[str, int]:
+    """Deploy Fraud in lesson 1's comparison: how often each side's checkout code changed."""
+    cmp = Comparison(_scenario("sync-vs-events"), seed)
+    cmp.run_until(1)
+    cmp.apply({"command": "service.add", "consumer": {**FRAUD, "topics": ["orders"]}})
+    st = cmp.state()
+    return {"events": st["events"]["producer_changes"], "sync": st["sync"]["producer_changes"]}
 
 
 def _fraud_through_a_queue(doc: dict[str, Any]) -> None:
@@ -707,6 +721,19 @@ def order_state(
     return state, seen
 
 
+def _describe(state: dict[str, Any]) -> str:
+    """An order's state in words: "paid, version 2, customer 56, total 371.72"."""
+    if not state:
+        return "nothing yet"
+    parts = [str(state.get("status", "unknown"))]
+    parts += [
+        f"{key.replace('_id', '')} {state[key]}"
+        for key in ("version", "customer_id", "total")
+        if key in state
+    ]
+    return ", ".join(parts)
+
+
 def measure_event_sourcing(seed: int | None = None, variant: Variant | None = None) -> Answer:
     sim = Simulation(_scenario("lesson-sourcing", variant), seed)
     sim.run_until(30)
@@ -724,8 +751,8 @@ def measure_event_sourcing(seed: int | None = None, variant: Variant | None = No
         ),
         facts=(
             *((f"offset {o}", t) for o, t in events),
-            ("state now", str(final)),
-            (f"state as of offset {middle}", str(as_of)),
+            ("state now", _describe(final)),
+            (f"state as of offset {middle}", _describe(as_of)),
         ),
         claim_holds=final.get("status") == "shipped" and as_of.get("status") == "paid",
         data={"events": events, "final": final, "as_of": as_of, "offset": middle},

@@ -57,7 +57,9 @@ class Producer:
         self._schema: dict[str, Any] | None = None
         if spec.schema is not None and sim.schemas is not None:
             self._schema = sim.schemas.get(*parse_versioned(spec.schema))
-        self.changes = 0  # edits to this producer's code (the sync-vs-events lesson)
+        # edits to this producer's code a new consumer forced: a comparison's checkout that
+        # waits for reply events must learn to expect the new service's (compare.py)
+        self.changes = 0
         self._epoch = 0
         self._anchor = 0.0
         self._n = 0

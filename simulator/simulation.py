@@ -586,7 +586,6 @@ class Simulation(Scheduler):
                     "topic": p.topic.name,
                     "event": p.event,
                     "arrival": "poisson" if p.poisson else "constant",
-                    "changes": p.changes,
                     "schema": p.spec.schema,
                     "rejected": p.rejected,
                     "last_rejection": p.last_rejection,

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from simulator import CommandError, load_scenario
+from simulator import CommandError, load_scenario, parse_scenario
 from simulator.cli import main
 from simulator.compare import Comparison
 
@@ -94,6 +95,22 @@ def test_adding_fraud_changes_the_producer_only_on_the_sync_side() -> None:
     fraud_group = st["events"]["groups"]["fraud"]
     assert fraud_group["filter"] == "total > 5000"
     assert fraud_group["processed"] > 0
+
+
+def test_with_request_reply_the_event_side_producer_changes_too() -> None:
+    """Checkout that waits for reply events must learn to expect the new service's reply."""
+    doc = yaml.safe_load(PRESET.read_text())
+    doc["sync"]["events_await"] = "all"
+    c = Comparison(parse_scenario(doc))
+    c.run_until(1)
+    fraud = {
+        "name": "fraud",
+        "topics": ["orders"],
+        "processing": {"dist": "constant", "mean_ms": 5},
+    }
+    c.apply({"command": "service.add", "consumer": fraud})
+    st = c.state()
+    assert (st["events"]["producer_changes"], st["sync"]["producer_changes"]) == (1, 1)
 
 
 def test_a_switch_with_a_bad_value_changes_neither_side() -> None:

@@ -673,7 +673,9 @@
         const f = Math.sqrt((p.rate || 0) / maxRate);
         const lw = 1 + (2.5 * f) / Math.sqrt(Math.max(1, t.parts.length));
         for (const py of t.parts) {
-          this.edge(ctx, b.x + b.w, b.y + b.h / 2, t.x, py, lw, this.types.colour(p.event), 0.3 + 0.45 * f, p.rate > 0 ? null : [4, 4], 5);
+          // nothing flows while the rate is 0 or the registry refuses everything it sends
+          const blocked = !(p.rate > 0) || ((p.rejected || 0) > 0 && p.rejected >= p.produced);
+          this.edge(ctx, b.x + b.w, b.y + b.h / 2, t.x, py, lw, blocked ? th.muted : this.types.colour(p.event), blocked ? 0.35 : 0.3 + 0.45 * f, blocked ? [4, 4] : null, 5);
         }
       }
       let maxThr = 1;
@@ -735,8 +737,14 @@
         ctx.font = "12px " + F;
         ctx.fillStyle = th.muted;
         ctx.fillText(fit(ctx, (p.event || "") + " → " + p.topic, b.w - 22), b.x + 13, b.y + 36);
+        const refused = p.rejected || 0;
         ctx.fillStyle = p.rate > 0 ? th.text : th.muted;
-        ctx.fillText(fit(ctx, rateText(p.rate || 0) + " · " + compact(p.produced || 0) + " produced", b.w - 22), b.x + 13, b.y + 53);
+        let line = rateText(p.rate || 0) + " · " + compact((p.produced || 0) - refused) + " produced";
+        if (refused) {
+          line += " · " + compact(refused) + " refused";
+          ctx.fillStyle = th.dead;
+        }
+        ctx.fillText(fit(ctx, line, b.w - 22), b.x + 13, b.y + 53);
       }
 
       // The broker and its topics, each partition an append-only log.
@@ -934,7 +942,7 @@
         ctx.font = "600 10px " + F;
         ctx.textAlign = "left";
         ctx.fillStyle = waiting ? th.dead : th.muted;
-        ctx.fillText("DLQ " + compact(waiting), tr.x + 6, tr.y + 11.5);
+        ctx.fillText((g.mode === "queue" ? "DLQ " : "DLT ") + compact(waiting), tr.x + 6, tr.y + 11.5); // a dead-letter queue, or topic
         ctx.fillStyle = th.dead;
         const slots = Math.min(waiting, Math.floor((tr.w - 60) / 7));
         for (let i = 0; i < slots; i++) {

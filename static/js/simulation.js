@@ -307,9 +307,13 @@
       }
       row.sw.style.setProperty("--swatch", diagram.types.colour(p.event));
       setText(row.emits, (p.event || "") + " → " + p.topic);
-      setText(row.notes, (p.notes || []).join("\n"));
+      // publishes the schema registry refused were never stored: counted apart, said in words
+      const refused = p.rejected || 0;
+      const notes = (p.notes || []).slice();
+      if (refused) notes.unshift(refused + " refused by the schema registry" + (p.last_rejection ? " (" + p.last_rejection + ")" : ""));
+      setText(row.notes, notes.join("\n"));
       setText(row.rate, num(p.rate));
-      setText(row.produced, String(p.produced));
+      setText(row.produced, String(p.produced - refused));
       serverValue(row.field, p.rate);
     }
   }
