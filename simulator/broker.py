@@ -112,7 +112,7 @@ class RedriveCopy(NamedTuple):
     the original (``group``; ``duplicate``: that group had finished the event before), where
     the original was, and where earlier copies of the same event are (partition, offset)."""
 
-    group: str
+    group: Any  # the consumer group that redrove it (the object: a name may be reused)
     duplicate: bool
     partition: int
     offset: int

@@ -21,7 +21,7 @@ from typing import Any
 
 from .broker import PAYLOAD, TYPE, Record
 from .commands import CommandError, command_name, number, require
-from .distributions import LatencySpec, Sampler, value_maker
+from .distributions import LatencySpec, Sampler, payload_bytes, value_maker
 from .metrics import Histogram
 from .observe import Observer
 from .scenario import (
@@ -509,7 +509,8 @@ class Comparison:
         key = str(payload[self.key]) if self.key and self.key in payload else None
         self.producer.count_send()
         topic = self.topic
-        part = topic.partition_for(key, self.size)
+        size = payload_bytes(payload)  # what the serialised order weighs
+        part = topic.partition_for(key, size)
         # its own work and the hop to the broker so far; the ack's wait and the hop back follow
         before = (self.sim.now - placed + self.hop) * 1000.0
 
@@ -524,7 +525,7 @@ class Comparison:
             self._checkout_done(placed, before + wait_ms, order)
 
         self.producer.sender.send(
-            topic, part, self.event, key, payload, self.size, None, None, False, acked
+            topic, part, self.event, key, payload, size, None, None, False, acked
         )
 
     def _checkout_done(self, placed: float, ms: float, order: int) -> None:

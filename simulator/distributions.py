@@ -6,6 +6,7 @@ module-level ``random`` functions, so a seed reproduces a run.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,8 +85,23 @@ def value_maker(spec: Any) -> ValueMaker:
         if kind == "sequence":
             prefix = str(arg)
             return lambda rng, n: f"{prefix}{n}"
+        if kind == "text":
+            filler = _text(int(arg))
+            return lambda rng, n: filler
         raise ValueError(f"unknown value generator {kind!r}")
     return lambda rng, n: spec
 
 
-VALUE_KINDS = ("uniform", "int", "choice", "lognormal", "sequence")
+VALUE_KINDS = ("uniform", "int", "choice", "lognormal", "sequence", "text")
+TEXT_MAX = 1_000_000  # characters a {text: N} field may have
+
+
+def _text(length: int) -> str:
+    """``length`` characters of filler prose: what an embedded profile or address list weighs."""
+    words = "the quick brown fox jumps over the lazy dog "
+    return (words * (length // len(words) + 1))[:length]
+
+
+def payload_bytes(payload: dict[str, Any]) -> int:
+    """The size of a payload as its producer serialises it: compact JSON, UTF-8."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))

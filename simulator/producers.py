@@ -7,7 +7,7 @@ from math import log
 from random import Random
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .distributions import value_maker
+from .distributions import payload_bytes, value_maker
 from .publish import Sender
 from .schema import parse_versioned, validate
 
@@ -156,13 +156,15 @@ class Producer:
                 self.last_rejection = f"{self.spec.schema}: {problems[0]}"
                 return
         topic = self.topic
+        # the record weighs what its payload serialises to (size_bytes: for payload-less ones)
+        size = payload_bytes(payload) if payload is not None else self.size
         if self._round_robin:  # RoundRobinPartitioner: the next partition, whatever the key
             parts = topic.partitions
             part = parts[self._rr]
             self._rr = (self._rr + 1) % len(parts)
         else:
-            part = topic.partition_for(key, self.size)
-        self.sender.send(topic, part, self.event, key, payload, self.size, None, None, poison)
+            part = topic.partition_for(key, size)
+        self.sender.send(topic, part, self.event, key, payload, size, None, None, poison)
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate

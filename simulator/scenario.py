@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .distributions import DISTRIBUTIONS, VALUE_KINDS, LatencySpec
+from .distributions import DISTRIBUTIONS, TEXT_MAX, VALUE_KINDS, LatencySpec
 from .schema import (
     Compatibility,
     IncompatibleSchema,
@@ -441,6 +441,12 @@ def _payload(v: _V, value: Any, path: str) -> dict[str, Any]:
                 )
                 or (kind == "choice" and isinstance(arg, list) and arg)
                 or (kind == "sequence" and isinstance(arg, str))
+                or (
+                    kind == "text"
+                    and isinstance(arg, int)
+                    and not isinstance(arg, bool)
+                    and 0 <= arg <= TEXT_MAX
+                )
                 or (
                     kind == "lognormal"
                     and isinstance(arg, dict)

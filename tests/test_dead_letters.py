@@ -238,3 +238,20 @@ def test_a_second_copy_of_one_event_is_a_repeat_for_a_service_that_read_the_firs
         assert (g.processed, g.duplicates) == (2, 1), name
     for name in ("payment", "billing", "late"):
         assert _balanced(sim, name), sim.groups[name].accounting()
+
+
+def test_a_service_removed_and_added_again_takes_its_old_copies_as_repeats() -> None:
+    """Found by the broker machine: the copy a removed service redrove is not the second
+    chance of a new service with the same name, which reads the original too."""
+    doc = scenario(
+        producers=[burst(1)],
+        consumers=[consumer("payment", failure_rate=1.0, retry={"max_attempts": 1})],
+    )
+    sim, _ = run(doc, until=1)
+    sim.apply({"command": "dead_letters.redrive", "consumer": "payment"})
+    sim.apply({"command": "consumer.remove", "consumer": "payment"})
+    sim.apply({"command": "consumer.add", "consumer": consumer("payment"), "from": "earliest"})
+    sim.run_until(6)
+    again = sim.groups["payment"]
+    assert (again.processed, again.duplicates) == (2, 1)
+    assert _balanced(sim, "payment")

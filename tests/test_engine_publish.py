@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from simulator import Simulation, parse_scenario
-from simulator.broker import PARTITION, TS, stable_partition
+from simulator.broker import PARTITION, PAYLOAD, SIZE, TS, stable_partition
 from simulator.compare import Comparison
+from simulator.distributions import payload_bytes
 from simulator.scenario import load_scenario
 from tests.engine_helpers import run, scenario
 
@@ -18,8 +19,16 @@ def _keyed(partitions: int = 2, **send: Any) -> dict[str, Any]:
     """A producer every 100 ms with key "a" (murmur2: partition 0 of 2) and no consumer."""
     assert stable_partition("a", 2) == 0
     doc = scenario(topics=[{"name": "orders", "partitions": partitions}], consumers=[])
-    doc["producers"][0].update({"key": "k", "payload": {"k": "a"}, **send})
+    # a payload that serialises to exactly 200 bytes: the record's size
+    payload = {"k": "a", "body": {"text": 181}}
+    doc["producers"][0].update({"key": "k", "payload": payload, **send})
     return doc
+
+
+def test_a_record_weighs_its_serialised_payload() -> None:
+    sim, _ = run(_keyed(), until=0.15)
+    (record,) = sim.topics["orders"].partitions[0].records
+    assert record[SIZE] == payload_bytes(record[PAYLOAD]) == 200
 
 
 def test_records_for_a_partition_without_leader_wait_and_keep_their_order_and_time() -> None:

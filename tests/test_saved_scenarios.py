@@ -21,7 +21,7 @@ from tests.web_helpers import stop_all_runners
 pytestmark = pytest.mark.django_db
 
 ECOMMERCE = preset_text("ecommerce") or ""
-# consumers[1] is Inventory; its processing line is line 39 of the preset
+# consumers[1] is Inventory; its processing line is line 38 of the preset
 SLOW_INVENTORY = "    processing: {dist: lognormal, mean_ms: 25, sigma: 0.4}"
 ZERO_INVENTORY = "    processing: {dist: lognormal, mean_ms: 0, sigma: 0.4}"
 NOTE = re.compile(r'<li class="editor__note" id="note-line-(\d+)" data-line="\1"[^>]*>(.*?)</li>')
@@ -94,14 +94,14 @@ def test_validate_shows_a_field_error_beside_the_line_it_concerns_and_saves_noth
     client = Client()
     saved = new_from_preset(client)
     text = ECOMMERCE.replace(SLOW_INVENTORY, ZERO_INVENTORY)
-    assert text.split("\n")[38] == ZERO_INVENTORY  # line 39
+    assert text.split("\n")[37] == ZERO_INVENTORY  # line 38
     r = client.post(
         f"/scenarios/{saved.id}/", {"name": saved.name, "text": text, "action": "validate"}
     )
     assert r.status_code == 200
     page = r.content.decode()
-    assert notes(page) == {39: "consumers[1].processing.mean_ms: must be > 0"}
-    assert marked_lines(page) == [39]
+    assert notes(page) == {38: "consumers[1].processing.mean_ms: must be > 0"}
+    assert marked_lines(page) == [38]
     assert "Not saved yet" in page and "cannot be started" in page
     saved.refresh_from_db()
     assert saved.text == ECOMMERCE and saved.valid
@@ -160,7 +160,7 @@ def test_saving_invalid_text_keeps_a_draft_that_is_marked_and_cannot_start() -> 
     )
     page = r.content.decode()
     assert "Saved as a draft with 1 problem" in page
-    assert notes(page) == {39: "consumers[1].processing.mean_ms: must be > 0"}
+    assert notes(page) == {38: "consumers[1].processing.mean_ms: must be > 0"}
     saved.refresh_from_db()
     assert (saved.name, saved.text, saved.valid) == ("My shop", text, False)
     assert "draft: has problems" in client.get("/scenarios/").content.decode()

@@ -382,12 +382,15 @@ class ConsumerGroup(FailureHandling):
             if emit.when is not None and emit.when != record[TYPE]:
                 continue
             self.emitted += 1
+            # the payload passes through, and weighs what it weighed; size_bytes is for events
+            # without one
+            size = record[SIZE] if record[PAYLOAD] is not None else emit.size_bytes or record[SIZE]
             sim.publish(
                 topic,
                 emit.event,
                 record[KEY],
                 record[PAYLOAD],
-                emit.size_bytes or record[SIZE],
+                size,
                 record[CORRELATION_ID],
                 record[ID],
             )

@@ -432,7 +432,7 @@ class StreamGroup(ConsumerGroup):
             rec[CAUSATION_ID],
             rec[POISON],
             part,
-            RedriveCopy(self.name, letter.duplicate, letter.partition, letter.offset, earlier),
+            RedriveCopy(self, letter.duplicate, letter.partition, letter.offset, earlier),
         )
         for hook in self.sim.on_redriven:
             hook(self.sim.now, self, copy)
@@ -445,7 +445,7 @@ class StreamGroup(ConsumerGroup):
         had processed."""
         if copy is None:
             return False
-        if copy.group == self.name:
+        if copy.group is self:  # this very group (a removed and re-added one is another)
             return copy.duplicate
         topic = cur.partition.topic
         cursor_of = self._cursor_of
