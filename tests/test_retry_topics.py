@@ -108,3 +108,16 @@ def test_retry_topics_are_refused_for_a_queue() -> None:
     doc = _doc(topics=True, delivery="queue")
     with pytest.raises(ScenarioError, match="retry topics are Spring Kafka's non-blocking"):
         parse_scenario(doc)
+
+
+def test_retry_consumers_run_again_when_a_service_scaled_to_none_scales_up() -> None:
+    """Found by the broker machine: scaled to 0 instances, then to 1, the retry consumers
+    stayed stopped and a retry waited forever."""
+    sim, rec = run(_doc(topics=True, failure_rate=1.0, max_attempts=2), until=0.2)
+    sim.apply({"command": "consumer.instances", "consumer": "email", "value": 0})
+    sim.run_until(3)
+    sim.apply({"command": "consumer.failure_rate", "consumer": "email", "value": 0})
+    sim.apply({"command": "consumer.instances", "consumer": "email", "value": 1})
+    sim.run_until(10)
+    assert sim.groups["email"].waiting_retry() == 0
+    assert _balanced(sim)

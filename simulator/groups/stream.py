@@ -663,6 +663,8 @@ class StreamGroup(ConsumerGroup):
     def up(self) -> None:
         """Start the service (or its dead instances): new members join the group."""
         if self.status == "up" and all(i.alive for i in self.instances):
+            if self.retry_lanes is not None:
+                self.retry_lanes.start()
             return
         self.status = "up"
         now = self.sim.now
@@ -739,6 +741,8 @@ class StreamGroup(ConsumerGroup):
                     if inst.state == IDLE and not inst.batch:
                         self._leave(inst)
         self.set_status(self.status)
+        if self.retry_lanes is not None:
+            self.retry_lanes.start()  # scaled up from none: the retry consumers run again
 
     def detach(self) -> None:
         self.detached = True
