@@ -113,7 +113,7 @@ def test_retry_topics_are_refused_for_a_queue() -> None:
 def test_retry_consumers_run_again_when_a_service_scaled_to_none_scales_up() -> None:
     """Found by the broker machine: scaled to 0 instances, then to 1, the retry consumers
     stayed stopped and a retry waited forever."""
-    sim, rec = run(_doc(topics=True, failure_rate=1.0, max_attempts=2), until=0.2)
+    sim, _ = run(_doc(topics=True, failure_rate=1.0, max_attempts=2), until=0.2)
     sim.apply({"command": "consumer.instances", "consumer": "email", "value": 0})
     sim.run_until(3)
     sim.apply({"command": "consumer.failure_rate", "consumer": "email", "value": 0})
