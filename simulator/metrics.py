@@ -171,7 +171,8 @@ class Metrics(Observer):
     def __init__(self, history: int = 3600) -> None:
         self.history_len = history
         self.groups: dict[str, GroupStats] = {}
-        self.topic_history: dict[str, deque[tuple[float, int]]] = {}
+        # per topic: (t, records appended, bytes appended) at each sample
+        self.topic_history: dict[str, deque[tuple[float, int, int]]] = {}
         self.marks: deque[dict[str, Any]] = deque(maxlen=500)
 
     def stats(self, group: str) -> GroupStats:

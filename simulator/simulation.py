@@ -442,7 +442,7 @@ class Simulation(Scheduler):
             hist = m.topic_history.get(topic.name)
             if hist is None:
                 hist = m.topic_history[topic.name] = deque(maxlen=m.history_len)
-            hist.append((now, topic.produced))
+            hist.append((now, topic.produced, topic.bytes_produced))
         for sender in self._senders():  # the send paths' ack times, folded like the rest
             sender.flush()
             sender.ack_ms.fold_at(FOLD_AT)
@@ -542,13 +542,17 @@ class Simulation(Scheduler):
     def topic_state(self, topic: Topic) -> dict[str, Any]:
         hist = self.metrics_observer.topic_history.get(topic.name)
         if hist and len(hist) >= 2:
-            (t0, p0), (t1, p1) = hist[-2], hist[-1]
-            throughput = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+            (t0, p0, b0), (t1, p1, b1) = hist[-2], hist[-1]
+            span = t1 - t0
+            throughput = (p1 - p0) / span if span > 0 else 0.0
+            bytes_rate = (b1 - b0) / span if span > 0 else 0.0
         else:
             throughput = topic.produced / self.now if self.now else 0.0
+            bytes_rate = topic.bytes_produced / self.now if self.now else 0.0
         return {
             "produced": topic.produced,
             "bytes_produced": topic.bytes_produced,
+            "bytes_per_s": round(bytes_rate, 1),
             "bytes_stored": topic.bytes_stored,
             "stored": topic.stored,
             "throughput": round(throughput, 3),

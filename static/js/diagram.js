@@ -42,6 +42,13 @@
     return String(n);
   }
 
+  function bytesText(n) {
+    if (n >= 1e9) return (n / 1e9).toFixed(1) + " GB";
+    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+    if (n >= 1e3) return (n / 1e3).toFixed(1) + " kB";
+    return Math.round(n) + " B";
+  }
+
   function rateText(r) {
     if (r >= 100) return Math.round(r) + "/s";
     if (r >= 10) return r.toFixed(1).replace(/\.0$/, "") + "/s";
@@ -779,7 +786,8 @@
         ctx.textAlign = "right";
         ctx.font = "11px " + F;
         ctx.fillStyle = th.muted;
-        ctx.fillText(rateText(t.throughput || 0) + " · " + (t.partitions || []).length + " partitions", b.x + b.w - 8, b.y + 17);
+        // records and bytes a second (the serialised payloads), partitions, bytes stored
+        ctx.fillText(fit(ctx, rateText(t.throughput || 0) + " · " + bytesText(t.bytes_per_s || 0) + "/s · " + (t.partitions || []).length + " partitions · " + bytesText(t.bytes_stored || 0) + " stored", b.w * 0.7), b.x + b.w - 8, b.y + 17);
         const parts = t.partitions || [];
         let maxLag = 0;
         for (const p of parts) for (const c of commits.get(name + "/" + p.index) || []) maxLag = Math.max(maxLag, p.end - c.committed);
