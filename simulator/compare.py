@@ -423,8 +423,9 @@ class Comparison:
         self.rate = producer.rate
         # The event side's order producer is driven from here, so both sides get the same orders.
         quiet = dataclasses.replace(producer, rate=0.0)
+        # the script plays through the comparison's switches (both sides), not the engine's
         self.sim = Simulation(
-            dataclasses.replace(scenario, producers=(quiet,)), self.seed, **kwargs
+            dataclasses.replace(scenario, producers=(quiet,), script=()), self.seed, **kwargs
         )
         self.producer = self.sim.producers[producer.name]
         self.topic = self.sim.topics[producer.topic]
@@ -465,7 +466,19 @@ class Comparison:
         self._epoch = 0
         for fault in scenario.faults:
             self.sim.at(fault.at, self._fault, fault)
+        for step in scenario.script:
+            self.sim.at(step.at, self._scripted, step.command)
         self._schedule_arrival()
+
+    def _scripted(self, command: Any) -> None:
+        """A step of the scenario's script, through the switches; one refused is said."""
+        try:
+            self._execute(dict(command))
+            what = f"script: {command.get('command')}"
+        except CommandError as e:
+            what = f"script: {command.get('command')} refused: {e}"
+        for hook in self.sim.on_status_changed:
+            hook(self.sim.now, "script", str(command.get("consumer", "")), what)
 
     def _fault(self, fault: FaultSpec) -> None:
         if fault.producer is not None:

@@ -277,33 +277,31 @@ def _broker_down_during_outage(delivery_timeout_ms: float | None) -> Variant:
 # --- 3. adding consumers without touching producers -----------------------------------------
 
 
-FRAUD = {
-    "name": "fraud",
-    "label": "Fraud Service",
-    "topics": ["orders"],
-    "events": ["OrderPlaced"],
-    "filter": {"field": "total", "op": ">", "value": 5000},
-    "processing": {"dist": "exponential", "mean_ms": 15},
-}
+def _fraud_step(doc: dict[str, Any]) -> dict[str, Any]:
+    """The script's step that deploys Fraud at t = 30."""
+    return next(s["command"] for s in doc["script"] if s["command"]["command"] == "consumer.add")
 
 
 def _fraud_run(seed: int | None, start: str, variant: Variant | None) -> dict[str, Any]:
-    sc = _scenario("lesson-fraud", variant)
-    # the preset's (or a variant's) lesson.fraud section changes the service deployed at t = 30
-    spec = {**FRAUD, **(sc.extra.get("lesson") or {}).get("fraud", {})}
+    def change(doc: dict[str, Any]) -> None:
+        if variant is not None:
+            variant(doc)
+        step = _fraud_step(doc)
+        step["consumer"].update((doc.get("lesson") or {}).get("fraud", {}))
+        if step["consumer"].get("delivery", "stream") == "stream":
+            step["from"] = start
+        else:
+            step.pop("from", None)  # a RabbitMQ queue declared now has no history to start from
+
+    sc = _scenario("lesson-fraud", change)
+    step = _fraud_step(dict(sc.source))
     sim = Simulation(sc, seed)
-    sim.run_until(30)
+    sim.run_until(29.99)  # the script deploys Fraud at t = 30
     before = list(sim.topics["orders"].partitions)
     big_before = sum(
         1 for p in before for r in p.records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000
     )
-    add: dict[str, Any] = {"command": "consumer.add", "consumer": spec}
-    if spec.get("delivery", "stream") == "stream":
-        add["from"] = start  # a RabbitMQ queue declared now has no history to start from
-    sim.apply(add)
-    sim.run_until(60)
-    sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
-    sim.run_until(62)
+    sim.run_until(62)  # and stops the orders at t = 60
     records = [r for p in sim.topics["orders"].partitions for r in p.records]
     big = sum(1 for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000)
     fraud = sim.groups["fraud"]
@@ -313,11 +311,13 @@ def _fraud_run(seed: int | None, start: str, variant: Variant | None) -> dict[st
         "big_total": big,
         "big_before": big_before,
         "orders": len(records),
-        "how": "from earliest" if "from" in add else "with a new RabbitMQ queue",
+        "how": "from earliest"
+        if "from" in step and start == "earliest"
+        else ("from latest" if "from" in step else "with a new RabbitMQ queue"),
         "flagged_before": sum(
             1 for r in records if r[PAYLOAD] and r[PAYLOAD]["total"] > 5000 and r[TS] < 30
         )
-        if "from" in add and start == "earliest"
+        if step.get("from") == "earliest"
         else 0,
     }
 
@@ -366,7 +366,8 @@ def _producer_changes(seed: int | None) -> dict[str, int]:
     """Deploy Fraud in lesson 1's comparison: how often each side's checkout code changed."""
     cmp = Comparison(_scenario("sync-vs-events"), seed)
     cmp.run_until(1)
-    cmp.apply({"command": "service.add", "consumer": {**FRAUD, "topics": ["orders"]}})
+    fraud = _fraud_step(_doc("lesson-fraud"))["consumer"]
+    cmp.apply({"command": "service.add", "consumer": {**fraud, "topics": ["orders"]}})
     st = cmp.state()
     return {"events": st["events"]["producer_changes"], "sync": st["sync"]["producer_changes"]}
 
@@ -409,10 +410,7 @@ def measure_schema_contract(seed: int | None = None, variant: Variant | None = N
                 row[label] = "rejected: " + "; ".join(e.reasons)
         verdicts[mode.value] = row
     sim = Simulation(sc, seed)
-    sim.run_until(30)
-    for name in sim.producers:  # then let what is in flight finish, so every event is counted
-        sim.apply({"command": "producer.rate", "producer": name, "value": 0})
-    sim.run_until(32)
+    sim.run_until(32)  # the script stops the producers at 30; what is in flight finishes
     email, billing = sim.groups["email"], sim.groups["billing"]
     renamed_p = sim.producers["checkout-renamed"]
     legacy = sim.producers["legacy-export"].produced
@@ -889,15 +887,13 @@ def measure_ecommerce_flow(seed: int | None = None, variant: Variant | None = No
 
 def measure_operations(seed: int | None = None, variant: Variant | None = None) -> Answer:
     sim = Simulation(_scenario("lesson-operations", variant), seed)
-    sim.run_until(30)
+    sim.run_until(29.9)  # the script redrives and stops the orders at t = 30
     payment = sim.groups["payment"]
     parked = len(payment.dead_letters)
     retrying_at_30 = payment.retrying + payment.waiting_retry()
     peak_lag = max((row[1] for row in payment.stats.history), default=0)
     reasons = {d.reason for d in payment.dead_letters}
     attempts = {d.attempts for d in payment.dead_letters}
-    sim.apply({"command": "dead_letters.redrive", "consumer": "payment"})
-    sim.apply({"command": "producer.rate", "producer": "order-service", "value": 0})
     sim.run_until(90)
     orders = sim.producers["order-service"].produced
     paid = _unique(payment)
@@ -1155,9 +1151,10 @@ def _lessons() -> tuple[Lesson, ...]:
             "lesson-fraud",
             "simulation",
             (
-                "Start the run; at t = 30 add a service: name fraud, topic orders, filter total > "
-                "5000, from earliest.",
-                "Reset and do it again from latest. Compare how many orders Fraud flagged.",
+                "Start the run; at t = 30 the Fraud service is deployed, from earliest, with the "
+                "filter total > 5000 (the script does it; you could add it yourself).",
+                "Reset, and add it yourself from latest instead. Compare how many orders Fraud "
+                "flagged.",
                 "Check the producer's change count: it stays 0.",
             ),
             "Fraud is deployed at t = 30 from earliest. Which orders does it check?",
@@ -1397,7 +1394,8 @@ def _lessons() -> tuple[Lesson, ...]:
             (
                 "Start; at t = 10 Payment's card processor starts failing every call.",
                 "Watch retries, then dead letters pile up; open one to see its reason and offset.",
-                "After t = 20 press Redrive: every order gets paid.",
+                "At t = 30, after the fix, the dead letters are redriven (the Redrive button does "
+                "the same) and orders stop: every order gets paid.",
             ),
             "Orders that fail all their retries: what happens to them?",
             (

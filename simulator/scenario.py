@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .commands import ENGINE_COMMANDS
 from .distributions import DISTRIBUTIONS, TEXT_MAX, VALUE_KINDS, LatencySpec
 from .schema import (
     Compatibility,
@@ -244,11 +245,24 @@ class FaultSpec:
 
 
 @dataclass(frozen=True)
+class ScriptStep:
+    """A command the run applies by itself at a simulated time (a lesson's steps, played)."""
+
+    at: float
+    command: Mapping[str, Any]
+
+
+SCRIPT_LIMIT = 100  # steps a scenario's script may have
+SCRIPT_COMMAND_BYTES = 20_000  # what one scripted command may weigh, as JSON
+
+
+@dataclass(frozen=True)
 class Scenario:
     topics: tuple[TopicSpec, ...]
     producers: tuple[ProducerSpec, ...]
     consumers: tuple[ConsumerSpec, ...]
     faults: tuple[FaultSpec, ...] = ()
+    script: tuple[ScriptStep, ...] = ()
     seed: int = 1
     duration: float = 60.0
     name: str = ""
@@ -898,12 +912,48 @@ TOP_FIELDS: tuple[str, ...] = (
     "producers",
     "consumers",
     "faults",
+    "script",
     "chain",
     "lesson",
     "sync",
     "schemas",
     "broker",
 )
+
+
+def _script_step(v: _V, value: Any, path: str) -> ScriptStep | None:
+    """``{at: 30, command: {command: dead_letters.redrive, consumer: payment}}``: the command is
+    checked when it runs, as any command is; here only that it is one, and its size."""
+    d = v.mapping(value, path)
+    if d is None:
+        return None
+    v.known(d, path, ("at", "command"))
+    if "at" not in d:
+        v.err(_join(path, "at"), "is required: the simulated time the command runs at")
+        return None
+    at = v.number(d, "at", path, ge=0, le=LIMITS["duration"])
+    cp = _join(path, "command")
+    command = v.mapping(d.get("command"), cp)
+    if command is None or at is None:
+        return None
+    name = command.get("command")
+    if name not in ENGINE_COMMANDS:
+        v.err(
+            _join(cp, "command"),
+            f"must be one of the engine's commands ({', '.join(ENGINE_COMMANDS)}), got {name!r}",
+        )
+        return None
+    try:
+        weight = len(json.dumps(command))
+    except (TypeError, ValueError):
+        v.err(cp, "must be plain JSON data")
+        return None
+    if weight > SCRIPT_COMMAND_BYTES:
+        v.err(
+            cp, f"is {weight:,} bytes as JSON; a scripted command may have {SCRIPT_COMMAND_BYTES:,}"
+        )
+        return None
+    return ScriptStep(at=float(at), command=dict(command))
 
 
 def parse_scenario(doc: Any) -> Scenario:
@@ -956,6 +1006,11 @@ def parse_scenario(doc: Any) -> Scenario:
     ]
     faults = [
         f for p, x in v.items(d, "faults", "", required=False, limit=1000) if (f := _fault(v, x, p))
+    ]
+    script = [
+        step
+        for p, x in v.items(d, "script", "", required=False, limit=SCRIPT_LIMIT)
+        if (step := _script_step(v, x, p))
     ]
     chain: tuple[str, ...] = ()
     if "chain" in d:
@@ -1013,6 +1068,7 @@ def parse_scenario(doc: Any) -> Scenario:
         producers=tuple(producers),
         consumers=tuple(consumers),
         faults=tuple(sorted(faults, key=lambda f: f.at)),
+        script=tuple(sorted(script, key=lambda s: s.at)),
         seed=seed,
         duration=duration,
         name=name,

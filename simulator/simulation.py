@@ -125,6 +125,8 @@ class Simulation(Scheduler):
             self._add_group(spec, spec.start)
         for fault in scenario.faults:
             self.at(fault.at, self._fault, fault)
+        for step in scenario.script:
+            self.at(step.at, self._scripted, step.command)
         for producer in self.producers.values():
             producer.start()
         self.after(scenario.sample_interval_s, self._sample, None)
@@ -310,6 +312,19 @@ class Simulation(Scheduler):
         for hook in self.on_command_applied:
             hook(self.now, command)
         return result
+
+    def _scripted(self, command: Any) -> None:
+        """A step of the scenario's script: applied like a command, not logged (a replay gets
+        it from the scenario). One the run cannot take now is said, and the run goes on."""
+        name = command.get("command")
+        target = command.get("consumer") or command.get("producer") or command.get("topic") or ""
+        try:
+            self._execute(dict(command))
+            what = f"script: {name}"
+        except CommandError as e:
+            what = f"script: {name} refused: {e}"
+        for hook in self.on_status_changed:
+            hook(self.now, "script", str(target), what)
 
     def _execute(self, cmd: Any) -> dict[str, Any]:
         name = command_name(cmd)

@@ -66,7 +66,7 @@ def test_validation_names_the_field_path_and_the_problem() -> None:
         (
             "colour",
             "unknown field (known fields: seed, name, description, duration, "
-            "sample_interval_s, topics, producers, consumers, faults, chain, lesson, "
+            "sample_interval_s, topics, producers, consumers, faults, script, chain, lesson, "
             "sync, schemas, broker)",
         ),
         ("topics[0].partitions", "must be >= 1"),

@@ -1,0 +1,71 @@
+"""Live equals measured: "Open it live" runs the lesson's preset, whose script plays the
+lesson's steps at the times the measurement uses, with the same seed; the live run reaches the
+numbers the answer states."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from django.test import AsyncClient
+
+from simulator.lessons import PRESETS, lesson
+from tests.web_helpers import stop_all_runners
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _runners() -> AsyncIterator[None]:
+    yield
+    await stop_all_runners()
+
+
+async def _live_state(slug: str, until: float) -> dict[str, Any]:
+    """The lesson's preset run live (as "Open it live" does) to ``until``; its snapshot."""
+    found = lesson(slug)
+    assert found is not None
+    doc = yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text())
+    client = AsyncClient()
+    r = await client.post("/api/simulations", json.dumps(doc), content_type="application/json")
+    assert r.status_code == 201, r.content
+    body = r.json()
+    r = await client.post(
+        f"/api/simulations/{body['id']}/commands",
+        json.dumps({"command": "step", "value": until}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {body['control_token']}"},
+    )
+    assert r.status_code == 200, r.content
+    state: dict[str, Any] = r.json()["state"]
+    assert state["t"] == pytest.approx(until)
+    return state
+
+
+async def test_operations_live_reaches_the_measured_redrive() -> None:
+    answer = lesson("operations").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("operations", 90)
+    payment = st["groups"]["payment"]
+    assert st["producers"]["order-service"]["produced"] == answer.data["orders"]
+    assert payment["processed"] - payment["duplicates"] == answer.data["paid"]
+    assert payment["dead_letters_waiting"] == 0
+    assert payment["redriven"] == answer.data["parked"]
+    assert any(m["status"] == "script: dead_letters.redrive" for m in st["marks"])
+
+
+async def test_schema_contract_live_reaches_the_measured_refusals_and_dead_letters() -> None:
+    answer = lesson("schema-contract").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("schema-contract", 32)
+    assert st["producers"]["checkout-renamed"]["rejected"] == answer.data["rejected"]
+    assert st["groups"]["email"]["dead_lettered"] == answer.data["email_dead"]
+    assert st["groups"]["billing"]["dead_lettered"] == answer.data["billing_dead"]
+    assert st["groups"]["email"]["processed"] == answer.data["email_processed"]
+
+
+async def test_adding_consumers_live_deploys_fraud_and_flags_what_was_measured() -> None:
+    answer = lesson("adding-consumers").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("adding-consumers", 62)
+    assert st["groups"]["fraud"]["processed"] == answer.data["earliest"]["flagged"]
