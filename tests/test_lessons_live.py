@@ -69,3 +69,30 @@ async def test_adding_consumers_live_deploys_fraud_and_flags_what_was_measured()
     answer = lesson("adding-consumers").measure(None)  # type: ignore[union-attr]
     st = await _live_state("adding-consumers", 62)
     assert st["groups"]["fraud"]["processed"] == answer.data["earliest"]["flagged"]
+
+
+async def test_temporal_decoupling_live_reaches_the_measured_outage() -> None:
+    answer = lesson("temporal-decoupling").measure(None)  # type: ignore[union-attr]
+    found = lesson("temporal-decoupling")
+    assert found is not None and found.live == "compare"
+    doc = yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text())
+    client = AsyncClient()
+    r = await client.post(
+        "/api/simulations?mode=compare", json.dumps(doc), content_type="application/json"
+    )
+    assert r.status_code == 201, r.content
+    body = r.json()
+    r = await client.post(
+        f"/api/simulations/{body['id']}/commands",
+        json.dumps({"command": "step", "value": 90}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {body['control_token']}"},
+    )
+    assert r.status_code == 200, r.content
+    st = r.json()["state"]
+    plain = answer.data["plain"]
+    email = st["events"]["groups"]["email"]
+    assert st["orders"] == plain["orders"]
+    assert email["processed"] == plain["processed"]
+    assert email["duplicates"] == plain["duplicates"]
+    assert st["sync"]["checkout_errors"] == plain["sync_errors"]
