@@ -12,7 +12,7 @@ import pytest
 import yaml
 from django.test import AsyncClient
 
-from simulator.lessons import PRESETS, lesson
+from simulator.lessons import PRESETS, lesson, with_script
 from tests.web_helpers import stop_all_runners
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,3 +96,44 @@ async def test_temporal_decoupling_live_reaches_the_measured_outage() -> None:
     assert email["processed"] == plain["processed"]
     assert email["duplicates"] == plain["duplicates"]
     assert st["sync"]["checkout_errors"] == plain["sync_errors"]
+
+
+async def test_open_it_live_from_a_lesson_adds_the_lessons_steps_to_its_preset() -> None:
+    from asgiref.sync import sync_to_async
+    from django.test import Client
+
+    from dashboard.models import SimulationRecord
+
+    def open_live() -> SimulationRecord:
+        response = Client().post(
+            "/compare/", {"preset": "sync-vs-events", "lesson": "events-commands-queries"}
+        )
+        assert response.status_code == 302, response.content
+        return SimulationRecord.objects.latest("created")
+
+    record = await sync_to_async(open_live)()
+    found = lesson("events-commands-queries")
+    assert found is not None and found.script
+    assert record.scenario["script"] == [dict(step) for step in found.script]
+
+
+async def test_events_commands_queries_live_plays_the_slowdowns_it_measures() -> None:
+    found = lesson("events-commands-queries")
+    assert found is not None
+    answer = found.measure(None)
+    doc = with_script(yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text()), found.script)
+    client = AsyncClient()
+    r = await client.post(
+        "/api/simulations?mode=compare", json.dumps(doc), content_type="application/json"
+    )
+    body = r.json()
+    r = await client.post(
+        f"/api/simulations/{body['id']}/commands",
+        json.dumps({"command": "step", "value": 95}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {body['control_token']}"},
+    )
+    st = r.json()["state"]
+    assert st["orders"] == answer.data["orders"]
+    marks = [m["status"] for m in st["marks"] if m["target"] == "script"]
+    assert marks == ["script: consumer.delay", "script: consumer.delay"]
