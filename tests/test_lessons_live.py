@@ -25,12 +25,16 @@ async def _runners() -> AsyncIterator[None]:
 
 
 async def _live_state(slug: str, until: float) -> dict[str, Any]:
-    """The lesson's preset run live (as "Open it live" does) to ``until``; its snapshot."""
+    """The lesson's preset run live as "Open it live" does (its lesson's steps added), in the
+    lesson's mode, to ``until``; its snapshot."""
     found = lesson(slug)
     assert found is not None
-    doc = yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text())
+    doc = with_script(yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text()), found.script)
+    query = "?mode=compare" if found.live == "compare" else ""
     client = AsyncClient()
-    r = await client.post("/api/simulations", json.dumps(doc), content_type="application/json")
+    r = await client.post(
+        "/api/simulations" + query, json.dumps(doc), content_type="application/json"
+    )
     assert r.status_code == 201, r.content
     body = r.json()
     r = await client.post(
@@ -73,23 +77,7 @@ async def test_adding_consumers_live_deploys_fraud_and_flags_what_was_measured()
 
 async def test_temporal_decoupling_live_reaches_the_measured_outage() -> None:
     answer = lesson("temporal-decoupling").measure(None)  # type: ignore[union-attr]
-    found = lesson("temporal-decoupling")
-    assert found is not None and found.live == "compare"
-    doc = yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text())
-    client = AsyncClient()
-    r = await client.post(
-        "/api/simulations?mode=compare", json.dumps(doc), content_type="application/json"
-    )
-    assert r.status_code == 201, r.content
-    body = r.json()
-    r = await client.post(
-        f"/api/simulations/{body['id']}/commands",
-        json.dumps({"command": "step", "value": 90}),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {body['control_token']}"},
-    )
-    assert r.status_code == 200, r.content
-    st = r.json()["state"]
+    st = await _live_state("temporal-decoupling", 90)
     plain = answer.data["plain"]
     email = st["events"]["groups"]["email"]
     assert st["orders"] == plain["orders"]
@@ -118,22 +106,8 @@ async def test_open_it_live_from_a_lesson_adds_the_lessons_steps_to_its_preset()
 
 
 async def test_events_commands_queries_live_plays_the_slowdowns_it_measures() -> None:
-    found = lesson("events-commands-queries")
-    assert found is not None
-    answer = found.measure(None)
-    doc = with_script(yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text()), found.script)
-    client = AsyncClient()
-    r = await client.post(
-        "/api/simulations?mode=compare", json.dumps(doc), content_type="application/json"
-    )
-    body = r.json()
-    r = await client.post(
-        f"/api/simulations/{body['id']}/commands",
-        json.dumps({"command": "step", "value": 95}),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {body['control_token']}"},
-    )
-    st = r.json()["state"]
+    answer = lesson("events-commands-queries").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("events-commands-queries", 95)
     assert st["orders"] == answer.data["orders"]
     marks = [m["status"] for m in st["marks"] if m["target"] == "script"]
     assert marks == ["script: consumer.delay", "script: consumer.delay"]
