@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from simulator import load_scenario
 from simulator.cli import PRESETS
-from simulator.lessons import lesson, with_script
+from simulator.lessons import lesson
 
 from . import services
 from .forms import command_from_form
@@ -87,14 +86,10 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
         return redirect("home")
     doc: Any = text
     found = lesson(request.POST.get("lesson", ""))
-    if (
-        found is not None
-        and found.script
-        and found.preset == slug
-        and not request.POST.get("scenario")
-    ):
-        # "Open it live" from a lesson: its preset plays the lesson's steps, as measured
-        doc = with_script(yaml.safe_load(text), found.script)
+    if found is not None and found.preset == slug and not request.POST.get("scenario"):
+        # "Open it live" from a lesson: its preset, set up and playing the lesson's steps, as
+        # the lesson measured it
+        doc = found.live_doc()
     scenario, errors = services.parse_scenario_or_errors(doc)
     seed = _int_or_none(request.POST.get("seed"))
     if scenario is not None and mode == "compare" and not scenario.chain:

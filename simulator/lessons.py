@@ -90,6 +90,16 @@ class Lesson:
     # the lesson's steps the run plays by itself (added to its preset's script), so that the
     # live run ("Open it live") is the measured one
     script: tuple[dict[str, Any], ...] = ()
+    # what the lesson adds to its preset besides steps (lesson 9: a synchronous chain beside
+    # the flow, to compare checkout's return with), for the measurement and the live run alike
+    setup: Variant | None = None
+
+    def live_doc(self) -> dict[str, Any]:
+        """The scenario "Open it live" runs: the preset, set up, with the lesson's steps."""
+        doc = with_script(copy.deepcopy(_doc(self.preset)), self.script)
+        if self.setup is not None:
+            self.setup(doc)
+        return doc
 
     def scenario(self) -> Scenario:
         return load_scenario(PRESETS / f"{self.preset}.yaml")
@@ -857,13 +867,16 @@ class Confirmations(Observer):
             self.first.setdefault(order, t)
 
 
-def _ecommerce_compared(variant: Variant | None) -> Variant:
-    """The e-commerce flow, with a synchronous chain beside it so that checkout's return is
-    measured per order (the event side is the flow itself)."""
+def _beside_a_chain(doc: dict[str, Any]) -> None:
+    """The e-commerce flow with a synchronous chain beside it (a comparison), so that
+    checkout's return is measured per order: the event side is the flow itself."""
+    doc.setdefault("chain", ["payment", "inventory"])
+    doc.setdefault("sync", {"hop_ms": 2, "timeout_ms": 5000})
 
+
+def _ecommerce_compared(variant: Variant | None) -> Variant:
     def change(doc: dict[str, Any]) -> None:
-        doc.setdefault("chain", ["payment", "inventory"])
-        doc.setdefault("sync", {"hop_ms": 2, "timeout_ms": 5000})
+        _beside_a_chain(doc)
         if variant is not None:
             variant(doc)
 
@@ -918,7 +931,12 @@ def measure_ecommerce_flow(seed: int | None = None, variant: Variant | None = No
         claim_holds=(
             both == {"OrderPlaced", "PaymentProcessed"} and fulfilled > 0 and correct == "step1"
         ),
-        data={"p50_ms": p, "confirmed_before_return": after, "orders": measured},
+        data={
+            "p50_ms": p,
+            "confirmed_before_return": after,
+            "orders": measured,
+            "checkout_p50": checkout["p50"],
+        },
     )
 
 
@@ -1405,7 +1423,7 @@ def _lessons() -> tuple[Lesson, ...]:
                 "6. Analytics consumes all events.",
             ),
             "ecommerce",
-            "simulation",
+            "compare",
             (
                 "Start the flow and watch events fan out through the broker.",
                 "Take Fulfillment down: checkout and payments carry on.",
@@ -1416,7 +1434,8 @@ def _lessons() -> tuple[Lesson, ...]:
                 ("later", "after a later step (payment, stock) is confirmed"),
             ),
             measure_ecommerce_flow,
-            {
+            setup=_beside_a_chain,
+            variants={
                 "request-reply": (
                     "checkout waits for a reply event from every service that consumes "
                     "OrderPlaced (Payment among them)",

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import yaml
 from django.test import AsyncClient
 
-from simulator.lessons import PRESETS, lesson, with_script
+from simulator.lessons import lesson
 from tests.web_helpers import stop_all_runners
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +28,7 @@ async def _live_state(slug: str, until: float) -> dict[str, Any]:
     lesson's mode, to ``until``; its snapshot."""
     found = lesson(slug)
     assert found is not None
-    doc = with_script(yaml.safe_load((PRESETS / f"{found.preset}.yaml").read_text()), found.script)
+    doc = found.live_doc()
     query = "?mode=compare" if found.live == "compare" else ""
     client = AsyncClient()
     r = await client.post(
@@ -111,3 +110,39 @@ async def test_events_commands_queries_live_plays_the_slowdowns_it_measures() ->
     assert st["orders"] == answer.data["orders"]
     marks = [m["status"] for m in st["marks"] if m["target"] == "script"]
     assert marks == ["script: consumer.delay", "script: consumer.delay"]
+
+
+async def test_ecommerce_flow_live_is_the_measured_comparison() -> None:
+    answer = lesson("ecommerce-flow").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("ecommerce-flow", 120)
+    assert st["events"]["checkout_ms"]["p50"] == pytest.approx(answer.data["checkout_p50"])
+
+
+async def test_fat_thin_live_stores_the_measured_bytes() -> None:
+    answer = lesson("fat-thin-events").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("fat-thin-events", 60)
+    assert st["topics"]["orders-fat"]["bytes_stored"] == answer.data["fat_stored"]
+    assert st["topics"]["orders-thin"]["bytes_stored"] == answer.data["thin_stored"]
+
+
+async def test_scale_live_delivers_what_was_measured() -> None:
+    answer = lesson("scale").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("scale", 30)
+    assert st["producers"]["trip-service"]["produced"] == answer.data["produced"]
+    assert sum(g["processed"] for g in st["groups"].values()) == answer.data["deliveries"]
+
+
+async def test_open_it_live_sets_up_lesson_9_as_a_comparison() -> None:
+    from asgiref.sync import sync_to_async
+    from django.test import Client
+
+    from dashboard.models import SimulationRecord
+
+    def open_live() -> SimulationRecord:
+        response = Client().post("/compare/", {"preset": "ecommerce", "lesson": "ecommerce-flow"})
+        assert response.status_code == 302, response.content
+        return SimulationRecord.objects.latest("created")
+
+    record = await sync_to_async(open_live)()
+    assert record.mode == "compare"
+    assert record.scenario["chain"] == ["payment", "inventory"]
