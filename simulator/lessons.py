@@ -105,6 +105,11 @@ class Lesson:
         return load_scenario(PRESETS / f"{self.preset}.yaml")
 
 
+def _n(count: int, word: str, plural: str = "") -> str:
+    """``3 retries``, ``1 retry``: a count with its noun in the right number."""
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
+
+
 def _ms(x: float) -> str:
     return f"{x:,.0f} ms" if x >= 10 else f"{x:,.1f} ms"
 
@@ -382,7 +387,8 @@ def measure_adding_consumers(seed: int | None = None, variant: Variant | None = 
             f"latest it read only the "
             f"{late['seen']:,} new orders and flagged {late['flagged']:,}. Deploying Fraud beside "
             f"a synchronous chain (lesson 1's comparison) changed the order service's code "
-            f"{changes['sync']} time(s) there and {changes['events']} time(s) on the event side."
+            f"{_n(changes['sync'], 'time')} there and {_n(changes['events'], 'time')} on the "
+            f"event side."
         ),
         facts=(
             ("orders over $5,000 in the log", f"{early['big_total']:,}"),
@@ -694,8 +700,9 @@ def measure_correlation_ids(seed: int | None = None, variant: Variant | None = N
         correct=correct,
         summary=(
             f"The slowest order (correlation id {cid}) took {_ms(best[0] * 1000)} from "
-            f"OrderPlaced to its last hop, across {len({h['service'] for h in hops} - {''})} "
-            f"services and {retries} retries. Summed over every hop: "
+            f"OrderPlaced to its last hop, across "
+            f"{_n(len({h['service'] for h in hops} - {''}), 'service')} and "
+            f"{_n(retries, 'retry', 'retries')}. Summed over every hop: "
             f"{_ms(waiting * 1000)} waiting in the broker, {_ms(processing * 1000)} being "
             f"processed, {_ms(backoff * 1000)} in retry backoff (hops in parallel services "
             f"overlap, so the parts may add up to more than the journey). Without the "
@@ -982,7 +989,7 @@ def measure_operations(seed: int | None = None, variant: Variant | None = None) 
         correct=correct,
         summary=(
             f"Between t = 10 and 20 every payment attempt failed: {fate}. Payment's lag peaked "
-            f"at {peak_lag:,}; {len(payment.dead_letters)} dead letters remain to redrive, "
+            f"at {peak_lag:,}; {_n(len(payment.dead_letters), 'dead letter')} left to redrive, "
             f"{paid:,} of {orders:,} orders were paid and {confirmed:,} confirmed."
         ),
         facts=(
@@ -1076,8 +1083,8 @@ def measure_scale(seed: int | None = None, variant: Variant | None = None) -> An
             f"{per_trip:.1f} records per trip ({produced:,} trips); with one service fewer it "
             f"published {per_trip_before:.1f}, so the last one cost it {cost}. The broker "
             f"delivered {total:,} events in all, {total / max(1, produced):,.0f} per trip, and "
-            f"every service kept up (the furthest behind was {behind} records from the end of "
-            f"its log)."
+            f"every service kept up (the furthest behind was {_n(behind, 'record')} from the "
+            f"end of its log)."
         ),
         facts=(
             ("consumer services", str(len(groups))),
