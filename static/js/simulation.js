@@ -665,7 +665,7 @@
       make("span", "dlq-entry__reason", d.reason),
       make("span", "muted", d.attempts + (d.attempts === 1 ? " attempt" : " attempts")),
       make("span", "mono muted", "from " + d.topic + "/" + d.partition + " @ " + d.offset),
-      make("span", "mono muted", "→ " + d.destination + (d.destination.endsWith(".DLT") ? "/" + d.dl_partition + " @ " + d.dl_offset : " #" + d.dl_offset))
+      make("span", "mono muted", "→ " + d.destination + (/(\.DLT|-dlt)$/.test(d.destination) ? "/" + d.dl_partition + " @ " + d.dl_offset : " #" + d.dl_offset))
     );
     const detail = make("div", "dlq-entry__detail");
     const pre = make("pre", "payload dlq-entry__payload");
