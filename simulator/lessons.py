@@ -8,8 +8,10 @@ prediction was right - from what the simulation measured. Nothing here is a hard
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from math import inf
 from pathlib import Path
 from typing import Any
@@ -145,9 +147,11 @@ def _p50(values: list[float]) -> float:
 
 
 def measure_events_commands_queries(
-    seed: int | None = None, variant: Variant | None = None
+    seed: int | None = None,
+    variant: Variant | None = None,
+    script: tuple[dict[str, Any], ...] = EVENTS_SCRIPT,
 ) -> Answer:
-    cmp = Comparison(_scenario("sync-vs-events", variant, EVENTS_SCRIPT), seed)
+    cmp = Comparison(_scenario("sync-vs-events", variant, script), seed)
     cmp.run_until(SLOW_EMAIL_AT - 0.001)
     # commands sent per order while every service answers in time (later, timeouts cut the
     # chain short)
@@ -656,8 +660,12 @@ CORRELATION_SCRIPT: tuple[dict[str, Any], ...] = (
 )
 
 
-def measure_correlation_ids(seed: int | None = None, variant: Variant | None = None) -> Answer:
-    sim = Simulation(_scenario("ecommerce", variant, CORRELATION_SCRIPT), seed, trace=True)
+def measure_correlation_ids(
+    seed: int | None = None,
+    variant: Variant | None = None,
+    script: tuple[dict[str, Any], ...] = CORRELATION_SCRIPT,
+) -> Answer:
+    sim = Simulation(_scenario("ecommerce", variant, script), seed, trace=True)
     sim.run_until(60)
     assert sim.tracer is not None
     best: tuple[float, int] = (-1.0, 0)
@@ -1122,403 +1130,148 @@ def _point_to_point(doc: dict[str, Any]) -> None:
     doc["consumers"] = kept
 
 
-LESSONS: tuple[Lesson, ...] = ()  # filled below
+# --- lessons as data ---------------------------------------------------------------------
+
+LESSON_DIR = PRESETS / "lessons"
+
+# What a lesson's data file names: its measurement, the systems it may be compared with, and
+# what it sets up. A data file may also declare its measurement and variants (see
+# docs/lessons.md), without any of these.
+MEASURES: dict[str, Callable[..., Answer]] = {
+    "events_commands_queries": measure_events_commands_queries,
+    "temporal_decoupling": measure_temporal_decoupling,
+    "adding_consumers": measure_adding_consumers,
+    "schema_contract": measure_schema_contract,
+    "eventual_consistency": measure_eventual_consistency,
+    "correlation_ids": measure_correlation_ids,
+    "fat_thin": measure_fat_thin,
+    "event_sourcing": measure_event_sourcing,
+    "ecommerce_flow": measure_ecommerce_flow,
+    "operations": measure_operations,
+    "scale": measure_scale,
+}
+CHANGES: dict[str, Variant] = {
+    "request-reply-all": _events_await("all"),
+    "request-reply-first": _events_await("first"),
+    "broker-down": _broker_down_during_outage(5000),
+    "broker-down-waiting": _broker_down_during_outage(None),
+    "queue": _fraud_through_a_queue,
+    "compatibility-none": _compatibility("NONE"),
+    "fast": _processing(payment=1, inventory=1),
+    "quick": _processing(payment=20, inventory=10),
+    "fast-payment": _processing(payment=2),
+    "long-backoff": _payment_retry_queue,
+    "slow-payment": _payment_slow_no_queueing,
+    "tolerant-reader": _tolerant_reader,
+    "payment-down": _payment_fails,
+    "reserve-first": _reacts_to_placed("inventory"),
+    "ship-first": _reacts_to_placed("shipping"),
+    "request-reply": _events_await("all"),
+    "retry-longer": _payment_retries(100),
+    "short-retention": _orders_retention(3),
+    "point-to-point": _point_to_point,
+}
+SETUPS: dict[str, Variant] = {"beside_a_chain": _beside_a_chain}
+
+
+class LessonError(ValueError):
+    """A lesson data file that cannot be used: says which file and what is wrong."""
+
+
+def _setter(changes: dict[str, Any]) -> Variant:
+    """A variant declared as data: ``{"consumers.email.failure_rate": 1}`` sets a field of a
+    named consumer (producer, topic) or a top-level one."""
+
+    def change(doc: dict[str, Any]) -> None:
+        for path, value in changes.items():
+            parts = str(path).split(".")
+            target: Any = doc
+            if parts[0] in ("consumers", "producers", "topics") and len(parts) >= 3:
+                target = next(x for x in doc[parts[0]] if x["name"] == parts[1])
+                parts = parts[2:]
+            for key in parts[:-1]:
+                target = target.setdefault(key, {})
+            target[parts[-1]] = copy.deepcopy(value)
+
+    return change
+
+
+def _declared(spec: dict[str, Any], preset: str, script: tuple[dict[str, Any], ...]) -> Any:
+    """A measurement declared as data: run the preset to ``at`` and read ``read`` (a dotted
+    path in the snapshot, as GET /api/simulations/<id> returns it); the answer is the first
+    choice whose ``when`` (``> 0``, ``== 0``, ``< 5`` ...) holds."""
+    read, at, answers = str(spec["read"]), float(spec["at"]), list(spec["answers"])
+    ops = {
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+    }
+
+    def measure(seed: int | None = None, variant: Variant | None = None) -> Answer:
+        sim = Simulation(_scenario(preset, variant, script), seed)
+        sim.run_until(at)
+        value: Any = sim.snapshot()
+        for key in read.split("."):
+            value = value[key]
+        correct = ""
+        for a in answers:
+            op, limit = str(a["when"]).split()
+            if ops[op](float(value), float(limit)):
+                correct = str(a["choice"])
+                break
+        return Answer(
+            correct=correct,
+            summary=f"At t = {at:g} s, {read} was {value:,}.",
+            facts=((read, f"{value:,}"),),
+            claim_holds=correct == str(answers[0]["choice"]),
+            data={"value": value},
+        )
+
+    return measure
+
+
+def load_lesson(path: Path) -> Lesson:
+    """A lesson from its data file (YAML)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        script = tuple(doc.get("script") or ())
+        measure_spec = doc["measure"]
+        if isinstance(measure_spec, dict):
+            measure = _declared(measure_spec, doc["preset"], script)
+        else:
+            measure = MEASURES[measure_spec]
+            if "script" in inspect.signature(measure).parameters:
+                # the data file's steps are what the measurement plays (and the live run)
+                measure = partial(measure, script=script)
+        variants: dict[str, tuple[str, Variant]] = {}
+        for name, v in (doc.get("variants") or {}).items():
+            change = _setter(v["set"]) if "set" in v else CHANGES[v.get("change", name)]
+            variants[name] = (str(v["says"]), change)
+        return Lesson(
+            int(doc["number"]),
+            str(doc["slug"]),
+            str(doc["title"]),
+            tuple(doc["idea"]),
+            str(doc["preset"]),
+            str(doc.get("live", "simulation")),
+            tuple(doc["steps"]),
+            str(doc["question"]),
+            tuple((str(c["key"]), str(c["text"])) for c in doc["choices"]),
+            measure,
+            variants=variants,
+            script=script,
+            setup=SETUPS[doc["setup"]] if doc.get("setup") else None,
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise LessonError(f"{path.name}: {e.__class__.__name__}: {e}") from None
 
 
 def _lessons() -> tuple[Lesson, ...]:
-    return (
-        Lesson(
-            1,
-            "events-commands-queries",
-            "Events, commands and queries",
-            (
-                "A command says \u201cdo this\u201d and expects an outcome (ReserveStock). A query "
-                "says \u201ctell me this\u201d and expects data back (GetStock). An event says "
-                "\u201cthis happened\u201d (OrderPlaced) - an immutable fact, named in the past "
-                "tense - and expects no response.",
-                "Here checkout sends two commands down a synchronous chain and waits for each "
-                "reply, and, on the other side, emits one event to the broker.",
-            ),
-            "sync-vs-events",
-            "compare",
-            (
-                "Start the comparison and watch checkout's response time on both sides.",
-                "At t = 30 Email gets 300 ms slower (the run does it): which checkout notices? "
-                "At t = 60 every consumer does.",
-                "Add a Fraud service: which side had to change its producer?",
-            ),
-            "After emitting OrderPlaced, what does the Order service wait for?",
-            (
-                ("each", "a reply from every service that consumes it"),
-                ("ack", "only the broker's acknowledgement that the event is stored"),
-                ("first", "the first consumer to finish"),
-            ),
-            measure_events_commands_queries,
-            script=EVENTS_SCRIPT,
-            variants={
-                "request-reply-all": (
-                    "checkout waits for a reply event from every consumer",
-                    _events_await("all"),
-                ),
-                "request-reply-first": (
-                    "checkout waits for the first consumer's reply event",
-                    _events_await("first"),
-                ),
-            },
-        ),
-        Lesson(
-            2,
-            "temporal-decoupling",
-            "Temporal decoupling",
-            (
-                "Producers and consumers do not need to be alive at the same time. If the Email "
-                "Service restarts at 3 AM, it picks up where it left off when it comes back: the "
-                "event was already safely stored in the broker.",
-                "Delivery is at-least-once: work done but not committed when a service crashes is "
-                "delivered again. An idempotent consumer recognises it by its event id.",
-            ),
-            "lesson-outage",
-            "compare",
-            (
-                "Start, and at t = 20 watch Email crash: the producer carries on.",
-                "Watch Email's lag pile up, then drain from its committed offset after t = 50.",
-                "Compare with the synchronous chain on the left, which fails while Email is down.",
-            ),
-            "The Email service is down for 30 seconds. What happens to checkout on the event side?",
-            (
-                ("slower", "it slows down until Email is back"),
-                ("fails", "it fails: orders cannot be confirmed"),
-                ("unchanged", "nothing: it takes as long as before"),
-            ),
-            measure_temporal_decoupling,
-            {
-                "broker-down": (
-                    "the broker's partition leaders are down too while Email is, and the "
-                    "producer gives up after delivery.timeout.ms 5 s",
-                    _broker_down_during_outage(5000),
-                ),
-                "broker-down-waiting": (
-                    "the leaders are down too, and the producer waits (delivery.timeout.ms "
-                    "120 s, Kafka's default)",
-                    _broker_down_during_outage(None),
-                ),
-            },
-        ),
-        Lesson(
-            3,
-            "adding-consumers",
-            "Adding consumers without touching producers",
-            (
-                "The business wants orders over $5,000 flagged for review. In a synchronous "
-                "architecture you modify the Order service to call a new Fraud service. In EDA you "
-                "deploy Fraud, subscribe it to OrderPlaced, and you are done.",
-                "Where it starts reading is a choice: from earliest (it replays the history the "
-                "broker kept) or from latest (only new orders).",
-            ),
-            "lesson-fraud",
-            "simulation",
-            (
-                "Start the run; at t = 30 the Fraud service is deployed, from earliest, with the "
-                "filter total > 5000 (the script does it; you could add it yourself).",
-                "Reset, and add it yourself from latest instead. Compare how many orders Fraud "
-                "flagged.",
-                "Check the producer's change count: it stays 0.",
-            ),
-            "Fraud is deployed at t = 30 from earliest. Which orders does it check?",
-            (
-                ("new", "only orders placed after it was deployed"),
-                ("history", "every order the broker still holds, from the first"),
-            ),
-            measure_adding_consumers,
-            {
-                "queue": (
-                    "Fraud is deployed with a RabbitMQ queue bound to the orders",
-                    _fraud_through_a_queue,
-                ),
-            },
-        ),
-        Lesson(
-            4,
-            "schema-contract",
-            "The event schema contract",
-            (
-                "Because many consumers depend on event payloads, the schema becomes a public "
-                "contract. Breaking changes - removing a field, renaming a field, changing a "
-                "type - can silently break consumers.",
-                "A schema registry enforces the contract: incompatible versions are rejected at "
-                "publish time. During a migration window, OrderPlaced.v1 and OrderPlaced.v2 are "
-                "emitted in parallel; additive-only changes keep everyone reading.",
-            ),
-            "lesson-schema",
-            "simulation",
-            (
-                "Start the run: v1 and v2 orders flow in parallel; both services read both.",
-                "Watch the renamed producer: every publish is refused by the registry.",
-                "Open the dead letters: the export job that bypasses the registry breaks "
-                "every consumer.",
-            ),
-            "A team renames total to amount in OrderPlaced (v3). Under BACKWARD "
-            "compatibility, what happens?",
-            (
-                ("accepted", "the registry accepts it; consumers adapt"),
-                ("rejected", "the registry rejects it when they try to publish"),
-            ),
-            measure_schema_contract,
-            {
-                "compatibility-none": (
-                    "the registry checks no compatibility (NONE)",
-                    _compatibility("NONE"),
-                ),
-            },
-        ),
-        Lesson(
-            5,
-            "eventual-consistency",
-            "Eventual consistency",
-            (
-                "After OrderPlaced is emitted, the inventory is not reserved yet: Payment must "
-                "charge the card, then Inventory reserves the stock. For that window, a user may "
-                "see an order whose stock is not reserved.",
-            ),
-            "ecommerce",
-            "simulation",
-            (
-                "Start the e-commerce flow and open the event log, filtered by one correlation "
-                "id: find OrderPlaced, then InventoryReserved.",
-                "Slow the Payment service (x3): what happens to the window?",
-            ),
-            "For 95% of orders, how long after OrderPlaced is the stock reserved?",
-            (
-                ("under-10", "under 10 ms"),
-                ("10-100", "10 to 100 ms"),
-                ("100-1000", "100 ms to 1 s"),
-                ("over-1000", "more than 1 s"),
-            ),
-            measure_eventual_consistency,
-            {
-                "fast": (
-                    "Payment and Inventory take 1 ms each",
-                    _processing(payment=1, inventory=1),
-                ),
-                "quick": (
-                    "Payment takes 20 ms and Inventory 10 ms",
-                    _processing(payment=20, inventory=10),
-                ),
-                "fast-payment": ("Payment takes 2 ms", _processing(payment=2)),
-            },
-        ),
-        Lesson(
-            6,
-            "correlation-ids",
-            "Debugging with correlation ids",
-            (
-                "A bug shows in Service C, but the cause is an event from Service A, three hops "
-                "earlier. Every event carries its order's correlation id, and every event it "
-                "causes "
-                "keeps it: one id follows the order through every service.",
-            ),
-            "ecommerce",
-            "simulation",
-            (
-                "Start the e-commerce flow: Payment fails 15% of its attempts (the run sets its "
-                "failure rate to 0.15 at the start).",
-                "In the event log, enter a correlation id: its whole journey appears as a "
-                "timeline, retries and all.",
-            ),
-            "The slowest order of the run: where did most of its time go?",
-            (
-                ("broker", "waiting in the broker for a consumer"),
-                ("processing", "being processed"),
-                ("backoff", "waiting to be retried"),
-            ),
-            measure_correlation_ids,
-            script=CORRELATION_SCRIPT,
-            variants={
-                "long-backoff": (
-                    "Payment fails half its attempts and retries through a RabbitMQ queue "
-                    "after 3 s",
-                    _payment_retry_queue,
-                ),
-                "slow-payment": (
-                    "Payment takes 1.5 s on a queue with 64 consumers: no waiting, all work",
-                    _payment_slow_no_queueing,
-                ),
-            },
-        ),
-        Lesson(
-            7,
-            "fat-thin-events",
-            "Fat events vs thin events",
-            (
-                "Embedding the complete entity in every event seems convenient but creates "
-                "backward-compatibility nightmares and balloons broker storage. Prefer thin "
-                "events with enough context to act on, and let consumers fetch more from an "
-                "API if needed.",
-            ),
-            "lesson-fat-thin",
-            "simulation",
-            (
-                "Start the run and compare the bytes stored by the two topics.",
-                "At t = 30 the Order team drops shipping_address from the fat event: watch "
-                "the fat-event Shipping service's dead letters.",
-            ),
-            "shipping_address is removed from the fat event. What happens to the Shipping "
-            "service that read it from the event?",
-            (
-                ("nothing", "nothing: it carries on"),
-                ("dlq", "it cannot read the new events: they pile up in its dead-letter topic"),
-            ),
-            measure_fat_thin,
-            {
-                "tolerant-reader": (
-                    "the fat-event Shipping service reads only what it needs (no schema)",
-                    _tolerant_reader,
-                ),
-            },
-        ),
-        Lesson(
-            8,
-            "event-sourcing",
-            "Event sourcing vs event-driven architecture",
-            (
-                "Event-driven architecture is about communication: services talk through events. "
-                "Event sourcing is about persistence: an entity's state is derived by replaying "
-                "its "
-                "events rather than read from a mutable row.",
-                "Here every change to an order is an event on one topic, keyed by order id, so all "
-                "of an order's events are in one partition, in order.",
-            ),
-            "lesson-sourcing",
-            "simulation",
-            (
-                "Start the run and follow one order's events in the log.",
-                "Replay them in your head: placed, paid, reserved, shipped.",
-            ),
-            "Replaying ord-10's events only up to its second event's offset, what is its status?",
-            (
-                ("placed", "placed"),
-                ("paid", "paid"),
-                ("reserved", "reserved"),
-                ("shipped", "shipped"),
-            ),
-            measure_event_sourcing,
-            {
-                "payment-down": (
-                    "the Payment service fails every attempt: no order is paid",
-                    _payment_fails,
-                ),
-                "reserve-first": (
-                    "Inventory reserves stock as soon as an order is placed, before payment",
-                    _reacts_to_placed("inventory"),
-                ),
-                "ship-first": (
-                    "Shipping ships as soon as an order is placed",
-                    _reacts_to_placed("shipping"),
-                ),
-            },
-        ),
-        Lesson(
-            9,
-            "ecommerce-flow",
-            "The e-commerce order flow",
-            (
-                "1. Order Service persists the order and emits OrderPlaced. 2. Payment consumes "
-                "OrderPlaced, charges the card, emits PaymentProcessed. 3. Inventory consumes "
-                "OrderPlaced and PaymentProcessed, reserves stock, emits InventoryReserved. "
-                "4. Fulfillment consumes InventoryReserved and creates a pick-pack-ship task. "
-                "5. Notification consumes PaymentProcessed and sends the confirmation. "
-                "6. Analytics consumes all events.",
-            ),
-            "ecommerce",
-            "compare",
-            (
-                "Start the flow and watch events fan out through the broker.",
-                "Take Fulfillment down: checkout and payments carry on.",
-            ),
-            "When does the customer's checkout return?",
-            (
-                ("step1", "after step 1, when OrderPlaced is stored"),
-                ("later", "after a later step (payment, stock) is confirmed"),
-            ),
-            measure_ecommerce_flow,
-            setup=_beside_a_chain,
-            variants={
-                "request-reply": (
-                    "checkout waits for a reply event from every service that consumes "
-                    "OrderPlaced (Payment among them)",
-                    _events_await("all"),
-                ),
-            },
-        ),
-        Lesson(
-            10,
-            "operations",
-            "Operational overhead: offsets, lag, dead letters",
-            (
-                "You now operate a broker, manage consumer group offsets, monitor lag, and handle "
-                "dead-letter queues. Events that fail every retry are parked with their reason and "
-                "original offset, to be fixed and redriven - not lost, not retried forever.",
-            ),
-            "lesson-operations",
-            "simulation",
-            (
-                "Start; at t = 10 Payment's card processor starts failing every call.",
-                "Watch retries, then dead letters pile up; open one to see its reason and offset.",
-                "At t = 30, after the fix, the dead letters are redriven (the Redrive button does "
-                "the same) and orders stop: every order gets paid.",
-            ),
-            "Orders that fail all their retries: what happens to them?",
-            (
-                ("lost", "they are dropped"),
-                ("forever", "they are retried until they pass"),
-                (
-                    "parked",
-                    "they wait in the dead-letter queue (in Kafka, a dead-letter topic) until "
-                    "someone redrives them",
-                ),
-            ),
-            measure_operations,
-            {
-                "retry-longer": (
-                    "Payment retries up to 100 times (backoff doubling to 30 s)",
-                    _payment_retries(100),
-                ),
-                "short-retention": (
-                    "the orders topic keeps records 3 s (retention), read or not",
-                    _orders_retention(3),
-                ),
-            },
-        ),
-        Lesson(
-            11,
-            "scale",
-            "Hundreds of consumers on one stream",
-            (
-                "Uber's real-time architecture reaches hundreds of consumers on a single event "
-                "stream: adding an analytics experiment takes days, not weeks, because no "
-                "upstream service changes.",
-            ),
-            "lesson-scale",
-            "simulation",
-            (
-                "Start the run: 300 services read one stream of trip events, live.",
-                "Add a 301st service from latest.",
-            ),
-            "How much extra work does the 300th consumer cost the trip service?",
-            (
-                ("per-consumer", "one more publish per event"),
-                ("none", "none: it publishes each event once"),
-            ),
-            measure_scale,
-            {
-                "point-to-point": (
-                    "the trip service sends each of 40 services its own copy (a queue per "
-                    "consumer that the producer fills)",
-                    _point_to_point,
-                ),
-            },
-        ),
-    )
+    found = [load_lesson(path) for path in sorted(LESSON_DIR.glob("*.yaml"))]
+    return tuple(sorted(found, key=lambda item: item.number))
 
 
 LESSONS = _lessons()
