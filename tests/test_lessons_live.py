@@ -23,16 +23,15 @@ async def _runners() -> AsyncIterator[None]:
     await stop_all_runners()
 
 
-async def _live_state(slug: str, until: float) -> dict[str, Any]:
+async def _open_live(slug: str, until: float) -> tuple[AsyncClient, str, dict[str, Any]]:
     """The lesson's preset run live as "Open it live" does (its lesson's steps added), in the
-    lesson's mode, to ``until``; its snapshot."""
+    lesson's mode, to ``until``: the client, the simulation's id and its snapshot."""
     found = lesson(slug)
     assert found is not None
-    doc = found.live_doc()
     query = "?mode=compare" if found.live == "compare" else ""
     client = AsyncClient()
     r = await client.post(
-        "/api/simulations" + query, json.dumps(doc), content_type="application/json"
+        "/api/simulations" + query, json.dumps(found.live_doc()), content_type="application/json"
     )
     assert r.status_code == 201, r.content
     body = r.json()
@@ -45,7 +44,11 @@ async def _live_state(slug: str, until: float) -> dict[str, Any]:
     assert r.status_code == 200, r.content
     state: dict[str, Any] = r.json()["state"]
     assert state["t"] == pytest.approx(until)
-    return state
+    return client, body["id"], state
+
+
+async def _live_state(slug: str, until: float) -> dict[str, Any]:
+    return (await _open_live(slug, until))[2]
 
 
 async def test_operations_live_reaches_the_measured_redrive() -> None:
@@ -146,3 +149,22 @@ async def test_open_it_live_sets_up_lesson_9_as_a_comparison() -> None:
     record = await sync_to_async(open_live)()
     assert record.mode == "compare"
     assert record.scenario["chain"] == ["payment", "inventory"]
+
+
+async def test_event_sourcing_live_holds_the_orders_events_at_the_measured_offsets() -> None:
+    """Read the live run's log by offset, as the page's records API does: the order's events
+    sit where the answer says, so replaying them gives the measured states."""
+    from simulator.broker import stable_partition
+
+    answer = lesson("event-sourcing").measure(None)  # type: ignore[union-attr]
+    client, sim_id, _ = await _open_live("event-sourcing", 30)
+    partition = stable_partition("ord-10", 4)
+    first = answer.data["events"][0][0]
+    r = await client.get(
+        f"/api/simulations/{sim_id}/records",
+        {"topic": "order-events", "partition": partition, "offset": first, "limit": 100},
+    )
+    read = {rec["offset"]: (rec["type"], rec["key"]) for rec in r.json()["records"]}
+    assert [(o, *read[o]) for o, _ in answer.data["events"]] == [
+        (o, t, "ord-10") for o, t in answer.data["events"]
+    ]
