@@ -337,6 +337,13 @@ class Topic:
             for part in self.partitions:
                 part.trim_age(now - self.retention_age_s)
 
+    def read(self, partition: int, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` records of ``partition`` from ``offset`` (the log start if that was
+        deleted): what a consumer would fetch."""
+        part = self.partitions[partition]
+        first = max(offset, part.start)
+        return [record_dict(part.get(o)) for o in range(first, min(part.end, first + limit))]
+
     @property
     def bytes_produced(self) -> int:
         return sum(p.bytes_in for p in self.partitions)
@@ -399,14 +406,10 @@ class DeadLetterTopic(Topic):
         return stored
 
     def read(self, partition: int, offset: int, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` records of ``partition`` from ``offset`` (the log start if that was
-        deleted), each with its headers: what a consumer of the DLT would fetch."""
-        part = self.partitions[partition]
-        first = max(offset, part.start)
-        out = []
+        """As :meth:`Topic.read`, each record with its headers."""
+        rows = super().read(partition, offset, limit)
+        start = self.partitions[partition].start
         kept = self.headers[partition]
-        for off in range(first, min(part.end, first + limit)):
-            row = record_dict(part.get(off))
-            row["headers"] = kept[off - part.start]
-            out.append(row)
-        return out
+        for row in rows:
+            row["headers"] = kept[row["offset"] - start]
+        return rows

@@ -471,14 +471,8 @@ class Comparison:
         self._schedule_arrival()
 
     def _scripted(self, command: Any) -> None:
-        """A step of the scenario's script, through the switches; one refused is said."""
-        try:
-            self._execute(dict(command))
-            what = f"script: {command.get('command')}"
-        except CommandError as e:
-            what = f"script: {command.get('command')} refused: {e}"
-        for hook in self.sim.on_status_changed:
-            hook(self.sim.now, "script", str(command.get("consumer", "")), what)
+        """A step of the scenario's script, through the switches (both sides)."""
+        self.sim.play(command, self._execute)
 
     def _fault(self, fault: FaultSpec) -> None:
         if fault.producer is not None:

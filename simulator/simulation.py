@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Callable
 from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import DLT_SUFFIX, DeadLetterTopic, Partition, Record, Topic, record_dict
+from .broker import DLT_SUFFIX, DeadLetterTopic, Partition, Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -126,7 +127,7 @@ class Simulation(Scheduler):
         for fault in scenario.faults:
             self.at(fault.at, self._fault, fault)
         for step in scenario.script:
-            self.at(step.at, self._scripted, step.command)
+            self.at(step.at, self.play, step.command)
         for producer in self.producers.values():
             producer.start()
         self.after(scenario.sample_interval_s, self._sample, None)
@@ -212,11 +213,7 @@ class Simulation(Scheduler):
         first = int(number(args, "offset", lo=0, hi=2**53, integer=True))
         n = int(number(args, "limit", lo=1, hi=self.READ_LIMIT, integer=True))
         part = log.partitions[p]
-        if isinstance(log, DeadLetterTopic):
-            records = log.read(p, first, n)
-        else:
-            start = max(first, part.start)
-            records = [record_dict(part.get(o)) for o in range(start, min(part.end, start + n))]
+        records = log.read(p, first, n)  # a dead-letter or retry topic's with their headers
         return {
             "topic": log.name,
             "partition": p,
@@ -313,13 +310,14 @@ class Simulation(Scheduler):
             hook(self.now, command)
         return result
 
-    def _scripted(self, command: Any) -> None:
-        """A step of the scenario's script: applied like a command, not logged (a replay gets
-        it from the scenario). One the run cannot take now is said, and the run goes on."""
+    def play(self, command: Any, execute: Callable[[dict[str, Any]], object] | None = None) -> None:
+        """A step of the scenario's script: applied like a command (by ``execute``: a
+        comparison's switches), not logged (a replay gets it from the scenario). One the run
+        cannot take now is said, and the run goes on."""
         name = command.get("command")
         target = command.get("consumer") or command.get("producer") or command.get("topic") or ""
         try:
-            self._execute(dict(command))
+            (execute or self._execute)(dict(command))
             what = f"script: {name}"
         except CommandError as e:
             what = f"script: {name} refused: {e}"

@@ -334,26 +334,8 @@ class QueueGroup(ConsumerGroup):
             prefetch = self.prefetch
             if prefetch and inst.unacked == prefetch - 1 and not inst.leaving:
                 self.active.append(inst)  # it was full: back in the line
-            if inst.batch or inst.leaving:
-                self._next(inst)
-            elif ready:  # _next's common case, inline: the line's head takes the queue's head
-                inst.record = None
-                inst.state = IDLE
-                active = self.active
-                if active:
-                    seq, record = ready.popleft()
-                    taker = active.popleft()
-                    taker.unacked += 1
-                    if not prefetch or taker.unacked < prefetch:
-                        active.append(taker)
-                    if taker.state == IDLE:
-                        taker.seq = seq
-                        taker.repeat = False
-                        self.begin_fresh(taker, record)
-                    else:
-                        taker.batch.append((seq, record))
-                else:
-                    self._next(inst)
+            if inst.batch or inst.leaving or ready:
+                self._next(inst)  # its own next message, or the line's head takes the queue's
             else:
                 inst.record = None
                 inst.state = IDLE
