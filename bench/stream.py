@@ -73,7 +73,7 @@ TARGET_FPS = 20.0
 TARGET_DELIVERED = 99.0
 TARGET_P99_MS = 150.0
 # json.dumps keeps the runner's key order: type, seq, t, full, state, ...
-ACK = '{"type": "ack"}'
+ACK = '{"type": "ack", "seq": %d}'
 HEADER = re.compile(r'\{"type": "frame", "seq": (\d+), "t": ([^,]+), "full": (true|false)')
 
 
@@ -416,8 +416,9 @@ class Bench:
                 ws = await connect(uri, origin=Origin(base), max_size=None, open_timeout=30)
             async with ws:
                 async for message in ws:
-                    if self.receive(viewer, message) and viewer.ack:
-                        await ws.send(ACK)
+                    seq = self.receive(viewer, message)
+                    if seq is not None and viewer.ack:
+                        await ws.send(ACK % seq)
                     if self.stop.is_set():
                         break
         except Exception as e:  # a viewer that drops out is reported, not fatal
@@ -425,8 +426,8 @@ class Bench:
         finally:
             viewer.joined.set()  # never leave the start waiting on a dead viewer
 
-    def receive(self, viewer: Viewer, message: str | bytes) -> bool:
-        """Record one message; returns whether it is a regular frame (to acknowledge)."""
+    def receive(self, viewer: Viewer, message: str | bytes) -> int | None:
+        """Record one message; returns a regular frame's seq (to acknowledge), else None."""
         now = time.perf_counter()
         text = message if isinstance(message, str) else message.decode()
         match = HEADER.match(text)
@@ -441,7 +442,7 @@ class Bench:
                         viewer.ack_refused = True
                     else:
                         viewer.errors.append(error)
-                return False
+                return None
             seq, full, sim_t = int(doc["seq"]), bool(doc.get("full")), float(doc["t"])
         else:
             doc = None
@@ -451,7 +452,7 @@ class Bench:
         if full:
             viewer.got_full = True
             viewer.joined.set()
-            return False
+            return None
         viewer.sim_times.append((now, sim_t))
         if viewer.probe:
             doc = doc or json.loads(text)
@@ -459,7 +460,7 @@ class Bench:
             viewer.speeds.append(float(doc["state"].get("effective_speed", 0.0)))
             viewer.sizes.append(len(text))
         if len(self.commands) <= viewer.next_command:
-            return True
+            return seq
         doc = doc or json.loads(text)
         rate = doc["state"]["producers"][self.producer]["rate"]
         for j in range(len(self.commands) - 1, viewer.next_command - 1, -1):
@@ -469,7 +470,7 @@ class Bench:
                     viewer.sample_command.append(k)
                 viewer.next_command = j + 1
                 break
-        return True
+        return seq
 
     async def control(self, until: float) -> None:
         """A command every --interval seconds, through the HTTP API, until ``until``."""

@@ -7,3 +7,6 @@ class DashboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "dashboard"
     verbose_name = "Fanout dashboard"
+
+    def ready(self) -> None:
+        from dashboard import checks  # noqa: F401  (registers the system checks)

@@ -7,32 +7,41 @@ hands commands to the runner through the channel layer; group handlers only forw
 from __future__ import annotations
 
 import json
-import os
 import time
+from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services
+from .config import env_int, env_number
 from .runner import frames_group, runner_group
 
 MAX_MESSAGE_BYTES = 16 * 1024
 # Frames a socket may have unacknowledged. Past that the server keeps only the latest frame
 # (frames carry the whole state, so the latest wins) instead of buffering for a slow reader.
-FRAME_WINDOW = int(os.environ.get("FANOUT_FRAME_WINDOW", "8"))
+FRAME_WINDOW = env_int("FANOUT_FRAME_WINDOW", 8, 1, 10**9)
 # A frame older than this when its turn comes is skipped: frames carry the whole state, so the
 # next one replaces it (a saturated server sheds its backlog instead of delivering it late).
-STALE_FRAME_SECONDS = float(os.environ.get("FANOUT_STALE_FRAME_SECONDS", "1.0"))
+STALE_FRAME_SECONDS = env_number("FANOUT_STALE_FRAME_SECONDS", 1.0, 0.05, 3600)
 ERR_TOO_BIG = f"message too large: at most {MAX_MESSAGE_BYTES} bytes"
 ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "pause"}'
 ERR_NOT_OBJECT = "message must be a JSON object"
 ERR_UNKNOWN_MESSAGE = (
     'unknown message: send {"command": ...} to control the run, '
     '{"type": "trace", "correlation_id": N} to follow an order, '
-    'or {"type": "ack"} after drawing a frame'
+    'or {"type": "ack", "seq": N} after drawing frame N'
 )
+ERR_ACK_SEQ = 'an ack names the frame it acknowledges: {"type": "ack", "seq": N}'
 ERR_BINARY = "binary messages are not accepted: send JSON text"
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """Every WebSocket path that names no simulation: refused at the handshake."""
+
+    async def connect(self) -> None:
+        await self.close(code=4404)
 
 
 class SimulationConsumer(AsyncWebsocketConsumer):
@@ -41,8 +50,13 @@ class SimulationConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         # flow control is per socket by nature: each reader has its own pace
-        self.unacked = 0
-        self.pending: str | None = None
+        # seqs of the regular frames sent and not acknowledged yet: an ack must name one of
+        # them, so acks release only frames this socket was actually sent
+        self.outstanding: deque[int] = deque()
+        self.pending: tuple[int, str] | None = None
+        # the runner's lease epoch of the frames this socket gets: a newer runner's frames win,
+        # an older (fenced) runner's are dropped, so two runners never interleave on a screen
+        self.epoch = 0
         self.dropped = 0
         self.sim_id = str(self.scope["url_route"]["kwargs"]["sim_id"])
         record = await services.simulation_get(sim_id=self.sim_id)
@@ -54,7 +68,12 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         self.controls = services.can_control(record, session_key=session_key, bearer=None)
         await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
         await self.accept()
-        await services.runner_ensure(record=record)
+        try:
+            await services.runner_ensure(record=record)
+        except services.Unbuildable as e:
+            await self._error(str(e))
+            await self.close(code=4409)
+            return
         # the runner answers a join with a full frame sent to this socket alone
         await self.channel_layer.group_send(
             runner_group(self.sim_id), {"type": "sim.join", "reply_to": self.channel_name}
@@ -95,11 +114,20 @@ class SimulationConsumer(AsyncWebsocketConsumer):
             return
         kind = message.get("type")
         if kind == "ack":
-            # the browser drew a frame: one more may go out; a held-back one goes first
-            self.unacked = max(0, self.unacked - 1)
-            if self.pending is not None:
-                text, self.pending = self.pending, None
-                await self._send_frame(text)
+            # the browser drew frame ``seq`` (and so every frame before it): as many more may go
+            # out; a held-back one goes first
+            seq = message.get("seq")
+            if isinstance(seq, bool) or not isinstance(seq, int):
+                await self._error(ERR_ACK_SEQ)
+                return
+            outstanding = self.outstanding
+            if seq not in outstanding:
+                return  # a frame never sent here, or acknowledged already: it releases nothing
+            while outstanding and outstanding.popleft() != seq:
+                pass
+            if self.pending is not None and len(outstanding) < FRAME_WINDOW:
+                (pending_seq, text), self.pending = self.pending, None
+                await self._send_frame(pending_seq, text)
             return
         if kind == "ping":
             await self.channel_layer.group_send(runner_group(self.sim_id), {"type": "sim.viewer"})
@@ -132,6 +160,15 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     # --- group handlers: forward only ------------------------------------------------------
 
     async def sim_frame(self, event: dict[str, Any]) -> None:
+        epoch = event.get("epoch", 0)
+        if isinstance(epoch, int):
+            if epoch < self.epoch:
+                self.dropped += 1
+                return  # from a runner that lost its lease
+            if epoch > self.epoch:
+                self.epoch = epoch  # a new runner: its seqs start afresh
+                self.outstanding.clear()
+                self.pending = None
         if event.get("full"):
             await self.send(text_data=event["text"])  # a joiner's snapshot always goes
             return
@@ -141,15 +178,18 @@ class SimulationConsumer(AsyncWebsocketConsumer):
             # Newer frames are queued behind it; skip to them rather than replay the past.
             self.dropped += 1
             return
-        if self.unacked >= FRAME_WINDOW:
+        seq = event.get("seq")
+        if not isinstance(seq, int):
+            return
+        if len(self.outstanding) >= FRAME_WINDOW:
             if self.pending is not None:
                 self.dropped += 1
-            self.pending = event["text"]
+            self.pending = (seq, event["text"])
             return
-        await self._send_frame(event["text"])
+        await self._send_frame(seq, event["text"])
 
-    async def _send_frame(self, text: str) -> None:
-        self.unacked += 1
+    async def _send_frame(self, seq: int, text: str) -> None:
+        self.outstanding.append(seq)
         await self.send(text_data=text)
 
     async def sim_reply(self, event: dict[str, Any]) -> None:

@@ -27,6 +27,23 @@ class RunState:
     effective_speed: float = 0.0
     behind: bool = False
     finished: bool = False
+    # a long ``step`` runs in slices across ticks; until it gets there, the time it goes to
+    stepping_to: float | None = None
+    # why the engine stopped, when it failed (the run pauses; a reset starts it afresh)
+    error: str | None = None
+    # paused because nobody watched or controlled it for a while (``UNWATCHED_SECONDS``)
+    paused_unwatched: bool = False
+
+
+def run_note(run: RunState, now: float) -> str:
+    """A sentence for the run header when the run is in a state its badges don't say."""
+    if run.error:
+        return run.error + " — reset to run it again"
+    if run.stepping_to is not None:
+        return f"stepping to t = {run.stepping_to:.2f} s (now {now:.2f} s)"
+    if run.paused_unwatched and not run.running:
+        return "paused: nobody watched or controlled this run for a while — Start to go on"
+    return ""
 
 
 def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, Any]:
@@ -39,6 +56,10 @@ def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, 
         effective_speed=round(run.effective_speed, 3),
         behind=run.behind,
         finished=run.finished,
+        stepping_to=run.stepping_to,
+        error=run.error,
+        paused_unwatched=run.paused_unwatched,
+        run_note=run_note(run, sim.now),
         duration=sim.scenario.duration,
         marks=list(sim.metrics_observer.marks)[-50:],
         commands=len(sim.command_log),
@@ -75,6 +96,10 @@ def compare_state(cmp: Comparison, run: RunState, *, latency: bool = True) -> di
         effective_speed=round(run.effective_speed, 3),
         behind=run.behind,
         finished=run.finished,
+        stepping_to=run.stepping_to,
+        error=run.error,
+        paused_unwatched=run.paused_unwatched,
+        run_note=run_note(run, cmp.now),
         duration=cmp.scenario.duration,
         marks=list(cmp.sim.metrics_observer.marks)[-50:],
         commands=len(cmp.switch_log),

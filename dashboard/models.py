@@ -51,6 +51,10 @@ class SimulationRecord(models.Model):
     # runs it and when it last said so. Another process may take over only a stale lease.
     runner_token = models.CharField(max_length=32, blank=True)
     runner_seen = models.DateTimeField(null=True, blank=True)
+    # Fencing: every claim of the lease adds one. A runner saves only while the epoch is still
+    # its own, so one that lost its lease (a newer runner took over) can never overwrite the
+    # newer one's work, and it stops at once; its frames carry the epoch so viewers drop them.
+    runner_epoch = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ("-created",)

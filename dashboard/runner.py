@@ -17,7 +17,6 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from channels.layers import get_channel_layer
 from simulator import CommandError, EventSampler, Scenario, Simulation, parse_scenario
 from simulator.compare import Comparison
 
+from .config import env_number
 from .frames import RunState, build_frame, compare_state, state
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,21 @@ PAUSED_FRAME_INTERVAL = 1.0
 PERSIST_INTERVAL = 2.0  # wall seconds between saves of the time reached (and heartbeats)
 # No command, joiner or viewer ping for this long: the runner stops (its work is saved, and
 # opening the simulation again rebuilds it).
-IDLE_SECONDS = float(os.environ.get("FANOUT_IDLE_SECONDS", "1800"))
+IDLE_SECONDS = env_number("FANOUT_IDLE_SECONDS", 1800, 0.1, 7 * 24 * 3600)
+# No command, joiner or viewer ping for this long: a running simulation pauses (a viewer's page
+# pings every 20 s, so a watched run never pauses; one nobody watches stops costing CPU).
+UNWATCHED_SECONDS = env_number("FANOUT_UNWATCHED_SECONDS", 50, 0.1, 7 * 24 * 3600)
 LATENCY_EVERY = 5  # percentile summaries every 5th frame (4 a second)
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
 STEP_SECONDS = 0.5
+REBUILD_SLICE = 0.005  # seconds of replay between two turns of the loop, when rebuilding
+# A step that takes longer than this to run is not finished before the reply: it goes on in
+# slices (as a running simulation does), so one step never holds the loop for everyone.
+STEP_REPLY_BUDGET = 0.1
 RUNNER_COMMANDS = ("start", "pause", "step", "reset", "speed", "seed")
+# Messages waiting for the runner's next turn, at most; past that a sender is told to wait
+INBOX_LIMIT = 1000
+ERR_BUSY = "the simulation is busy with many requests: try again in a moment"
 
 
 def frames_group(sim_id: str) -> str:
@@ -53,6 +63,24 @@ def runner_group(sim_id: str) -> str:
 
 
 RUNNERS: dict[str, LiveRunner] = {}
+
+# Engine actions between two looks at the clock: about 2 ms of work in the live configuration
+# (sampler and tracer on, 46,000 actions/s on the e-commerce preset here), so no slice
+# holds the event loop for long (bench/soak.py measures what viewers feel).
+EVENTS_PER_SLICE = 100
+# The share of each tick that all of this process's running engines may take together; the rest
+# is the loop's, for sockets, requests and frames.
+ENGINE_SHARE = 0.4
+
+
+def engine_budget() -> float:
+    """Seconds of engine work one running simulation may do this tick.
+
+    Every running simulation of the process shares ``ENGINE_SHARE`` of a tick: alone it gets
+    ``ENGINE_BUDGET``; with many, each gets less, so the total never starves the loop.
+    """
+    running = sum(1 for r in RUNNERS.values() if r.run.running) or 1
+    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL / running)
 
 
 class LiveRunner:
@@ -67,15 +95,22 @@ class LiveRunner:
         until: float = 0.0,
         on_change: Any = None,
         running: bool = False,
+        epoch: int = 0,
     ) -> None:
         self.sim_id = sim_id
+        self.epoch = epoch  # the lease's epoch this runner holds (see SimulationRecord)
         self.scenario = scenario
         self.seed = seed
         self.run = RunState(sim_id, speed=speed)
         self.on_change = on_change  # async callable(runner): persist the log
         self.seq = 0
-        self._build(log_ or [], until)
-        self.run.running = running and not self.run.finished
+        self._build([], 0.0)
+        # a rebuild replays ``log_`` up to ``until`` in slices (``catch_up``) before it starts
+        self._catch_up_to: tuple[list[tuple[float, dict[str, Any]]], float, bool] = (
+            list(log_ or []),
+            until,
+            running,
+        )
         self.layer = get_channel_layer()
         self.channel = ""
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -86,9 +121,12 @@ class LiveRunner:
         self._stopped = False
         self.stopped_idle = False
         self.idle_seconds = IDLE_SECONDS
+        self.unwatched_seconds = UNWATCHED_SECONDS
         self.last_activity = time.monotonic()
 
     comparison: Comparison | None = None
+    fenced = False
+    _discard: asyncio.Task[None] | None = None
 
     def _build(self, log_: list[tuple[float, dict[str, Any]]], until: float) -> None:
         self.sampler = EventSampler(200, seed=self.seed)
@@ -100,6 +138,26 @@ class LiveRunner:
             self.sim.run_until(until)
         self.sampler.drain()
         self.run.finished = self.sim.now >= self.scenario.duration
+
+    async def catch_up(self) -> None:
+        """Replay the stored command log up to the time reached, in slices.
+
+        A rebuild after a restart may be minutes of simulated time: run on the loop in one go it
+        would stall every other socket of the process, so it yields between slices.
+        """
+        log_, until, running = self._catch_up_to
+        self._catch_up_to = ([], 0.0, False)
+        for t, command in log_:
+            await self._run_in_slices(t)
+            self._apply_engine(command)
+        await self._run_in_slices(until)
+        self.sampler.drain()
+        self.run.finished = self.sim.now >= self.scenario.duration
+        self.run.running = running and not self.run.finished
+
+    async def _run_in_slices(self, t: float) -> None:
+        while not self._run_within(t, REBUILD_SLICE):
+            await asyncio.sleep(0)
 
     def _make_model(self) -> None:
         self.sim = Simulation(self.scenario, self.seed, observers=(self.sampler,), trace=True)
@@ -119,9 +177,12 @@ class LiveRunner:
 
     async def start(self) -> None:
         assert self.layer is not None, "no channel layer configured"
+        other = RUNNERS.get(self.sim_id)
+        if other is not None and other is not self and not other._stopped:
+            raise RuntimeError(f"simulation {self.sim_id} already has a runner in this process")
+        RUNNERS[self.sim_id] = self
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(runner_group(self.sim_id), self.channel)
-        RUNNERS[self.sim_id] = self
         # A fresh context: the runner outlives the request that started it, and must not
         # inherit that request's context (asgiref's per-request thread executor among it).
         self._tasks = [
@@ -129,9 +190,37 @@ class LiveRunner:
             asyncio.create_task(self._loop(), context=contextvars.Context()),
         ]
 
+    def _unregister(self) -> None:
+        if RUNNERS.get(self.sim_id) is self:
+            del RUNNERS[self.sim_id]
+
+    def fence(self) -> None:
+        """The lease is another runner's now (a newer epoch): stop at once, save nothing."""
+        if self._stopped:
+            return
+        log.warning(
+            "runner %s: lost its lease (epoch %d is no longer current); stopping",
+            self.sim_id,
+            self.epoch,
+        )
+        self._stopped = True
+        self.fenced = True
+        self.on_change = None  # a stale runner's saves would overwrite the newer one's
+        self._unregister()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self.layer is not None and self.channel:
+            layer, channel = self.layer, self.channel
+            self._discard = asyncio.create_task(
+                layer.group_discard(runner_group(self.sim_id), channel),
+                context=contextvars.Context(),
+            )
+
     async def stop(self) -> None:
         self._stopped = True
-        RUNNERS.pop(self.sim_id, None)
+        self._unregister()
         self._schedule_persist()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 2.0)
@@ -144,9 +233,27 @@ class LiveRunner:
             await self.layer.group_discard(runner_group(self.sim_id), self.channel)
 
     async def _receive(self) -> None:
+        """Commands from the channel layer. If the layer fails (Redis restarting), retry with
+        a back-off instead of dying: a runner that cannot hear is worse than none."""
         assert self.layer is not None
+        pause = 0.1
         while not self._stopped:
-            message = await self.layer.receive(self.channel)
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("runner %s: channel layer receive failed (%s)", self.sim_id, e)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.1
+            if self._inbox.qsize() >= INBOX_LIMIT:
+                await self._reply(
+                    message,
+                    {"type": "sim.reply", "ok": False, "error": ERR_BUSY},
+                )
+                continue
             self._inbox.put_nowait(message)
             self._wake.set()
 
@@ -180,8 +287,15 @@ class LiveRunner:
             now = loop.time()
             if now >= next_tick:
                 next_tick = max(next_tick + FRAME_INTERVAL, now)  # never owe a burst of ticks
-                if self.run.running:
-                    self._advance(now - last_advance)
+                try:
+                    if self.run.running:
+                        self._advance(now - last_advance)
+                        dirty = True
+                    elif self.run.stepping_to is not None:
+                        self._step_on()
+                        dirty = True
+                except Exception as e:  # the engine failed: pause and say so, never go silent
+                    self._engine_failed(e)
                     dirty = True
                 last_advance = now
                 if now - last_sent >= PAUSED_FRAME_INTERVAL:
@@ -189,11 +303,19 @@ class LiveRunner:
             if dirty:
                 await self._publish()
                 last_sent = now
-            if time.monotonic() - self.last_activity > self.idle_seconds:
+            quiet = time.monotonic() - self.last_activity
+            if quiet > self.unwatched_seconds and (self.run.running or self.run.stepping_to):
+                log.info("runner %s: nobody watching for %.0f s, pausing", self.sim_id, quiet)
+                self.run.running = False
+                self.run.stepping_to = None
+                self.run.paused_unwatched = True
+                self._schedule_persist()
+                await self._publish()
+            if quiet > self.idle_seconds:
                 log.info("runner %s: idle for %.0f s, stopping", self.sim_id, self.idle_seconds)
                 self.stopped_idle = True
                 self.run.running = False
-                RUNNERS.pop(self.sim_id, None)
+                self._unregister()
                 self._stopped = True
                 self._schedule_persist()
                 if self.layer is not None:
@@ -210,17 +332,45 @@ class LiveRunner:
         wall_dt = min(wall_dt, 0.25)  # a stalled loop does not become a huge jump
         start_t = sim.now
         target = min(start_t + wall_dt * self.run.speed, self.scenario.duration)
-        deadline = time.perf_counter() + ENGINE_BUDGET
-        chunk = max((target - start_t) / 8, 1e-6)
-        while sim.now < target:
-            sim.run_until(min(target, sim.now + chunk))
-            if time.perf_counter() > deadline:
-                break
+        self._run_within(target, engine_budget())
         self.run.behind = sim.now < target - 1e-9
         self.run.effective_speed = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
         if sim.now >= self.scenario.duration:
             self.run.running = False
             self.run.finished = True
+
+    def _run_within(self, target: float, budget_s: float) -> bool:
+        """Run the engine toward ``target`` for at most ``budget_s`` seconds of this thread.
+
+        The engine runs in slices of ``EVENTS_PER_SLICE`` actions and the clock is read between
+        slices, so one tick can overrun its budget by one slice at most, however heavy the
+        scenario: the loop that serves every socket of this process gets its turn back.
+        Returns whether ``target`` was reached.
+        """
+        sim = self.sim
+        deadline = time.perf_counter() + budget_s
+        while not sim.run_some(target, EVENTS_PER_SLICE):
+            if time.perf_counter() > deadline:
+                return False
+        return True
+
+    def _engine_failed(self, e: Exception) -> None:
+        log.exception("runner %s: the engine failed at t=%.3f", self.sim_id, self.sim.now)
+        self.run.running = False
+        self.run.stepping_to = None
+        self.run.error = (
+            f"the simulation stopped at t = {self.sim.now:.2f} s: {type(e).__name__}: {e}"
+        )[:500]
+
+    def _step_on(self, budget_s: float | None = None) -> None:
+        """Run a step under way for one slice of budget; end it when it gets there."""
+        target = self.run.stepping_to
+        if target is None:
+            return
+        if self._run_within(target, engine_budget() if budget_s is None else budget_s):
+            self.run.stepping_to = None
+            if self.sim.now >= self.scenario.duration:
+                self.run.finished = True
 
     async def _publish(self) -> None:
         assert self.layer is not None
@@ -233,11 +383,18 @@ class LiveRunner:
             latency=self.seq % LATENCY_EVERY == 0,
             comparison=self.comparison,
         )
+        frame["epoch"] = self.epoch
         # "sent" (wall clock, comparable across processes) lets a consumer that fell behind
         # skip frames that queued up for it instead of replaying them late
         await self.layer.group_send(
             frames_group(self.sim_id),
-            {"type": "sim.frame", "text": json.dumps(frame), "sent": time.time()},
+            {
+                "type": "sim.frame",
+                "text": json.dumps(frame),
+                "seq": self.seq,
+                "epoch": self.epoch,
+                "sent": time.time(),
+            },
         )
 
     def full_frame(self) -> str:
@@ -246,6 +403,7 @@ class LiveRunner:
         frame = build_frame(
             self.sim, self.run, None, self.seq, full=True, comparison=self.comparison
         )
+        frame["epoch"] = self.epoch
         return json.dumps(frame)
 
     # --- messages ----------------------------------------------------------------------
@@ -265,7 +423,8 @@ class LiveRunner:
         self.last_activity = time.monotonic()
         if kind == "sim.join":
             await self._reply(
-                message, {"type": "sim.frame", "text": self.full_frame(), "full": True}
+                message,
+                {"type": "sim.frame", "text": self.full_frame(), "full": True, "epoch": self.epoch},
             )
             return False
         if kind == "sim.viewer":
@@ -353,10 +512,14 @@ class LiveRunner:
         name = command_name(command)
         if name not in RUNNER_COMMANDS:
             return self._apply_engine(command)
+        self.run.stepping_to = None  # any runner command ends a step under way
         if name == "start":
             if self.run.finished:
                 raise CommandError("the run reached its duration: reset it to run again")
+            if self.run.error:
+                raise CommandError(self.run.error + "; reset it to run again")
             self.run.running = True
+            self.run.paused_unwatched = False
         elif name == "pause":
             self.run.running = False
         elif name == "step":
@@ -364,7 +527,16 @@ class LiveRunner:
             if command.get("value") not in (None, ""):
                 seconds = number(command, lo=0.001, hi=3600)
             self.run.running = False
-            self.sim.run_until(min(self.sim.now + seconds, self.scenario.duration))
+            self.run.stepping_to = min(self.sim.now + seconds, self.scenario.duration)
+            try:
+                self._step_on(STEP_REPLY_BUDGET)
+            except Exception as e:
+                self._engine_failed(e)
+                raise CommandError(str(self.run.error)) from None
+            if self.run.stepping_to is not None:
+                # too long to run before replying: it goes on in slices, tick by tick, and the
+                # frames show the clock moving toward it
+                return {"stepping_to": self.run.stepping_to, "now": self.sim.now}
         elif name == "speed":
             self.run.speed = number(command, lo=MIN_SPEED, hi=MAX_SPEED)
         elif name in ("reset", "seed"):
@@ -373,6 +545,7 @@ class LiveRunner:
             self.run.running = False
             self.run.behind = False
             self.run.effective_speed = 0.0
+            self.run.error = None
             self._build([], 0.0)
         return {}
 
@@ -404,6 +577,7 @@ async def start_runner(
     on_change: Any = None,
     mode: str = "live",
     running: bool = False,
+    epoch: int = 0,
 ) -> LiveRunner:
     cls = CompareRunner if mode == "compare" else LiveRunner
     runner = cls(
@@ -415,7 +589,9 @@ async def start_runner(
         until=until,
         on_change=on_change,
         running=running,
+        epoch=epoch,
     )
+    await runner.catch_up()
     await runner.start()
     return runner
 

@@ -21,8 +21,10 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from simulator import Scenario, ScenarioError, parse_scenario
+from simulator.scenario import compose_yaml
 
 from . import services
+from .clients import client_ip
 from .models import SavedScenario
 from .views import preset_list, preset_text
 
@@ -113,9 +115,10 @@ def place_problems(text: str, errors: list[tuple[str, str]]) -> list[Problem]:
 
 
 def _compose(text: str) -> yaml.Node | None:
+    # guarded as the scenario's own parse is: a file that expands too far has no lines to find
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, RecursionError):
+        return compose_yaml(text)
+    except (yaml.YAMLError, ScenarioError, RecursionError):
         return None
 
 
@@ -399,9 +402,10 @@ def scenario_start(request: HttpRequest, scenario_id: str) -> HttpResponse:
         record, _token = async_to_sync(services.simulation_create)(
             scenario=scenario,
             owner_session=_session_key(request),
+            owner_ip=client_ip(request),
             mode="compare" if scenario.chain else "live",
         )
-    except services.LimitReached as e:
+    except (services.LimitReached, services.TooCostly) as e:
         messages.error(request, str(e))
         return redirect("scenario_editor", scenario_id=saved.id)
     return redirect("simulation_page", sim_id=record.id)

@@ -9,8 +9,10 @@ Everything that differs between a laptop and a deployment comes from the environ
 - DJANGO_SECURE_SSL_REDIRECT: "0" only when a proxy in front already redirects to HTTPS.
 - DJANGO_SECURE_PROXY_SSL_HEADER: "1" when behind a TLS-terminating proxy that sets
   X-Forwarded-Proto.
-- DJANGO_HSTS_SECONDS: HSTS max-age when DEBUG is off (default one year).
+- DJANGO_HSTS_SECONDS: HSTS max-age when DEBUG is off (default one year; 0 to ten years).
 - DJANGO_DB_PATH: the SQLite file (default BASE_DIR/db.sqlite3).
+- DJANGO_STATIC_ROOT: where `collectstatic` puts the static files (default BASE_DIR/staticfiles).
+  With DEBUG off they are served from there, so run `collectstatic` before starting.
 - REDIS_URL: when set, the channel layer is channels_redis (several server processes can
   share simulations); unset, it is the in-memory layer (one process only, development).
 """
@@ -36,6 +38,12 @@ def _env_bool(name: str, *, default: bool) -> bool:
     if normalized in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    from dashboard.config import env_int
+
+    return env_int(name, default, lo, hi)
 
 
 def _env_list(name: str, *, default: list[str]) -> list[str]:
@@ -132,7 +140,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -167,7 +175,9 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 60 * 60)))
+    SECURE_HSTS_SECONDS = _env_int(
+        "DJANGO_HSTS_SECONDS", 365 * 24 * 60 * 60, lo=0, hi=10 * 365 * 24 * 60 * 60
+    )
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,6 +23,7 @@ from simulator.cli import PRESETS
 from simulator.lessons import lesson
 
 from . import services
+from .clients import client_ip, origin_allowed
 from .forms import command_from_form
 from .models import SimulationRecord
 
@@ -32,6 +34,16 @@ ERR_BAD_JSON = "the request body is not valid JSON"
 ERR_NOT_OBJECT = "the request body must be a JSON object"
 ERR_NO_PRESET = "unknown preset {slug!r}"
 ERR_NO_CHAIN = "a comparison needs a 'chain': the services checkout calls, in order"
+ERR_NO_SESSION = (
+    "Fanout could not find your browser's session: open the home page and try again (Fanout "
+    "needs its cookie to know which simulations are yours)"
+)
+ERR_CONTENT_TYPE = "send the body as JSON, with the header Content-Type: application/json"
+ERR_ORIGIN = (
+    "requests from another site's pages are not accepted: the Origin {origin!r} is not this site"
+)
+ERR_SEED = "seed must be a whole number from 0 to 2**63 - 1"
+MAX_SEED = 2**63 - 1
 
 
 def preset_list() -> list[dict[str, str]]:
@@ -53,6 +65,8 @@ def home(request: HttpRequest) -> HttpResponse:
     """The landing page: presets to start, lessons to follow."""
     from .lessons import lesson_links
 
+    if not request.session.session_key:
+        request.session.save()  # the forms below create simulations owned by this session
     return render(
         request,
         "home.html",
@@ -91,7 +105,11 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
         # the lesson measured it
         doc = found.live_doc()
     scenario, errors = services.parse_scenario_or_errors(doc)
-    seed = _int_or_none(request.POST.get("seed"))
+    try:
+        seed = _int_or_none(request.POST.get("seed"))
+    except ValueError:
+        messages.error(request, ERR_SEED)
+        return redirect("home")
     if scenario is not None and mode == "compare" and not scenario.chain:
         scenario, errors = None, [{"path": "chain", "message": ERR_NO_CHAIN}]
     if scenario is None:
@@ -99,27 +117,36 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
             messages.error(request, f"{e['path']}: {e['message']}" if e["path"] else e["message"])
         return redirect("home")
     if not request.session.session_key:
-        request.session.save()
+        # A session is made by the pages (home, lessons, scenarios); a post that brings none
+        # is a script making a new "user" per request to escape the per-user limit.
+        messages.error(request, ERR_NO_SESSION)
+        return redirect("home")
     try:
         record, _ = async_to_sync(services.simulation_create)(
             scenario=scenario,
             seed=seed,
-            owner_session=request.session.session_key or "",
+            owner_session=request.session.session_key,
+            owner_ip=client_ip(request),
             mode=mode,
         )
     except services.LimitReached as e:
         messages.error(request, str(e))
         return redirect("home")
+    except services.TooCostly as e:
+        for reason in e.reasons:
+            messages.error(request, reason)
+        return redirect("home")
     return redirect("simulation_page", sim_id=record.id)
 
 
 def _int_or_none(text: str | None) -> int | None:
-    if not text:
+    """A seed typed in a form: empty is none; anything but 0 .. 2**63 - 1 is a ValueError."""
+    if not text or not text.strip():
         return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    value = int(text.strip()[:25])
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(ERR_SEED)
+    return value
 
 
 def _record_or_404(sim_id: str) -> SimulationRecord | None:
@@ -130,7 +157,10 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
     record = _record_or_404(sim_id)
     if record is None:
         return render(request, "404.html", {"message": f"No simulation {sim_id!r}."}, status=404)
-    st = async_to_sync(services.simulation_state)(record=record)
+    try:
+        st = async_to_sync(services.simulation_state)(record=record)
+    except services.Unbuildable as e:
+        return render(request, "404.html", {"message": str(e)}, status=409)
     # the page's first frame has the shape of the runner's frames
     initial = {
         "type": "frame",
@@ -213,10 +243,32 @@ def _control_answer(
 
 
 def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
-    if len(request.body) > MAX_BODY:
+    """The request's JSON body, or the error to answer with.
+
+    Only ``application/json`` from this site's pages (or a script, which sends no Origin): a
+    cross-site form or ``text/plain`` POST is a "simple request" a browser sends without asking,
+    so without these checks any website could create simulations from its visitors' browsers.
+    """
+    origin = request.headers.get("Origin")
+    if not origin_allowed(request):
+        return None, _api_error(ERR_ORIGIN.format(origin=origin), 403)
+    content_type = request.content_type or ""
+    if content_type.lower() != "application/json":
+        return None, _api_error(ERR_CONTENT_TYPE, 415)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY:
         return None, _api_error(ERR_BODY_TOO_LARGE, 413)
     try:
-        return json.loads(request.body or b"null"), None
+        body = request.body
+    except RequestDataTooBig:
+        return None, _api_error(ERR_BODY_TOO_LARGE, 413)
+    if len(body) > MAX_BODY:
+        return None, _api_error(ERR_BODY_TOO_LARGE, 413)
+    try:
+        return json.loads(body or b"null"), None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None, _api_error(ERR_BAD_JSON, 400)
 
@@ -240,6 +292,11 @@ async def api_simulations(request: HttpRequest) -> JsonResponse:
     if not isinstance(doc, dict):
         return JsonResponse({"errors": [{"path": "", "message": ERR_NOT_OBJECT}]}, status=400)
     seed = doc.pop("seed_override", None) if isinstance(doc, dict) else None
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        bad_seed = {"path": "seed_override", "message": ERR_SEED}
+        return JsonResponse({"errors": [bad_seed]}, status=400)
     scenario, errors = await sync_to_async(services.parse_scenario_or_errors)(doc)
     if scenario is None:
         return JsonResponse({"errors": errors}, status=400)
@@ -253,12 +310,15 @@ async def api_simulations(request: HttpRequest) -> JsonResponse:
     try:
         record, token = await services.simulation_create(
             scenario=scenario,
-            seed=seed if isinstance(seed, int) else None,
+            seed=seed,
             mode=mode,
-            owner_ip=request.META.get("REMOTE_ADDR", ""),
+            owner_ip=client_ip(request),
         )
     except services.LimitReached as e:
         return JsonResponse({"errors": [{"path": "", "message": str(e)}]}, status=429)
+    except services.TooCostly as e:
+        errors = [{"path": "", "message": reason} for reason in e.reasons]
+        return JsonResponse({"errors": errors}, status=400)
     return JsonResponse(
         {
             "id": record.id,
@@ -276,7 +336,10 @@ async def api_simulation(request: HttpRequest, sim_id: str) -> JsonResponse:
     record = await services.simulation_get(sim_id=sim_id)
     if record is None:
         return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
-    st = await services.simulation_state(record=record)
+    try:
+        st = await services.simulation_state(record=record)
+    except services.Unbuildable as e:
+        return _api_error(str(e), 409)
     if st is None:
         return _api_error(services.ERR_NO_RUNNER, 503)
     return JsonResponse(st)
@@ -320,6 +383,8 @@ async def api_commands(request: HttpRequest, sim_id: str) -> JsonResponse:
     reply = await services.simulation_command(record=record, command=doc)
     if not reply.get("ok"):
         status = 503 if reply.get("error") == services.ERR_NO_RUNNER else 400
+        if reply.get("unbuildable"):
+            status = 409
         return _api_error(str(reply.get("error")), status)
     return JsonResponse(
         {"ok": True, "result": reply.get("result") or {}, "state": reply.get("state")}

@@ -101,6 +101,11 @@ def stable_partition(key: str, partitions: int) -> int:
 STICKY_BATCH_BYTES = 16_384  # batch.size: the sticky partitioner moves on after this many bytes
 
 
+# Kafka consumer's max.partition.fetch.bytes (1 MiB): a fetch from one partition returns records
+# up to this many bytes, and always at least one record
+MAX_PARTITION_FETCH_BYTES = 1_048_576
+
+
 class Listener(Protocol):
     def notify(self, record: Record) -> None: ...
 
@@ -342,7 +347,15 @@ class Topic:
         deleted): what a consumer would fetch."""
         part = self.partitions[partition]
         first = max(offset, part.start)
-        return [record_dict(part.get(o)) for o in range(first, min(part.end, first + limit))]
+        out: list[dict[str, Any]] = []
+        fetched = 0
+        for o in range(first, min(part.end, first + limit)):
+            record = part.get(o)
+            fetched += record[SIZE]
+            if out and fetched > MAX_PARTITION_FETCH_BYTES:
+                break  # as a consumer's fetch: at most max.partition.fetch.bytes, at least one
+            out.append(record_dict(record))
+        return out
 
     @property
     def bytes_produced(self) -> int:

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import LIMITS, MAX_TEXT, Scenario, ScenarioError, load_scenario, parse_scenario
 from .simulation import Simulation
 
 PRESETS = Path(__file__).parent / "presets"
 EXIT_BAD_SCENARIO = 2
+MAX_SEED = 2**63 - 1
+# What a hostile or broken input can raise while it is parsed or run. Each becomes exit 2 and
+# one line on stderr, never a traceback. (A scenario's own problems are ScenarioErrors; a
+# fault whose value a command refuses is a CommandError, which is a ValueError.)
+BAD_INPUT_ERRORS = (
+    ScenarioError,
+    ValueError,
+    RecursionError,
+    OverflowError,
+    UnicodeDecodeError,
+    MemoryError,
+)
+
+
+class InputError(Exception):
+    """A file or option the CLI refuses; the message is one line, for stderr."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,13 +62,70 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
 def resolve(file: str) -> Path:
-    """A path, or the name of a preset (``ecommerce`` -> ``presets/ecommerce.yaml``)."""
+    """A path, or the name of a preset (``ecommerce`` -> ``presets/ecommerce.yaml``).
+
+    Only a bare name (no separator, no suffix, not ``..``) is looked up as a preset, and only
+    by matching the names of the files in ``presets/``: a name never builds a path that could
+    leave that directory. Anything else is the user's own path, used as given.
+    """
     path = Path(file)
-    if path.exists() or path.suffix:
+    separators = {"/", os.sep, os.altsep or "/"}
+    is_bare = not any(s in file for s in separators) and not path.suffix and ".." not in file
+    if not is_bare or path.is_file():
         return path
-    preset = PRESETS / f"{file}.yaml"
-    return preset if preset.exists() else path
+    names = preset_names()
+    if file in names:
+        return PRESETS / f"{file}.yaml"
+    raise InputError(
+        f"no scenario file or preset named {file!r}; the presets are: {', '.join(names)}"
+    )
+
+
+def read_scenario(path: Path) -> Scenario:
+    """Read at most MAX_TEXT bytes (``/dev/zero`` is not read to the end) and parse them."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_TEXT + 1)
+    except FileNotFoundError:
+        raise InputError("no such file") from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a scenario file") from None
+    except OSError as e:
+        raise InputError(f"cannot read it: {e.strerror or e}") from None
+    if len(data) > MAX_TEXT:
+        raise InputError(f"the file is larger than the limit of {MAX_TEXT:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("the file is not UTF-8 text") from None
+    return parse_scenario(text)
+
+
+def _one_line(e: BaseException) -> str:
+    """A short, single-line description of an error from a bad input."""
+    if isinstance(e, RecursionError):
+        return "the document is nested too deeply"
+    if isinstance(e, MemoryError):
+        return "the input needs more memory than there is"
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed must be between 0 and {MAX_SEED} (2**63-1), not {args.seed}")
+    until = args.until
+    if until is not None and not (math.isfinite(until) and 0 < until <= LIMITS["duration"]):
+        raise InputError(
+            f"--until must be a number of simulated seconds, > 0 and at most "
+            f"{LIMITS['duration']:,}, not {until}"
+        )
 
 
 def main(
@@ -68,27 +143,43 @@ def main(
                 out.write(f"{preset.stem:24} INVALID: {e}\n")
         return 0
     try:
-        scenario = load_scenario(resolve(args.file))
+        _check_options(args)
+    except InputError as e:
+        err.write(f"error: {e}\n")
+        return EXIT_BAD_SCENARIO
+    try:
+        scenario = read_scenario(resolve(args.file))
+        until = args.until if args.until is not None else scenario.duration
+        if args.cmd == "compare":
+            return _compare(args, scenario, until, out, err)
+        return _run(args, scenario, until, out, err)
     except ScenarioError as e:
         err.write(f"error: {args.file}: the scenario is not valid\n")
         for where, message in e.errors:
             err.write(f"  {where}: {message}\n" if where else f"  {message}\n")
         return EXIT_BAD_SCENARIO
-    until = args.until if args.until is not None else scenario.duration
-    if until <= 0:
-        err.write("error: --until must be > 0\n")
+    except InputError as e:
+        err.write(f"error: {args.file}: {e}\n")
         return EXIT_BAD_SCENARIO
-    if args.cmd == "compare":
-        return _compare(args, scenario, until, out, err)
+    except BAD_INPUT_ERRORS as e:
+        err.write(f"error: {args.file}: {_one_line(e)}\n")
+        return EXIT_BAD_SCENARIO
+
+
+def _run(
+    args: argparse.Namespace, scenario: Scenario, until: float, out: TextIO, err: TextIO
+) -> int:
     sim = Simulation(scenario, seed=args.seed)
     show_progress = err.isatty() and not args.json
     steps = 50
-    for i in range(1, steps + 1):
-        sim.run_until(until * i / steps)
+    try:
+        for i in range(1, steps + 1):
+            sim.run_until(until * i / steps)
+            if show_progress:
+                _progress(err, i / steps, sim)
+    finally:
         if show_progress:
-            _progress(err, i / steps, sim)
-    if show_progress:
-        err.write("\n")
+            err.write("\n")  # an error message, if any, goes under the progress bar
     metrics = sim.metrics()
     if args.json:
         json.dump(metrics, out, indent=2, sort_keys=True)

@@ -20,7 +20,18 @@ from random import Random
 from typing import Any
 
 from .broker import PAYLOAD, TYPE, Record
-from .commands import CommandError, command_name, number, require
+from .commands import (
+    COMMAND_FIELDS,
+    ERR_LOG_FULL,
+    MAX_COMMAND_LOG,
+    VALUE_BOUNDS,
+    CommandError,
+    Shown,
+    bounded,
+    command_name,
+    logged_command,
+    require,
+)
 from .distributions import LatencySpec, Sampler, payload_bytes, value_maker
 from .metrics import Histogram
 from .observe import Observer
@@ -50,6 +61,12 @@ SWITCHES = (
     "broker.up",
     "broker.delay",
 )
+# what the switch log keeps of each switch: the fields it reads (a comparison has one producer)
+SWITCH_FIELDS = {
+    **COMMAND_FIELDS,
+    "producer.rate": ("value",),
+    "service.add": ("consumer", "from"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,14 +492,19 @@ class Comparison:
         self.sim.play(command, self._execute)
 
     def _fault(self, fault: FaultSpec) -> None:
+        cmd: dict[str, Any]
         if fault.producer is not None:
-            self._execute({"command": "producer.rate", "value": fault.value})
-            return
-        cmd: dict[str, Any] = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
-        if fault.value is not None:
-            cmd["value"] = fault.value
-        if fault.consumer in self.sync.services:
+            cmd = {"command": "producer.rate", "value": fault.value}
+        else:
+            cmd = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
+            if fault.value is not None:
+                cmd["value"] = fault.value
+            if fault.consumer not in self.sync.services:
+                return
+        try:
             self._execute(cmd)
+        except ValueError as e:  # one the run cannot take now: said, and the run goes on
+            self.sim.command_failed("fault", cmd, e)
 
     def _plan_for(self, service: str, record: Record) -> tuple[float, float]:
         order = record[PAYLOAD].get("order") if record[PAYLOAD] else None
@@ -585,17 +607,22 @@ class Comparison:
         return self.sim.now
 
     def apply(self, command: Any) -> dict[str, Any]:
-        """One switch, acting on both sides at once, recorded in the switch log."""
+        """One switch, acting on both sides at once, recorded in the switch log (the fields it
+        reads, nothing else; at most ``MAX_COMMAND_LOG`` switches)."""
+        if len(self.switch_log) >= MAX_COMMAND_LOG:
+            raise CommandError(ERR_LOG_FULL.format(n=MAX_COMMAND_LOG))
         result = self._execute(command)
-        self.switch_log.append((self.now, dict(command)))
+        self.switch_log.append((self.now, logged_command(command, SWITCH_FIELDS)))
         return result
 
     def _execute(self, command: Any) -> dict[str, Any]:
         name = command_name(command)
         if name not in SWITCHES:
-            raise CommandError(f"unknown switch {name!r}; known switches: {', '.join(SWITCHES)}")
+            raise CommandError(
+                f"unknown switch {Shown(name)!r}; known switches: {', '.join(SWITCHES)}"
+            )
         if name == "producer.rate":
-            self.rate = number(command, lo=0, hi=50_000)
+            self.rate = bounded(command, VALUE_BOUNDS[name])
             self._epoch += 1
             self._schedule_arrival()
         elif name == "service.add":
@@ -606,7 +633,7 @@ class Comparison:
             target = require(command, "consumer")
             service = self.sync.services.get(target) if isinstance(target, str) else None
             if service is None:
-                raise CommandError(f"unknown consumer {target!r}")
+                raise CommandError(f"unknown consumer {Shown(target)!r}")
             self.sim.apply(command)  # validates the value; raises before anything changes
             if name == "consumer.down":
                 service.status = "down"
@@ -659,6 +686,7 @@ class Comparison:
             "seed": self.seed,
             "orders": len(self.plan.checkout_s),
             "rate": self.rate,
+            "fault_errors": self.sim.fault_errors_state(),
             "sync": self.sync.state(),
             "events": {
                 "producer_changes": self.producer.changes,

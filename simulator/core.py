@@ -91,3 +91,28 @@ class Scheduler:
             action(arg)
         if until > self.now:
             self.now = until
+
+    def run_some(self, until: float, budget: int) -> bool:
+        """Like :meth:`run_until`, but run at most ``budget`` actions.
+
+        Returns True when every action due by ``until`` ran (the clock is then at ``until``);
+        False when the budget ran out first (the clock is at the last action run). A caller that
+        must not stall (the live runner, serving sockets on the same thread) advances in such
+        bounded slices, checking its own clock in between.
+        """
+        queue = self._queue
+        pop = heappop
+        left = budget
+        while queue and left > 0:
+            time, _, action, arg = item = pop(queue)
+            if time > until:
+                heappush(queue, item)
+                break
+            self.now = time
+            action(arg)
+            left -= 1
+        if queue and queue[0][0] <= until:
+            return False
+        if until > self.now:
+            self.now = until
+        return True

@@ -15,14 +15,23 @@ from typing import Any
 
 import yaml
 
-from .commands import ENGINE_COMMANDS
+from .commands import (
+    ENGINE_COMMANDS,
+    INSTANCES_MAX,
+    RATE_MAX,
+    VALUE_BOUNDS,
+    CommandError,
+    bounded,
+)
 from .distributions import DISTRIBUTIONS, TEXT_MAX, VALUE_KINDS, LatencySpec
 from .schema import (
+    MAX_DEPTH,
     Compatibility,
     IncompatibleSchema,
     SchemaError,
     SchemaRegistry,
     SchemaRegistryError,
+    nesting_overflow,
     parse_versioned,
 )
 
@@ -31,10 +40,26 @@ LIMITS: dict[str, int] = {
     "partitions": 64,
     "producers": 50,
     "consumers": 500,
-    "instances": 64,
-    "rate": 50_000,
+    "instances": INSTANCES_MAX,
+    "rate": RATE_MAX,
     "duration": 7 * 24 * 3600,
 }
+# What a hostile file could otherwise make huge (docs/scenarios.md, "Limits")
+MAX_DOCUMENT_BYTES = 256 * 1024  # the scenario as compact JSON, aliases expanded
+MAX_YAML_VALUES = 100_000  # values the YAML expands to, an alias counting each time it is used
+MAX_CONSUMER_BYTES = 20_000  # one consumer spec (consumer.add), as compact JSON
+NAME_MAX = 80  # characters of a topic's, producer's, consumer's or event's name
+NAMES_MAX = 100  # names in one list (a consumer's topics or events)
+TITLE_MAX = 200  # characters of a scenario's name, or a service's label
+DESCRIPTION_MAX = 5_000  # characters of a scenario's description
+SEED_MAX = 2**63 - 1  # what the database's integer holds
+PAYLOAD_FIELDS_MAX = 100  # fields of a producer's payload
+CHOICE_MAX = 1_000  # options of a payload's {choice: [...]}
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # the broker's message.max.bytes: a larger record is refused
+PAYLOAD_TEXT_MAX = 1_000  # characters of a choice option, a sequence prefix or a filter's text
+PAYLOAD_NUMBER_MAX = 1e15  # magnitude of a number in a payload or a filter
+SCHEMA_VERSIONS_MAX = 50  # versions of one subject
+SCHEMAS_MAX = 200  # versions of every subject together
 
 FILTER_OPS = (">", ">=", "<", "<=", "==", "!=")
 FAULT_ACTIONS = ("down", "up", "crash", "slow", "delay", "failure_rate", "instances", "rate")
@@ -316,8 +341,8 @@ class _V:
         if not isinstance(v, str) or not v.strip():
             self.err(p, "must be a non-empty string")
             return None
-        if len(v) > 80:
-            self.err(p, "must be at most 80 characters")
+        if len(v) > NAME_MAX:
+            self.err(p, f"must be at most {NAME_MAX} characters")
             return None
         return v
 
@@ -343,10 +368,15 @@ class _V:
         if isinstance(v, bool) or not isinstance(v, int | float):
             self.err(p, f"must be a number, got {_kind(v)}")
             return default
-        if isinstance(v, float) and not math.isfinite(v):
+        try:
+            f = float(v)
+        except OverflowError:  # an int beyond any float (10**400)
+            self.err(p, f"must be <= {_fmt(le)}" if le is not None else "is too large")
+            return default
+        if not math.isfinite(f):
             self.err(p, "must be a finite number")
             return default
-        if integer and (not isinstance(v, int) and not float(v).is_integer()):
+        if integer and (not isinstance(v, int) and not f.is_integer()):
             self.err(p, "must be a whole number")
             return default
         if gt is not None and not v > gt:
@@ -358,7 +388,7 @@ class _V:
         if le is not None and not v <= le:
             self.err(p, f"must be <= {_fmt(le)}")
             return default
-        return int(v) if integer else float(v)
+        return int(v) if integer else f
 
     def choice(
         self, d: Mapping[str, Any], key: str, path: str, options: tuple[str, ...], default: str
@@ -429,13 +459,73 @@ def _latency(v: _V, value: Any, path: str) -> LatencySpec | None:
     return LatencySpec(dist=dist, mean_ms=mean, jitter=jitter, sigma=sigma)
 
 
+def _plain_number(x: Any) -> bool:
+    """A finite number a payload may carry (``abs`` compares a huge int without overflowing)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= PAYLOAD_NUMBER_MAX
+
+
+def _scalar(x: Any) -> bool:
+    """A constant a payload field or a filter may hold: text (short), a number, true/false, null."""
+    return (
+        x is None
+        or isinstance(x, bool)
+        or _plain_number(x)
+        or (isinstance(x, str) and len(x) <= PAYLOAD_TEXT_MAX)
+    )
+
+
+def _generator_problem(kind: str, arg: Any) -> str | None:
+    """What is wrong with ``{kind: arg}``, or None."""
+    if kind in ("uniform", "int"):
+        ok = isinstance(arg, list) and len(arg) == 2 and all(_plain_number(a) for a in arg)
+        if ok and arg[0] <= arg[1]:
+            return None
+        return f"{kind} takes [low, high], numbers within ±{PAYLOAD_NUMBER_MAX:g}, low <= high"
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            return "choice takes a non-empty list of options"
+        if len(arg) > CHOICE_MAX:
+            return f"choice has at most {CHOICE_MAX} options, got {len(arg)}"
+        if not all(_scalar(a) for a in arg):
+            return (
+                "choice options are constants: numbers, true/false, null or text of at most "
+                f"{PAYLOAD_TEXT_MAX} characters"
+            )
+        return None
+    if kind == "sequence":
+        if isinstance(arg, str) and len(arg) <= PAYLOAD_TEXT_MAX:
+            return None
+        return f"sequence takes a prefix: text of at most {PAYLOAD_TEXT_MAX} characters"
+    if kind == "text":
+        if isinstance(arg, int) and not isinstance(arg, bool) and 0 <= arg <= TEXT_MAX:
+            return None
+        return f"text takes a length from 0 to {TEXT_MAX}"
+    # lognormal
+    if (
+        isinstance(arg, dict)
+        and set(arg) <= {"mean", "sigma"}
+        and _plain_number(arg.get("mean"))
+        and 0 < arg["mean"] <= 1e9
+        and _plain_number(arg.get("sigma", 1.0))
+        and 0 < arg.get("sigma", 1.0) <= 5
+    ):
+        return None
+    return "lognormal takes {mean, sigma}: 0 < mean <= 1e9, 0 < sigma <= 5"
+
+
 def _payload(v: _V, value: Any, path: str) -> dict[str, Any]:
     d = v.mapping(value, path)
     if d is None:
         return {}
+    if len(d) > PAYLOAD_FIELDS_MAX:
+        v.err(path, f"at most {PAYLOAD_FIELDS_MAX} fields are allowed, got {len(d)}")
+        return {}
     out: dict[str, Any] = {}
     for k, spec in d.items():
         p = _join(path, str(k))
+        if len(str(k)) > NAME_MAX:
+            v.err(p, f"a field name may have at most {NAME_MAX} characters")
+            continue
         if isinstance(spec, dict):
             if len(spec) != 1 or next(iter(spec)) not in VALUE_KINDS:
                 v.err(
@@ -445,39 +535,33 @@ def _payload(v: _V, value: Any, path: str) -> dict[str, Any]:
                 )
                 continue
             ((kind, arg),) = spec.items()
-            ok = (
-                (
-                    kind in ("uniform", "int")
-                    and isinstance(arg, list)
-                    and len(arg) == 2
-                    and all(isinstance(a, int | float) and not isinstance(a, bool) for a in arg)
-                    and arg[0] <= arg[1]
-                )
-                or (kind == "choice" and isinstance(arg, list) and arg)
-                or (kind == "sequence" and isinstance(arg, str))
-                or (
-                    kind == "text"
-                    and isinstance(arg, int)
-                    and not isinstance(arg, bool)
-                    and 0 <= arg <= TEXT_MAX
-                )
-                or (
-                    kind == "lognormal"
-                    and isinstance(arg, dict)
-                    and isinstance(arg.get("mean"), int | float)
-                    and arg["mean"] > 0
-                    and isinstance(arg.get("sigma", 1.0), int | float)
-                    and arg.get("sigma", 1.0) > 0
-                )
-            )
-            if not ok:
-                v.err(p, f"bad arguments for {kind}: {arg!r}")
+            problem = _generator_problem(kind, arg)
+            if problem is not None:
+                v.err(p, f"bad arguments for {kind}: {problem}")
                 continue
         elif not isinstance(spec, str | int | float | bool) and spec is not None:
             v.err(p, "must be a constant or a generated value")
             continue
+        elif isinstance(spec, int | float) and not _scalar(spec):
+            v.err(p, f"must be a finite number within ±{PAYLOAD_NUMBER_MAX:g}")
+            continue
         out[str(k)] = spec
+    text = sum(
+        int(spec["text"])
+        for spec in out.values()
+        if isinstance(spec, dict) and isinstance(spec.get("text"), int)
+    )
+    if text > KAFKA_MAX_MESSAGE_BYTES:
+        v.err(
+            path,
+            f"the text fields add up to {text:,} characters: a record may have at most "
+            f"{KAFKA_MAX_MESSAGE_BYTES:,} bytes (Kafka's message.max.bytes)",
+        )
+        return {}
     return out
+
+
+RETENTION_AGE_MAX = 10 * 365 * 24 * 3600  # ten years, in seconds
 
 
 def _topic(v: _V, value: Any, path: str) -> TopicSpec | None:
@@ -495,7 +579,7 @@ def _topic(v: _V, value: Any, path: str) -> TopicSpec | None:
         if r is not None:
             v.known(r, rp, ("max_messages", "max_age_s"))
             rmsg = v.number(r, "max_messages", rp, ge=1, le=10_000_000, integer=True)
-            rage = v.number(r, "max_age_s", rp, gt=0)
+            rage = v.number(r, "max_age_s", rp, gt=0, le=RETENTION_AGE_MAX)
     if name is None:
         return None
     return TopicSpec(name=name, partitions=parts, retention_messages=rmsg, retention_age_s=rage)
@@ -544,9 +628,9 @@ def _producer(v: _V, value: Any, path: str) -> ProducerSpec | None:
         if bd is None:
             continue
         v.known(bd, bp, ("at", "count", "duration", "rate"))
-        at = v.number(bd, "at", bp, required=True, ge=0)
+        at = v.number(bd, "at", bp, required=True, ge=0, le=LIMITS["duration"])
         count = v.number(bd, "count", bp, default=0, ge=0, le=1_000_000, integer=True)
-        duration = v.number(bd, "duration", bp, default=0.0, ge=0)
+        duration = v.number(bd, "duration", bp, default=0.0, ge=0, le=LIMITS["duration"])
         brate = v.number(bd, "rate", bp, default=0.0, ge=0, le=LIMITS["rate"])
         if not count and not (duration and brate):
             v.err(bp, "a burst needs either count, or duration and rate")
@@ -609,13 +693,19 @@ def _broker(v: _V, value: Any) -> BrokerSpec:
     )
 
 
-def _str_list(v: _V, value: Any, path: str) -> tuple[str, ...] | None:
+def _str_list(v: _V, value: Any, path: str, limit: int = NAMES_MAX) -> tuple[str, ...] | None:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(x, str) and x for x in value):
         v.err(path, "must be a non-empty list of names")
         return None
-    return tuple(value)
+    if len(value) > limit:
+        v.err(path, f"at most {limit} names are allowed, got {len(value)}")
+        return None
+    long = [i for i, x in enumerate(value) if len(x) > NAME_MAX]
+    for i in long:
+        v.err(f"{path}[{i}]", f"must be at most {NAME_MAX} characters")
+    return None if long else tuple(value)
 
 
 STREAM_FIELDS = (
@@ -694,7 +784,9 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
                 max_attempts=v.number(r, "max_attempts", rp, default=3, ge=1, le=100, integer=True),
                 backoff_ms=v.number(r, "backoff_ms", rp, default=100.0, ge=0, le=3_600_000),
                 backoff=v.choice(r, "backoff", rp, ("fixed", "exponential"), "exponential"),
-                max_backoff_ms=v.number(r, "max_backoff_ms", rp, default=30_000.0, ge=0),
+                max_backoff_ms=v.number(
+                    r, "max_backoff_ms", rp, default=30_000.0, ge=0, le=3_600_000
+                ),
                 topics=v.boolean(r, "topics", rp, False),
             )
     delivery = v.choice(d, "delivery", path, DELIVERY_MODES, "stream")
@@ -714,6 +806,12 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
             op = v.choice(f, "op", fp, FILTER_OPS, "==")
             if "value" not in f:
                 v.err(_join(fp, "value"), "is required")
+            elif not _scalar(f["value"]):
+                v.err(
+                    _join(fp, "value"),
+                    f"must be a number within ±{PAYLOAD_NUMBER_MAX:g}, true/false, null or text "
+                    f"of at most {PAYLOAD_TEXT_MAX} characters",
+                )
             elif fname is not None:
                 flt = FilterSpec(field=fname, op=op, value=f["value"])
     idempotent = v.boolean(d, "idempotent", path, False)
@@ -734,6 +832,9 @@ def parse_consumer(v: _V, value: Any, path: str) -> ConsumerSpec | None:
     label = d.get("label", "")
     if not isinstance(label, str):
         v.err(_join(path, "label"), "must be a string")
+        label = ""
+    elif len(label) > TITLE_MAX:
+        v.err(_join(path, "label"), f"must be at most {TITLE_MAX} characters")
         label = ""
     overhead = v.number(d, "client_overhead_ms", path, default=CLIENT_OVERHEAD_MS, ge=0, le=60_000)
     kafka = _kafka_settings(v, d, path, delivery)
@@ -856,36 +957,58 @@ BROKER_ACTIONS = ("down", "up", "delay")
 FAULT_FIELDS = ("at", "consumer", "producer", "broker", "action", "value", "instance", "partition")
 
 
+VALUED_ACTIONS = ("slow", "delay", "failure_rate", "instances", "rate")
+
+
+def fault_command(action: str, *, broker: Any, producer: Any) -> str:
+    """The run-time command a fault applies (its ranges are the command's)."""
+    if broker is not None:
+        return f"broker.{action}"
+    if producer is not None:
+        return "producer.rate"
+    return f"consumer.{action}"
+
+
 def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
     d = v.mapping(value, path)
     if d is None:
         return None
-    v.known(
-        d,
-        path,
-        ("at", "consumer", "producer", "broker", "action", "value", "instance", "partition"),
-    )
-    at = v.number(d, "at", path, required=True, ge=0)
+    v.known(d, path, FAULT_FIELDS)
+    at = v.number(d, "at", path, required=True, ge=0, le=LIMITS["duration"])
     action = v.choice(d, "action", path, FAULT_ACTIONS, "down")
     consumer, producer, broker = d.get("consumer"), d.get("producer"), d.get("broker")
     if sum(x is not None for x in (consumer, producer, broker)) != 1:
         v.err(path, "names exactly one consumer, one producer or one broker topic")
         return None
+    for key, name in (("consumer", consumer), ("producer", producer), ("broker", broker)):
+        if name is not None and (not isinstance(name, str) or len(name) > NAME_MAX):
+            v.err(_join(path, key), f"must be a name of at most {NAME_MAX} characters")
+            return None
     if action == "rate" and producer is None:
         v.err(_join(path, "action"), "rate applies to a producer")
     if broker is not None and action not in BROKER_ACTIONS:
         v.err(_join(path, "action"), f"a broker fault is one of {', '.join(BROKER_ACTIONS)}")
     if action != "rate" and consumer is None and broker is None:
         v.err(_join(path, "action"), f"{action} applies to a consumer")
-    value_ = v.number(d, "value", path, ge=0)
-    if action in ("slow", "delay", "failure_rate", "instances", "rate") and value_ is None:
-        v.err(_join(path, "value"), f"is required for {action}")
-    if action == "failure_rate" and value_ is not None and value_ > 1:
-        v.err(_join(path, "value"), "must be <= 1")
-    if action == "slow" and value_ is not None and value_ <= 0:
-        v.err(_join(path, "value"), "must be > 0")
-    instance = v.number(d, "instance", path, ge=0, integer=True)
-    partition = v.number(d, "partition", path, ge=0, integer=True)
+    # the value is checked against the range of the command the fault applies, as a command
+    # sent at run time is: a fault the run would refuse is refused here
+    value_ = v.number(d, "value", path)
+    if action in VALUED_ACTIONS:
+        command = fault_command(action, broker=broker, producer=producer)
+        bounds = VALUE_BOUNDS.get(command)
+        if d.get("value") is None:
+            v.err(_join(path, "value"), f"is required for {action}")
+        elif value_ is not None and bounds is not None:
+            try:
+                bounded({"command": command, "value": value_}, bounds)
+            except CommandError as e:
+                v.err(_join(path, "value"), str(e))
+    elif d.get("value") is not None:
+        v.err(_join(path, "value"), f"applies to {', '.join(VALUED_ACTIONS)}, not to {action}")
+    instance = v.number(d, "instance", path, ge=0, le=LIMITS["instances"] - 1, integer=True)
+    if instance is not None and action != "crash":
+        v.err(_join(path, "instance"), "applies to crash")
+    partition = v.number(d, "partition", path, ge=0, le=LIMITS["partitions"] - 1, integer=True)
     if partition is not None and broker is None:
         v.err(_join(path, "partition"), "applies to a broker fault")
     if at is None:
@@ -900,6 +1023,21 @@ def _fault(v: _V, value: Any, path: str) -> FaultSpec | None:
         broker=broker,
         partition=partition,
     )
+
+
+def _instances_at(
+    spec: ConsumerSpec, faults: list[FaultSpec], script: list[ScriptStep], index: int
+) -> int | None:
+    """How many instances ``spec``'s service has when fault ``index`` fires, when the scenario
+    alone says so (None when its faults or script change the count before then)."""
+    fault = faults[index]
+    for j, f in enumerate(faults):
+        if f.consumer == spec.name and f.action == "instances" and (f.at, j) < (fault.at, index):
+            return None
+    changes = ("consumer.instances", "consumer.add", "consumer.remove")
+    if any(step.command.get("command") in changes and step.at <= fault.at for step in script):
+        return None
+    return spec.instances
 
 
 TOP_FIELDS: tuple[str, ...] = (
@@ -968,14 +1106,15 @@ def parse_scenario(doc: Any) -> Scenario:
             raise ScenarioError([("", "the file is not UTF-8 text")]) from None
     if isinstance(doc, str):
         doc = load_text(doc)
+    check_document(doc)
     v = _V()
     d = v.mapping(doc, "")
     if d is None:
         raise ScenarioError([("", f"a scenario must be a mapping, got {_kind(doc)}")])
     v.known(d, "", TOP_FIELDS)
     seed = d.get("seed", 1)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        v.err("seed", "must be a whole number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        v.err("seed", f"must be a whole number from 0 to {SEED_MAX} (2**63 - 1)")
         seed = 1
     duration = v.number(d, "duration", "", default=60.0, gt=0, le=LIMITS["duration"])
     # metrics fold their buffers every sample: a short interval keeps memory bounded
@@ -985,9 +1124,13 @@ def parse_scenario(doc: Any) -> Scenario:
     if not isinstance(name, str):
         v.err("name", "must be a string")
         name = ""
+    elif len(name) > TITLE_MAX:
+        v.err("name", f"must be at most {TITLE_MAX} characters")
     if not isinstance(description, str):
         v.err("description", "must be a string")
         description = ""
+    elif len(description) > DESCRIPTION_MAX:
+        v.err("description", f"must be at most {DESCRIPTION_MAX} characters")
 
     topics = [
         t
@@ -1014,7 +1157,7 @@ def parse_scenario(doc: Any) -> Scenario:
     ]
     chain: tuple[str, ...] = ()
     if "chain" in d:
-        chain = _str_list(v, d["chain"], "chain") or ()
+        chain = _str_list(v, d["chain"], "chain", LIMITS["consumers"]) or ()
 
     # cross references
     topic_names = [t.name for t in topics]
@@ -1034,6 +1177,14 @@ def parse_scenario(doc: Any) -> Scenario:
             v.err(f"faults[{i}].consumer", f"unknown consumer {f.consumer!r}")
         if f.producer is not None and f.producer not in producer_names:
             v.err(f"faults[{i}].producer", f"unknown producer {f.producer!r}")
+        target = next((c for c in consumers if c.name == f.consumer), None)
+        if f.action == "crash" and f.instance is not None and target is not None:
+            n = _instances_at(target, faults, script, i)
+            if n is not None and f.instance >= n:
+                v.err(
+                    f"faults[{i}].instance",
+                    f"{target.name} has {n} instance(s) at t={f.at:g}, numbered from 0",
+                )
     for i, s in enumerate(chain):
         if s not in consumer_names:
             v.err(f"chain[{i}]", f"unknown consumer {s!r}")
@@ -1111,11 +1262,21 @@ def build_registry(v: _V, doc: Any) -> Any:
     if not isinstance(subjects, dict):
         v.err("schemas.subjects", "must map each event type to its list of schema versions")
         return None
+    total = 0
     for subject, versions in subjects.items():
         path = f"schemas.subjects.{subject}"
         if not isinstance(versions, list) or not versions:
             v.err(path, "must be a non-empty list of schemas (version 1, 2, ...)")
             continue
+        # a transitive mode checks each version against every earlier one: keep that small
+        total += len(versions)
+        if len(versions) > SCHEMA_VERSIONS_MAX or total > SCHEMAS_MAX:
+            v.err(
+                path,
+                f"at most {SCHEMA_VERSIONS_MAX} versions of a subject, and {SCHEMAS_MAX} in all, "
+                "are allowed",
+            )
+            return None
         for i, schema in enumerate(versions):
             try:
                 registry.register(str(subject), schema)
@@ -1123,6 +1284,8 @@ def build_registry(v: _V, doc: Any) -> Any:
                 v.err(f"{path}[{i}]", "; ".join(e.problems))
             except IncompatibleSchema as e:
                 v.err(f"{path}[{i}]", str(e))
+            except ValueError as e:  # an empty subject name
+                v.err(path, str(e))
     return registry
 
 
@@ -1147,6 +1310,7 @@ def check_consumer_refs(v: _V, c: ConsumerSpec, path: str, known_topics: set[str
 
 def parse_consumer_spec(doc: Any, known_topics: set[str], path: str = "consumer") -> ConsumerSpec:
     """Validate one consumer spec (as in a scenario), e.g. for adding a service at run time."""
+    check_document(doc, path=path, max_bytes=MAX_CONSUMER_BYTES, what="the consumer spec")
     v = _V()
     spec = parse_consumer(v, doc, path)
     if spec is not None:
@@ -1167,6 +1331,138 @@ def _unique(v: _V, path: str, names: list[str]) -> None:
 MAX_TEXT = 1_000_000
 
 
+def _printable(key: str) -> str:
+    """A field name as an error's path shows it: what UTF-8 cannot encode, escaped."""
+    return key if key.isascii() else key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _path(base: str, parts: list[str | int]) -> str:
+    out = base
+    for part in parts:
+        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, _printable(part))
+    return out
+
+
+def check_document(
+    doc: Any, *, path: str = "", max_bytes: int = MAX_DOCUMENT_BYTES, what: str = "the scenario"
+) -> None:
+    """Refuse a document nested more than :data:`MAX_DEPTH` levels deep, holding text UTF-8
+    cannot encode, or larger than ``max_bytes`` as compact JSON. Nothing here recurses, so
+    this runs before anything that does."""
+    deep = nesting_overflow(doc, MAX_DEPTH)
+    if deep is not None:
+        raise ScenarioError([(_path(path, deep), f"is nested more than {MAX_DEPTH} levels deep")])
+    bad: list[str] = []
+    stack: list[tuple[Any, str]] = [(doc, path)]
+    while stack and len(bad) < 10:
+        node, at = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    bad.append(at)
+        elif isinstance(node, dict):
+            for k, child in node.items():
+                key_path = _join(at, _printable(str(k)))
+                stack.append((child, key_path))
+                if isinstance(k, str):
+                    stack.append((k, key_path))
+        elif isinstance(node, list | tuple):
+            stack.extend((child, f"{at}[{i}]") for i, child in enumerate(node))
+    if bad:
+        message = "holds text UTF-8 cannot encode (a lone surrogate such as \\ud800)"
+        raise ScenarioError([(p, message) for p in sorted(set(bad))])
+    try:
+        text = json.dumps(
+            doc, ensure_ascii=False, separators=(",", ":"), default=str, skipkeys=True
+        )
+    except ValueError:  # an int of more digits than Python writes out
+        raise ScenarioError([(path, "holds a number too large to write as JSON")]) from None
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise ScenarioError(
+            [
+                (
+                    path,
+                    f"{what} is {size:,} bytes as compact JSON; at most {max_bytes:,} are "
+                    "allowed" + ("" if path else " (YAML aliases count each time they are used)"),
+                )
+            ]
+        )
+
+
+def _at(node: yaml.Node) -> str:
+    mark = node.start_mark
+    return f"at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _check_yaml_graph(root: yaml.Node) -> None:
+    """Refuse a YAML node graph that expands to more than :data:`MAX_YAML_VALUES` values or
+    nests deeper than :data:`MAX_DEPTH`, before anything is built from it. An alias is the node
+    it names, shared: each node's expanded size is counted once and reused (a "billion laughs"
+    costs its few hundred nodes to measure). Iterative; an anchor that contains its own alias
+    (a cycle) is refused too."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node]
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            level = 0 if isinstance(node, yaml.ScalarNode) else 1  # a collection is a level
+            height[key] = level + max((height[id(c)] for c in children), default=0)
+            if size[key] > MAX_YAML_VALUES:
+                raise ScenarioError(
+                    [
+                        (
+                            "",
+                            f"the YAML expands to more than {MAX_YAML_VALUES} values (aliases "
+                            "count each time they are used)",
+                        )
+                    ]
+                )
+            if height[key] > MAX_DEPTH:
+                raise ScenarioError(
+                    [("", f"the YAML nests more than {MAX_DEPTH} levels deep {_at(node)}")]
+                )
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise ScenarioError(
+                [("", f"the YAML contains itself (an alias inside its own anchor) {_at(node)}")]
+            )
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def compose_yaml(text: str) -> yaml.Node | None:
+    """YAML text as PyYAML's node graph, refused (:class:`ScenarioError`) if it would expand to
+    too much (see :func:`_check_yaml_graph`). Raises ``yaml.YAMLError`` for invalid YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except RecursionError:
+        raise ScenarioError([("", f"the YAML nests more than {MAX_DEPTH} levels deep")]) from None
+    finally:
+        loader.dispose()
+    if node is not None:
+        _check_yaml_graph(node)
+    return node
+
+
 def load_text(text: str) -> Any:
     """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
     if len(text) > MAX_TEXT:
@@ -1179,13 +1475,31 @@ def load_text(text: str) -> Any:
             raise ScenarioError(
                 [("", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")]
             ) from None
+        except RecursionError:
+            raise ScenarioError(
+                [("", f"the JSON nests more than {MAX_DEPTH} levels deep")]
+            ) from None
+        except ValueError:  # an int of more than 4300 digits
+            raise ScenarioError([("", "invalid JSON: a number has too many digits")]) from None
     try:
-        return yaml.safe_load(text)
+        node = compose_yaml(text)
+        if node is None:
+            return None
+        constructor = yaml.SafeLoader("")
+        try:
+            return constructor.construct_document(node)
+        finally:
+            constructor.dispose()
+    except ScenarioError:
+        raise
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ScenarioError([("", f"invalid YAML{where}: {problem}")]) from None
+    except (ValueError, OverflowError) as e:  # a value its tag cannot hold (an int too long)
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ScenarioError([("", f"invalid YAML: {first[:200]}")]) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

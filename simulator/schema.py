@@ -218,6 +218,34 @@ def _check_version(version: object) -> None:
         raise ValueError(MSG_BAD_VERSION.format(version=version))
 
 
+# --- nesting ---------------------------------------------------------------------------------
+
+MAX_DEPTH = 32
+"""How deeply objects and arrays may nest, in a scenario and in a schema: the walks over them
+(this module's among them) recurse, and a document nested deeper is refused before they start."""
+
+
+def nesting_overflow(value: object, limit: int = MAX_DEPTH) -> list[str | int] | None:
+    """The path (keys and indices) to an object or array nested deeper than ``limit`` levels
+    (the outermost is level 1), or None. Iterative, so any depth is safe to ask about."""
+    stack: list[tuple[object, int, tuple[str | int, ...]]] = [(value, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        items: Iterable[tuple[Any, Any]]
+        if isinstance(node, Mapping):
+            items = node.items()
+        elif isinstance(node, list | tuple):
+            items = enumerate(node)
+        else:
+            continue
+        if depth > limit:
+            return list(path)
+        for key, child in items:
+            if isinstance(child, Mapping | list | tuple):
+                stack.append((child, depth + 1, (*path, key if isinstance(key, int) else str(key))))
+    return None
+
+
 # --- schema well-formedness ------------------------------------------------------------------
 
 
@@ -226,10 +254,15 @@ def check_schema(schema: object) -> None:
 
     Every problem is reported, each prefixed by its JSONPath, e.g.
     ``"$.properties.total.type: unknown type 'float' ..."``. A ``default`` must itself be valid
-    for its property.
+    for its property. A schema nested more than :data:`MAX_DEPTH` levels deep is refused first,
+    so every walk over a registered schema is bounded.
     """
     problems: list[str] = []
-    if not isinstance(schema, Mapping):
+    too_deep = nesting_overflow(schema)
+    if too_deep is not None:
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in too_deep)
+        problems.append(f"${where}: nested more than {MAX_DEPTH} levels deep")
+    elif not isinstance(schema, Mapping):
         problems.append(f"$: schema must be an object, got {_json_type(schema)}")
     else:
         _check_node(schema, "$", problems, root=True)

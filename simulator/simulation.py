@@ -20,14 +20,20 @@ from .broker import DLT_SUFFIX, DeadLetterTopic, Partition, Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
+    ERR_LOG_FULL,
     ERR_RESET_BUSY,
     ERR_RESET_QUEUE,
     ERR_RESET_RUNNING,
     ERR_UNKNOWN_COMMAND,
     ERR_UNKNOWN_CONSUMER,
     ERR_UNKNOWN_PRODUCER,
+    MAX_COMMAND_LOG,
+    VALUE_BOUNDS,
     CommandError,
+    Shown,
+    bounded,
     command_name,
+    logged_command,
     number,
     require,
 )
@@ -49,6 +55,12 @@ from .scenario import (
     build_registry,
     parse_consumer_spec,
 )
+
+FAULT_ERRORS_KEPT = 100  # the latest faults and script steps the run could not apply
+
+
+RECORDS_KEPT = 200_000  # records a run's topics keep in all (Fanout's memory bound)
+MIN_RECORDS_PER_PARTITION = 50
 
 
 class Simulation(Scheduler):
@@ -92,13 +104,24 @@ class Simulation(Scheduler):
         for obs in observers:
             self.add_observer(obs)
         self.command_log: list[tuple[float, dict[str, Any]]] = []
+        # (t, what, why) of each scheduled fault or script step the run could not apply: the
+        # run goes on without it (a command sent now would have been refused, as this one was)
+        self.fault_errors: deque[tuple[float, str, str]] = deque(maxlen=FAULT_ERRORS_KEPT)
         self.ids = count(1)  # event ids, shared by every topic
         self.schemas = registry_for(scenario)
+        # Fanout's memory bound: all of a run's partitions together keep at most RECORDS_KEPT
+        # records (about 400 bytes each), shared out per partition; a topic's own retention
+        # applies when it is smaller. Kafka's default keeps 7 days, whatever that costs.
+        partitions = sum(t.partitions for t in scenario.topics) or 1
+        self.records_per_partition = max(MIN_RECORDS_PER_PARTITION, RECORDS_KEPT // partitions)
         self.topics: dict[str, Topic] = {
             t.name: Topic(
                 t.name,
                 t.partitions,
-                retention_messages=t.retention_messages,
+                retention_messages=min(
+                    t.retention_messages or self.records_per_partition,
+                    self.records_per_partition,
+                ),
                 retention_age_s=t.retention_age_s,
                 on_produced=self.on_produced,
                 rng=self.rng,
@@ -190,7 +213,8 @@ class Simulation(Scheduler):
     ) -> DeadLetterTopic:
         made = registry.get(name)
         if made is None:
-            made = DeadLetterTopic(self.topics[topic], DEAD_LETTERS_KEPT, name)
+            kept = min(DEAD_LETTERS_KEPT, self.records_per_partition)
+            made = DeadLetterTopic(self.topics[topic], kept, name)
             registry[name] = made
         return made
 
@@ -208,7 +232,7 @@ class Simulation(Scheduler):
         log = client if client is not None else self.topics.get(topic)
         if log is None:
             known = sorted([*self.topics, *self.dead_letter_topics, *self.retry_topics])
-            raise CommandError(f"read: no topic {topic!r} (topics: {', '.join(known)})")
+            raise CommandError(f"read: no topic {Shown(topic)!r} (topics: {', '.join(known)})")
         p = int(number(args, "partition", lo=0, hi=len(log.partitions) - 1, integer=True))
         first = int(number(args, "offset", lo=0, hi=2**53, integer=True))
         n = int(number(args, "limit", lo=1, hi=self.READ_LIMIT, integer=True))
@@ -265,13 +289,13 @@ class Simulation(Scheduler):
     def group(self, name: Any) -> ConsumerGroup:
         group = self.groups.get(name) if isinstance(name, str) else None
         if group is None:
-            raise CommandError(ERR_UNKNOWN_CONSUMER.format(name=name))
+            raise CommandError(ERR_UNKNOWN_CONSUMER.format(name=Shown(name)))
         return group
 
     def producer(self, name: Any) -> Producer:
         producer = self.producers.get(name) if isinstance(name, str) else None
         if producer is None:
-            raise CommandError(ERR_UNKNOWN_PRODUCER.format(name=name))
+            raise CommandError(ERR_UNKNOWN_PRODUCER.format(name=Shown(name)))
         return producer
 
     # --- faults and commands -----------------------------------------------------------
@@ -294,20 +318,38 @@ class Simulation(Scheduler):
                 cmd["instance"] = fault.instance
         if fault.consumer is not None and fault.consumer not in self.groups:
             return  # removed at run time: its scheduled faults no longer apply
-        self._execute(cmd)
+        try:
+            self._execute(cmd)
+        except ValueError as e:  # CommandError, or a check further in
+            self.command_failed("fault", cmd, e)
+
+    def command_failed(self, source: str, cmd: dict[str, Any], error: Exception) -> None:
+        """A scheduled fault or a script step the run cannot take now: kept in
+        :attr:`fault_errors` (the latest ones) and said to observers; the run goes on."""
+        name = cmd.get("command")
+        target = cmd.get("consumer") or cmd.get("producer") or cmd.get("topic") or ""
+        target = target if isinstance(target, str) else ""
+        self.fault_errors.append((self.now, f"{source}: {name} {target}".rstrip(), str(error)))
+        for hook in self.on_status_changed:
+            hook(self.now, source, target, f"{source}: {name} refused: {error}")
 
     def apply(self, command: Any) -> dict[str, Any]:
         """Apply a run-time command now and record it in the command log.
 
-        Raises :class:`CommandError` (the simulation unchanged) when the command is not valid.
+        The log keeps the fields the command reads (see ``commands.COMMAND_FIELDS``), nothing
+        else, and at most ``MAX_COMMAND_LOG`` commands. Raises :class:`CommandError` (the
+        simulation unchanged) when the command is not valid or the log is full.
         """
+        if len(self.command_log) >= MAX_COMMAND_LOG:
+            raise CommandError(ERR_LOG_FULL.format(n=MAX_COMMAND_LOG))
         result = self._execute(command)
         # What the command set off at this very instant runs now, before anything else: a
         # replay, which calls run_until(t) before each command, then sees the same order.
         self.run_until(self.now)
-        self.command_log.append((self.now, dict(command)))
+        logged = logged_command(command)
+        self.command_log.append((self.now, logged))
         for hook in self.on_command_applied:
-            hook(self.now, command)
+            hook(self.now, logged)
         return result
 
     def play(self, command: Any, execute: Callable[[dict[str, Any]], object] | None = None) -> None:
@@ -318,21 +360,21 @@ class Simulation(Scheduler):
         target = command.get("consumer") or command.get("producer") or command.get("topic") or ""
         try:
             (execute or self._execute)(dict(command))
-            what = f"script: {name}"
-        except CommandError as e:
-            what = f"script: {name} refused: {e}"
+        except ValueError as e:  # CommandError, or a check further in
+            self.command_failed("script", dict(command), e)
+            return
         for hook in self.on_status_changed:
-            hook(self.now, "script", str(target), what)
+            hook(self.now, "script", str(target), f"script: {name}")
 
     def _execute(self, cmd: Any) -> dict[str, Any]:
         name = command_name(cmd)
         if name not in ENGINE_COMMANDS:
             raise CommandError(
-                ERR_UNKNOWN_COMMAND.format(name=name, known=", ".join(ENGINE_COMMANDS))
+                ERR_UNKNOWN_COMMAND.format(name=Shown(name), known=", ".join(ENGINE_COMMANDS))
             )
         if name == "producer.rate":
             producer = self.producer(require(cmd, "producer"))
-            producer.set_rate(number(cmd, lo=0, hi=LIMITS["rate"]))
+            producer.set_rate(bounded(cmd, VALUE_BOUNDS[name]))
             return {}
         if name == "consumer.add":
             return self._add_consumer(cmd)
@@ -351,16 +393,16 @@ class Simulation(Scheduler):
                     raise CommandError(f"{group.name} has no running instance {instance}")
             group.crash(instance)
         elif name == "consumer.slow":
-            group.set_slow(number(cmd, lo=0, hi=1000, strict_lo=True))
+            group.set_slow(bounded(cmd, VALUE_BOUNDS[name]))
             self._note(group, f"slow x{group.slow:g}")
         elif name == "consumer.delay":
-            group.set_delay(number(cmd, lo=0, hi=600_000) / 1000.0)
+            group.set_delay(bounded(cmd, VALUE_BOUNDS[name]) / 1000.0)
             self._note(group, f"+{group.delay * 1000:g} ms")
         elif name == "consumer.failure_rate":
-            group.failure_rate = number(cmd, lo=0, hi=1)
+            group.failure_rate = bounded(cmd, VALUE_BOUNDS[name])
             self._note(group, f"failure rate {group.failure_rate:g}")
         elif name == "consumer.instances":
-            n = int(number(cmd, lo=0, hi=LIMITS["instances"], integer=True))
+            n = int(bounded(cmd, VALUE_BOUNDS[name]))
             group.set_instances(n)
             self._note(group, f"{n} instances")
         elif name == "consumer.remove":
@@ -391,7 +433,7 @@ class Simulation(Scheduler):
 
     def _broker_command(self, name: str, cmd: dict[str, Any]) -> dict[str, Any]:
         if name == "broker.delay":
-            ms = number(cmd, lo=0, hi=60_000)
+            ms = bounded(cmd, VALUE_BOUNDS[name])
             self.broker_delay_ms = ms
             for sender in self._senders():
                 sender.set_delay(ms)
@@ -401,7 +443,7 @@ class Simulation(Scheduler):
         topic_name = require(cmd, "topic")
         topic = self.topics.get(topic_name) if isinstance(topic_name, str) else None
         if topic is None:
-            raise CommandError(f"unknown topic {topic_name!r}")
+            raise CommandError(f"unknown topic {Shown(topic_name)!r}")
         index = None
         if cmd.get("partition") is not None:
             index = int(number(cmd, "partition", lo=0, hi=len(topic.partitions) - 1, integer=True))
@@ -628,6 +670,7 @@ class Simulation(Scheduler):
                 "emits": self.emit_sender.state(),
             },
             "compact": compact,
+            "fault_errors": self.fault_errors_state(),
             "groups": {
                 name: self.group_state(g, latency=latency and not compact, compact=compact)
                 for name, g in self.groups.items()
@@ -645,7 +688,14 @@ class Simulation(Scheduler):
             "topics": snap["topics"],
             "groups": snap["groups"],
             "commands": len(self.command_log),
+            "fault_errors": snap["fault_errors"],
         }
+
+    def fault_errors_state(self) -> list[dict[str, Any]]:
+        """The scheduled faults and script steps the run could not apply, oldest first."""
+        return [
+            {"t": round(t, 6), "fault": what, "error": why} for t, what, why in self.fault_errors
+        ]
 
     def history(self, group: str) -> list[tuple[float, int, float, int, int]]:
         g = self.metrics_observer.groups.get(group)

@@ -141,6 +141,7 @@ async def test_home_lists_presets_and_the_form_starts_a_simulation_page() -> Non
 
 async def test_control_forms_work_as_plain_posts_and_as_htmx() -> None:
     client = AsyncClient()
+    await client.get("/")  # the session the forms' simulations belong to
     r = await client.post("/simulations/", {"preset": "basic"})
     page_url = r["Location"]
     control = page_url + "control"
@@ -165,6 +166,8 @@ async def test_control_forms_work_as_plain_posts_and_as_htmx() -> None:
 
 async def test_someone_elses_simulation_is_read_only_for_forms() -> None:
     owner, other = AsyncClient(), AsyncClient()
+    await owner.get("/")
+    await other.get("/")
     r = await owner.post("/simulations/", {"preset": "basic"})
     page_url = r["Location"]
     r = await other.post(page_url + "control", {"command": "start"}, headers={"HX-Request": "true"})
@@ -179,6 +182,7 @@ async def test_someone_elses_simulation_is_read_only_for_forms() -> None:
 
 async def test_the_add_service_form_builds_a_filtered_consumer() -> None:
     client = AsyncClient()
+    await client.get("/")
     r = await client.post("/simulations/", {"preset": "basic"})
     sim_id = r["Location"].rstrip("/").split("/")[-1]
     control = r["Location"] + "control"
@@ -213,6 +217,7 @@ async def test_an_unknown_page_is_a_friendly_404() -> None:
 
 async def test_the_broker_form_takes_a_partition_leader_down_and_up() -> None:
     client = AsyncClient()
+    await client.get("/")
     r = await client.post("/simulations/", {"preset": "ecommerce"})
     page_url = r["Location"]
     page = (await client.get(page_url)).content.decode()

@@ -4,6 +4,7 @@ numbers the answer states."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,6 +44,11 @@ async def _open_live(slug: str, until: float) -> tuple[AsyncClient, str, dict[st
     )
     assert r.status_code == 200, r.content
     state: dict[str, Any] = r.json()["state"]
+    for _ in range(600):  # a long step goes on in slices after the reply (the loop stays free)
+        if state["stepping_to"] is None:
+            break
+        await asyncio.sleep(0.05)
+        state = (await client.get(f"/api/simulations/{body['id']}")).json()
     assert state["t"] == pytest.approx(until)
     return client, body["id"], state
 
@@ -95,7 +101,9 @@ async def test_open_it_live_from_a_lesson_adds_the_lessons_steps_to_its_preset()
     from dashboard.models import SimulationRecord
 
     def open_live() -> SimulationRecord:
-        response = Client().post(
+        client = Client()
+        client.get("/")  # the browser's session
+        response = client.post(
             "/compare/", {"preset": "sync-vs-events", "lesson": "events-commands-queries"}
         )
         assert response.status_code == 302, response.content
@@ -142,7 +150,9 @@ async def test_open_it_live_sets_up_lesson_9_as_a_comparison() -> None:
     from dashboard.models import SimulationRecord
 
     def open_live() -> SimulationRecord:
-        response = Client().post("/compare/", {"preset": "ecommerce", "lesson": "ecommerce-flow"})
+        client = Client()
+        client.get("/")  # the browser's session
+        response = client.post("/compare/", {"preset": "ecommerce", "lesson": "ecommerce-flow"})
         assert response.status_code == 302, response.content
         return SimulationRecord.objects.latest("created")
 

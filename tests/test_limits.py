@@ -36,6 +36,7 @@ async def test_one_user_may_run_only_so_many_live_simulations() -> None:
     assert f"already have {services.MAX_LIVE_PER_OWNER} live simulations" in message
     # a browser session has its own allowance, and gets the same message on the page
     browser = AsyncClient()
+    await browser.get("/")
     for _ in range(services.MAX_LIVE_PER_OWNER):
         r = await browser.post("/simulations/", {"preset": "basic"})
         assert r["Location"].startswith("/simulations/")

@@ -55,6 +55,7 @@ def settings_in_subprocess(*names: str, env: dict[str, str]) -> dict[str, object
 # --- home page, Django test client -------------------------------------------------------
 
 
+@pytest.mark.django_db  # the home page gives the browser its session
 def test_home_page_renders(client: Client) -> None:
     response = client.get("/")
 
@@ -68,6 +69,7 @@ def test_home_page_renders(client: Client) -> None:
     assert "/static/css/app.css" in html
 
 
+@pytest.mark.django_db
 def test_htmx_middleware_is_installed(client: Client) -> None:
     response = client.get("/", headers={"HX-Request": "true"})
 
@@ -99,8 +101,11 @@ def test_redis_url_selects_the_redis_channel_layer() -> None:
     }
 
 
-def test_deploy_check_passes_with_production_environment() -> None:
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+def test_deploy_check_passes_with_production_environment(tmp_path: Path) -> None:
+    env = {**PRODUCTION_ENV, "DJANGO_STATIC_ROOT": str(tmp_path / "static")}
+    collected = run_manage("collectstatic", "--noinput", env=env)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout

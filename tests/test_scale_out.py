@@ -36,7 +36,7 @@ def frames(ws: Any, *, until: Any, limit: int = 200) -> dict[str, Any]:
         m = json.loads(ws.recv(timeout=10))
         if m.get("type") == "frame":
             if not m.get("full"):
-                ws.send('{"type": "ack"}')
+                ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
             if until(m):
                 return dict(m)
     raise AssertionError("no matching frame")

@@ -9,6 +9,7 @@ import socket
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,34 +55,44 @@ def server_pid(port: str) -> int:
     raise AssertionError("daphne not found")
 
 
-def growth_with_stalled_viewers(tmp_path: Path, log: Path, window: int) -> float:
+def start_ecommerce(url: str, *, speed: float, duration: float | None = None) -> dict[str, Any]:
+    """Create the e-commerce preset through the API and start it at ``speed``."""
+    import yaml
+
+    preset = Path(__file__).resolve().parent.parent / "simulator/presets/ecommerce.yaml"
+    doc = yaml.safe_load(preset.read_text())
+    if duration is not None:
+        doc["duration"] = duration
+    req = urllib.request.Request(
+        f"{url}/api/simulations",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    created: dict[str, Any] = json.load(urllib.request.urlopen(req, timeout=10))
+    for cmd in ({"command": "speed", "value": speed}, {"command": "start"}):
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{url}/api/simulations/{created['id']}/commands",
+                data=json.dumps(cmd).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {created['control_token']}",
+                },
+            ),
+            timeout=10,
+        )
+    return created
+
+
+def growth_with_stalled_viewers(
+    tmp_path: Path, log: Path, window: int, send_buffer: int = 1024 * 1024
+) -> float:
     with run_daphne(
         db_path=tmp_path / f"w{window}.sqlite3",
         log_path=log,
-        env={"FANOUT_FRAME_WINDOW": str(window)},
+        env={"FANOUT_FRAME_WINDOW": str(window), "FANOUT_MAX_SEND_BUFFER": str(send_buffer)},
     ) as url:
-        preset = Path(__file__).resolve().parent.parent / "simulator/presets/ecommerce.yaml"
-        import yaml
-
-        doc = yaml.safe_load(preset.read_text())
-        req = urllib.request.Request(
-            f"{url}/api/simulations",
-            data=json.dumps(doc).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        created = json.load(urllib.request.urlopen(req, timeout=10))
-        for cmd in ({"command": "speed", "value": 10}, {"command": "start"}):
-            urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{url}/api/simulations/{created['id']}/commands",
-                    data=json.dumps(cmd).encode(),
-                    headers={
-                        "Content-Type": "application/json",
-                        "Authorization": f"Bearer {created['control_token']}",
-                    },
-                ),
-                timeout=10,
-            )
+        created = start_ecommerce(url, speed=10)
         sockets = [stalled_socket(url, created["ws"]) for _ in range(STALLED)]
         pid = server_pid(url.rsplit(":", 1)[1])
         time.sleep(3)  # let the kernel buffers fill
@@ -98,7 +109,9 @@ def test_stalled_viewers_leave_the_server_memory_flat(tmp_path: Path, artifacts_
     bounded = growth_with_stalled_viewers(tmp_path, artifacts_dir / "daphne-window.log", 8)
     # the same without the window: what "buffer without bound" looks like, so the bound above
     # is a measured difference and not a threshold picked to pass
-    unbounded = growth_with_stalled_viewers(tmp_path, artifacts_dir / "daphne-nowindow.log", 10**9)
+    unbounded = growth_with_stalled_viewers(
+        tmp_path, artifacts_dir / "daphne-nowindow.log", 10**9, send_buffer=10**12
+    )
     print(
         f"RSS growth over {SECONDS} s with {STALLED} stalled viewers: "
         f"window 8: {bounded:.1f} MB, no window: {unbounded:.1f} MB"
@@ -106,3 +119,48 @@ def test_stalled_viewers_leave_the_server_memory_flat(tmp_path: Path, artifacts_
     # the bounded server still grows a little: the simulation itself keeps records (at x10)
     assert bounded < 15
     assert unbounded > 2 * bounded + 10
+
+
+def masked_text(payload: bytes) -> bytes:
+    """One client-to-server WebSocket text frame (clients must mask)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    header = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0xFE]) + n.to_bytes(2, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.slow
+def test_a_client_that_acks_frames_it_never_reads_is_closed(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """The attack: never read, but acknowledge every frame number (they are easy to guess), so
+    flow control keeps releasing frames into daphne's buffer. The send buffer bound closes it."""
+    log = artifacts_dir / "daphne-ackflood.log"
+    with run_daphne(
+        db_path=tmp_path / "ackflood.sqlite3",
+        log_path=log,
+        env={"FANOUT_MAX_SEND_BUFFER": str(256 * 1024)},
+    ) as url:
+        created = start_ecommerce(url, speed=5, duration=3600)
+        s = stalled_socket(url, created["ws"])
+        closed_after = None
+        start = time.monotonic()
+        acks = 0
+        try:
+            while time.monotonic() - start < 60:
+                # frames go out at 20 a second from seq 1: ack every seq near the current one
+                guess = int((time.monotonic() - start) * 20)
+                for seq in range(max(1, guess - 20), guess + 5):
+                    s.sendall(masked_text(json.dumps({"type": "ack", "seq": seq}).encode()))
+                    acks += 1
+                time.sleep(0.01)
+        except OSError:
+            closed_after = time.monotonic() - start
+        finally:
+            s.close()
+        # the server is still there for everyone else
+        with urllib.request.urlopen(f"{url}/api/simulations/{created['id']}", timeout=5) as r:
+            assert json.load(r)["t"] > 0
+    print(f"closed after {closed_after} s, {acks} acks sent")
+    assert closed_after is not None, "the server kept buffering for a client that never reads"
+    assert "unread bytes (limit 262144): closing it" in log.read_text()

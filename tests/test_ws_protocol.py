@@ -234,7 +234,7 @@ async def test_a_reader_that_does_not_acknowledge_gets_a_window_then_the_latest_
         assert len(frames) <= FRAME_WINDOW + 1
     # without acknowledgements the server stops after the window, whatever keeps coming
     assert len(frames) == FRAME_WINDOW
-    await comm.send_to(text_data='{"type": "ack"}')
+    await comm.send_json_to({"type": "ack", "seq": frames[0]["seq"]})
     held = await recv(comm, 2.0, ack=False)
     assert is_frame(held) and held["seq"] > frames[-1]["seq"] + 5  # the latest, not the next
     await comm.disconnect()
@@ -262,16 +262,29 @@ async def test_a_frame_that_queued_too_long_is_skipped_for_the_newer_ones() -> N
     await receive_until(comm, is_frame)  # the joiner's snapshot
     layer = get_channel_layer()
     assert layer is not None
-    stale = {"type": "frame", "seq": 1, "t": 0.0, "state": {}, "events": []}
+    stale = {"type": "frame", "seq": 1001, "t": 0.0, "state": {}, "events": []}
     await layer.group_send(
         frames_group(sim_id),
-        {"type": "sim.frame", "text": json.dumps(stale), "sent": time.time() - 5.0},
+        {
+            "type": "sim.frame",
+            "text": json.dumps(stale),
+            "seq": 1001,
+            "epoch": 1,
+            "sent": time.time() - 5.0,
+        },
     )
     assert await comm.receive_nothing(timeout=0.3)  # five seconds old: skipped
-    fresh = {**stale, "seq": 2}
+    fresh = {**stale, "seq": 1002}
     await layer.group_send(
-        frames_group(sim_id), {"type": "sim.frame", "text": json.dumps(fresh), "sent": time.time()}
+        frames_group(sim_id),
+        {
+            "type": "sim.frame",
+            "text": json.dumps(fresh),
+            "seq": 1002,
+            "epoch": 1,
+            "sent": time.time(),
+        },
     )
-    m = await receive_until(comm, is_frame)
-    assert m["seq"] == 2
+    m = await receive_until(comm, lambda m: is_frame(m) and m["seq"] > 1000)
+    assert m["seq"] == 1002
     await comm.disconnect()

@@ -71,7 +71,7 @@ async def receive(
     """The next message; frames are acknowledged as a browser does after drawing them."""
     message = dict(json.loads(await comm.receive_from(timeout=timeout)))
     if ack and message.get("type") == "frame" and not message.get("full"):
-        await comm.send_to(text_data='{"type": "ack"}')
+        await comm.send_json_to({"type": "ack", "seq": message["seq"]})
     return message
 
 

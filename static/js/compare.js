@@ -23,7 +23,7 @@
   const BOX_H = 124;
   const CHART_H = 200;
   const RECONNECT_MAX_MS = 15000;
-  const PING_MS = 60000; // tells the server someone still watches (an unwatched run stops when idle)
+  const PING_MS = 20000; // tells the server someone still watches (an unwatched run pauses after 50 s)
   const reduceMotion = !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
   const TAU = Math.PI * 2;
 
@@ -39,7 +39,7 @@
     errorTimer: 0,
     resultTimer: 0,
     pingTimer: 0,
-    ackOwed: 0, // frames received over the socket and not yet acknowledged (flow control)
+    ackOwed: 0, // seq of the latest frame received and not yet acknowledged (flow control)
     state: null,
     t: 0,
     lastFrameWall: 0,
@@ -1040,7 +1040,7 @@
     theme = readTheme();
 
     for (const id of [
-      "sim-time", "sim-status", "sim-speed", "sim-orders", "sim-rate", "sim-behind", "sim-finished", "ws-state",
+      "sim-time", "sim-status", "sim-speed", "sim-orders", "sim-rate", "sim-behind", "sim-finished", "sim-note", "ws-state",
       "ws-banner", "ws-banner-detail", "sim-error", "speed-select", "rate-input", "service-switches", "add-fraud",
       "fraud-topic", "command-result", "story", "btn-start", "btn-pause",
       "sync-p50", "sync-p95", "sync-p99", "sync-errors", "sync-error-count", "sync-timeouts", "sync-finished",
@@ -1166,6 +1166,10 @@
     el["sim-behind"].hidden = !st.behind;
     if (st.behind) setText(el["sim-behind"], "behind — the engine can't keep up: ×" + num(st.effective_speed) + " of ×" + num(st.speed));
     el["sim-finished"].hidden = !st.finished;
+    if (el["sim-note"]) {
+      el["sim-note"].hidden = !st.run_note;
+      setText(el["sim-note"], st.run_note || "");
+    }
     const sel = el["speed-select"];
     if (sel && document.activeElement !== sel && st.speed !== undefined && sel.__server !== st.speed) {
       sel.__server = st.speed;
@@ -1414,7 +1418,9 @@
   function acknowledge() {
     const ws = S.ws;
     if (!S.ackOwed || !ws || ws.readyState !== 1) return;
-    for (; S.ackOwed > 0; S.ackOwed--) ws.send('{"type": "ack"}');
+    // one ack for the latest frame drawn acknowledges it and every frame before it
+    ws.send(JSON.stringify({ type: "ack", seq: S.ackOwed }));
+    S.ackOwed = 0;
   }
 
   function connect() {
@@ -1448,7 +1454,7 @@
         console.warn("Fanout: a message that is not JSON", err);
         return;
       }
-      if (msg && msg.type === "frame" && !msg.full) S.ackOwed += 1;
+      if (msg && msg.type === "frame" && !msg.full && Number.isInteger(msg.seq)) S.ackOwed = msg.seq;
       receive(msg);
     };
     ws.onerror = () => {}; // onclose follows and says what to do

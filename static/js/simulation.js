@@ -123,7 +123,7 @@
     for (let i = 0; i < 10; i++) seriesPalette.push(css.getPropertyValue("--series-" + i).trim() || "#4e79a7");
 
     for (const id of [
-      "sim-time", "sim-status", "sim-speed", "sim-effective-speed", "sim-behind", "sim-finished",
+      "sim-time", "sim-status", "sim-speed", "sim-effective-speed", "sim-behind", "sim-finished", "sim-note",
       "frames-received", "ws-state", "ws-banner", "ws-banner-detail", "sim-error", "speed-select",
       "seed-input", "producer-rows", "group-rows", "type-legend", "insight", "dlq-list", "dlq-empty",
       "log-type", "log-kind", "log-corr", "log-freeze", "log-count", "event-log-rows", "trace",
@@ -250,6 +250,10 @@
     el["sim-behind"].hidden = !st.behind;
     if (st.behind) setText(el["sim-behind"], "behind — the engine can't keep up: ×" + num(st.effective_speed) + " of ×" + num(st.speed));
     el["sim-finished"].hidden = !st.finished;
+    if (el["sim-note"]) {
+      el["sim-note"].hidden = !st.run_note;
+      setText(el["sim-note"], st.run_note || "");
+    }
     setText(el["frames-received"], String(fanout.framesReceived));
     const sel = el["speed-select"];
     if (sel && document.activeElement !== sel && st.speed !== undefined && sel.__server !== st.speed) {
@@ -921,7 +925,7 @@
       clearInterval(S.pingTimer);
       S.pingTimer = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.send('{"type":"ping"}');
-      }, 60000);
+      }, 20000); // the server pauses a run nobody has pinged for 50 s
       S.retry = 0;
       el["ws-banner"].hidden = true;
       setConn("live", "live");
@@ -939,7 +943,7 @@
       // Flow control: the server sends a few frames ahead, then waits for these. A tab that
       // falls behind gets the latest frame instead of a growing backlog.
       if (msg && msg.type === "frame" && !msg.full && ws.readyState === WebSocket.OPEN) {
-        ws.send('{"type":"ack"}');
+        ws.send(JSON.stringify({ type: "ack", seq: msg.seq }));
       }
     };
     ws.onerror = () => {}; // onclose follows and says what to do
