@@ -7,6 +7,7 @@ hands commands to the runner through the channel layer; group handlers only forw
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -35,6 +36,11 @@ ERR_UNKNOWN_MESSAGE = (
 )
 ERR_ACK_SEQ = 'an ack names the frame it acknowledges: {"type": "ack", "seq": N}'
 ERR_BINARY = "binary messages are not accepted: send JSON text"
+ERR_LAYER_DOWN = (
+    "the server cannot reach its message layer (Redis) just now: the page reconnects by itself"
+)
+
+log = logging.getLogger(__name__)
 
 
 class NoSuchSocket(AsyncWebsocketConsumer):
@@ -66,13 +72,18 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None) if session is not None else None
         self.controls = services.can_control(record, session_key=session_key, bearer=None)
-        await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
         await self.accept()
         try:
+            await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
             await services.runner_ensure(record=record)
         except services.Unbuildable as e:
             await self._error(str(e))
             await self.close(code=4409)
+            return
+        except Exception as e:  # the channel layer (Redis) is down: say so; the page retries
+            log.warning("simulation %s: a viewer could not join (%s)", self.sim_id, e)
+            await self._error(ERR_LAYER_DOWN)
+            await self.close(code=1013)  # "try again later"
             return
         # the runner answers a join with a full frame sent to this socket alone
         await self.channel_layer.group_send(

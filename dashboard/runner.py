@@ -25,6 +25,7 @@ from channels.layers import get_channel_layer
 
 from simulator import CommandError, EventSampler, Scenario, Simulation, parse_scenario
 from simulator.compare import Comparison
+from simulator.cost import refusal_for
 
 from .config import env_number
 from .frames import RunState, build_frame, compare_state, state
@@ -373,6 +374,21 @@ class LiveRunner:
                 self.run.finished = True
 
     async def _publish(self) -> None:
+        """Send a frame to every viewer. A channel layer that fails (Redis restarting) costs
+        that frame, never the run: the next tick sends the next one."""
+        try:
+            await self._send_frame()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            now = time.monotonic()
+            if now - self._layer_warned > 10:
+                self._layer_warned = now
+                log.warning("runner %s: could not send a frame (%s)", self.sim_id, e)
+
+    _layer_warned = 0.0
+
+    async def _send_frame(self) -> None:
         assert self.layer is not None
         self.seq += 1
         frame = build_frame(
@@ -416,6 +432,8 @@ class LiveRunner:
             except ChannelFull:
                 # the asker is too far behind to read it; the run must not stop for that
                 log.warning("runner %s: reply to a full channel dropped", self.sim_id)
+            except Exception as e:  # the channel layer is down: the asker times out, says so
+                log.warning("runner %s: could not reply (%s)", self.sim_id, e)
 
     async def _handle(self, message: dict[str, Any]) -> bool:
         """Handle one channel-layer message. Returns whether the state changed."""
@@ -511,6 +529,9 @@ class LiveRunner:
 
         name = command_name(command)
         if name not in RUNNER_COMMANDS:
+            refusal = refusal_for(self.sim, command)
+            if refusal is not None:
+                raise CommandError(refusal.replace("this scenario", "this simulation", 1))
             return self._apply_engine(command)
         self.run.stepping_to = None  # any runner command ends a step under way
         if name == "start":
@@ -566,7 +587,7 @@ class CompareRunner(LiveRunner):
         return self.comparison.switch_log
 
 
-async def start_runner(
+def make_runner(
     sim_id: str,
     scenario_doc: dict[str, Any],
     seed: int,
@@ -579,8 +600,9 @@ async def start_runner(
     running: bool = False,
     epoch: int = 0,
 ) -> LiveRunner:
+    """A runner for a stored simulation, not started yet (``catch_up``, then ``start``)."""
     cls = CompareRunner if mode == "compare" else LiveRunner
-    runner = cls(
+    return cls(
         sim_id,
         parse_scenario(scenario_doc),
         seed,
@@ -591,6 +613,12 @@ async def start_runner(
         running=running,
         epoch=epoch,
     )
+
+
+async def start_runner(
+    sim_id: str, scenario_doc: dict[str, Any], seed: int, **kw: Any
+) -> LiveRunner:
+    runner = make_runner(sim_id, scenario_doc, seed, **kw)
     await runner.catch_up()
     await runner.start()
     return runner
@@ -602,9 +630,14 @@ async def request(
     """Send ``message`` to the simulation's runner and wait for its reply (None: no answer)."""
     layer = get_channel_layer()
     assert layer is not None
-    reply_to = await layer.new_channel()
-    await layer.group_send(runner_group(sim_id), {**message, "reply_to": reply_to})
     try:
+        reply_to = await layer.new_channel()
+        await layer.group_send(runner_group(sim_id), {**message, "reply_to": reply_to})
         return dict(await asyncio.wait_for(layer.receive(reply_to), timeout))
     except TimeoutError:
+        return None
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # the channel layer is down (Redis restarting): no answer, say so
+        log.warning("simulation %s: the channel layer failed (%s)", sim_id, e)
         return None

@@ -216,7 +216,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
             return
         record = await SimulationRecord.objects.aget(pk=record.id)  # the latest log
         try:
-            await runners.start_runner(
+            runner = runners.make_runner(
                 record.id,
                 record.scenario,
                 record.seed,
@@ -228,6 +228,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
                 running=record.running,
                 epoch=record.runner_epoch,
             )
+            await runner.catch_up()
         except Exception as e:  # a stored run that no longer builds: say why, once
             log.exception("simulation %s: the rebuild failed", record.id)
             reason = str(e)[:300] or type(e).__name__
@@ -238,6 +239,15 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
                 runner_token="", runner_seen=None, stopped=True
             )
             raise Unbuildable(ERR_UNBUILDABLE.format(reason=reason)) from None
+        try:
+            await runner.start()
+        except Exception as e:  # the channel layer is down: let the lease go, try again later
+            log.warning("simulation %s: could not start its runner (%s)", record.id, e)
+            runner.on_change = None  # it never ran: nothing of it to save
+            await runner.stop()
+            await SimulationRecord.objects.filter(
+                pk=record.id, runner_epoch=record.runner_epoch
+            ).aupdate(runner_token="", runner_seen=None)
 
 
 async def simulation_command(*, record: SimulationRecord, command: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ let the server refuse such a scenario when it is created, with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .scenario import Scenario
 
@@ -61,3 +62,50 @@ def estimate(scenario: Scenario) -> Cost:
         deliveries += top * max(1, readers.get(p.topic, 0))
     pairs = sum(partitions.get(topic, 1) for c in scenario.consumers for topic in c.topics)
     return Cost(deliveries_per_s=deliveries, partition_readers=pairs)
+
+
+def live_estimate(sim: Any) -> Cost:
+    """The same figures for a running :class:`~simulator.simulation.Simulation` (its current
+    producers' rates and services)."""
+    readers: dict[str, int] = {}
+    pairs = 0
+    for group in sim.groups.values():
+        for topic in group.topics:
+            readers[topic.name] = readers.get(topic.name, 0) + 1
+            pairs += len(topic.partitions)
+    deliveries = sum(p.rate * max(1, readers.get(p.topic.name, 0)) for p in sim.producers.values())
+    return Cost(deliveries_per_s=deliveries, partition_readers=pairs)
+
+
+def refusal_for(sim: Any, command: Any) -> str | None:
+    """Why a command would take a running simulation past the limits, or None.
+
+    Checked before ``producer.rate`` and ``consumer.add`` are applied, so a run that was allowed
+    cannot be grown, one command at a time, into one the server would have refused."""
+    if not isinstance(command, dict):
+        return None
+    name = command.get("command")
+    now = live_estimate(sim)
+    deliveries, pairs = now.deliveries_per_s, now.partition_readers
+    if name == "producer.rate":
+        producer = sim.producers.get(command.get("producer"))
+        value = command.get("value")
+        if producer is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None  # the command itself says what is wrong
+        readers = sum(1 for g in sim.groups.values() if producer.topic in g.topics)
+        deliveries += (float(value) - producer.rate) * max(1, readers)
+    elif name == "consumer.add":
+        spec = command.get("consumer")
+        topics = spec.get("topics") if isinstance(spec, dict) else None
+        if not isinstance(topics, list):
+            return None
+        for topic_name in topics:
+            topic = sim.topics.get(topic_name) if isinstance(topic_name, str) else None
+            if topic is None:
+                continue
+            pairs += len(topic.partitions)
+            deliveries += sum(p.rate for p in sim.producers.values() if p.topic is topic)
+    else:
+        return None
+    reasons = Cost(deliveries_per_s=deliveries, partition_readers=pairs).refusals()
+    return reasons[0] if reasons else None

@@ -1118,7 +1118,7 @@ def parse_scenario(doc: Any) -> Scenario:
         seed = 1
     duration = v.number(d, "duration", "", default=60.0, gt=0, le=LIMITS["duration"])
     # metrics fold their buffers every sample: a short interval keeps memory bounded
-    interval = v.number(d, "sample_interval_s", "", default=1.0, gt=0, le=10)
+    interval = v.number(d, "sample_interval_s", "", default=1.0, ge=0.1, le=10)
     name = d.get("name", "")
     description = d.get("description", "")
     if not isinstance(name, str):

@@ -529,3 +529,52 @@ async def test_a_runner_keeps_listening_when_the_channel_layer_fails_for_a_while
     assert failures == 3
     r = await command(sim_id, token, {"command": "step", "value": 1})
     assert r.status_code == 200 and r.json()["state"]["t"] == pytest.approx(1.0)
+
+
+async def test_a_running_simulation_cannot_be_grown_past_the_limits_one_command_at_a_time() -> None:
+    sim_id, token = await create()
+    r = await command(
+        sim_id, token, {"command": "producer.rate", "producer": "checkout", "value": 25_000}
+    )
+    assert r.status_code == 400
+    assert "this simulation would deliver up to 25,000 events" in r.json()["error"]
+    r = await command(
+        sim_id, token, {"command": "producer.rate", "producer": "checkout", "value": 15_000}
+    )
+    assert r.status_code == 200  # within the limit: applied
+    # a second service on the same topic doubles the deliveries: refused, and not added
+    spec = {"name": "audit", "topics": ["orders"]}
+    r = await command(sim_id, token, {"command": "consumer.add", "consumer": spec})
+    assert r.status_code == 400 and "30,000 events" in r.json()["error"]
+    assert "audit" not in RUNNERS[sim_id].sim.groups
+
+
+async def test_with_the_channel_layer_down_requests_get_a_clear_503_not_a_500() -> None:
+    from channels.layers import get_channel_layer
+
+    sim_id, _ = await create()
+    layer = get_channel_layer()
+    assert layer is not None
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    real_send, real_add = layer.group_send, layer.group_add
+    layer.group_send = down  # type: ignore[method-assign]
+    layer.group_add = down  # type: ignore[method-assign]
+    try:
+        r = await AsyncClient().get(f"/api/simulations/{sim_id}")
+        assert r.status_code == 503 and "did not answer" in r.json()["error"]
+        comm = WebsocketCommunicator(application, f"/ws/simulations/{sim_id}/", headers=[ORIGIN])
+        connected, _ = await comm.connect()
+        assert connected
+        m = json.loads(await comm.receive_from(timeout=3))
+        assert m["type"] == "error" and "(Redis)" in m["message"]
+        assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 1013}
+        await asyncio.sleep(1.2)  # the runner's frames fail meanwhile: it carries on
+    finally:
+        layer.group_send = real_send  # type: ignore[method-assign]
+        layer.group_add = real_add  # type: ignore[method-assign]
+    r = await AsyncClient().get(f"/api/simulations/{sim_id}")
+    assert r.status_code == 200  # and it recovers as soon as the layer does
+    assert RUNNERS[sim_id]._tasks[1].done() is False  # its loop survived the outage

@@ -414,3 +414,11 @@ def test_a_full_command_log_refuses_the_next_command(monkeypatch: pytest.MonkeyP
         "the command log is full (3 commands): reset the simulation or start a new one to go on"
     )
     assert len(sim.command_log) == 3
+
+
+def test_a_sampling_interval_too_fine_to_ever_finish_is_refused() -> None:
+    # 1e-9 s scheduled a billion samples of every service a simulated second: the run never
+    # got anywhere and, before slices, held the server
+    errors = _errors({"topics": [{"name": "orders"}], "sample_interval_s": 1e-9})
+    assert errors == [("sample_interval_s", "must be >= 0.1")]
+    parse_scenario({"topics": [{"name": "orders"}], "sample_interval_s": 0.1})
