@@ -141,7 +141,17 @@ class SimulationConsumer(AsyncWebsocketConsumer):
                 await self._send_frame(pending_seq, text)
             return
         if kind == "ping":
-            await self.channel_layer.group_send(runner_group(self.sim_id), {"type": "sim.viewer"})
+            try:
+                # joining again is idempotent, and after a Redis restart (groups are lost) it
+                # is what brings this viewer's frames back
+                await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
+                await self.channel_layer.group_send(
+                    runner_group(self.sim_id), {"type": "sim.viewer"}
+                )
+            except Exception as e:
+                log.warning("simulation %s: a ping could not reach the layer (%s)", self.sim_id, e)
+                await self._error(ERR_LAYER_DOWN)
+                return
             await self.send(text_data='{"type": "pong"}')
             return
         if kind == "trace":
@@ -149,21 +159,26 @@ class SimulationConsumer(AsyncWebsocketConsumer):
             if isinstance(cid, bool) or not isinstance(cid, int):
                 await self._error("trace needs an integer correlation_id")
                 return
-            await self.channel_layer.group_send(
-                runner_group(self.sim_id),
-                {"type": "sim.trace", "correlation_id": cid, "reply_to": self.channel_name},
+            await self._to_runner(
+                {"type": "sim.trace", "correlation_id": cid, "reply_to": self.channel_name}
             )
             return
         if "command" in message:
             if not self.controls:
                 await self._error(services.ERR_READ_ONLY)
                 return
-            await self.channel_layer.group_send(
-                runner_group(self.sim_id),
-                {"type": "sim.command", "command": message, "reply_to": self.channel_name},
+            await self._to_runner(
+                {"type": "sim.command", "command": message, "reply_to": self.channel_name}
             )
             return
         await self._error(ERR_UNKNOWN_MESSAGE)
+
+    async def _to_runner(self, message: dict[str, Any]) -> None:
+        try:
+            await self.channel_layer.group_send(runner_group(self.sim_id), message)
+        except Exception as e:  # the layer is down: the sender hears so, the socket stays
+            log.warning("simulation %s: could not reach the runner (%s)", self.sim_id, e)
+            await self._error(ERR_LAYER_DOWN)
 
     async def _error(self, message: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "message": message}))

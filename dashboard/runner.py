@@ -326,6 +326,20 @@ class LiveRunner:
                 # a restart rebuilds up to here; it is also this runner's heartbeat (lease)
                 self._schedule_persist()
                 last_saved = now
+                await self._rejoin()
+
+    async def _rejoin(self) -> None:
+        """Join the runner's group again (idempotent). Redis keeps groups in memory: after a
+        Redis restart they are empty, and a runner that did not rejoin would hold its lease
+        while no command could reach it."""
+        if self.layer is None or not self.channel:
+            return
+        try:
+            await self.layer.group_add(runner_group(self.sim_id), self.channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.debug("runner %s: could not rejoin its group (%s)", self.sim_id, e)
 
     def _advance(self, wall_dt: float) -> None:
         """Advance by wall_dt x speed, within the time budget; say so when behind."""
