@@ -43,6 +43,7 @@ lint: venv
 
 test: venv assets
 	$(MAKE) lint
+	node --test static/js/tests/
 	$(BIN)/pytest
 
 bench: venv

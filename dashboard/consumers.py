@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services
 from .config import env_int, env_number
+from .guide import voter_id
 from .runner import frames_group, runner_group
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -32,10 +33,12 @@ ERR_NOT_OBJECT = "message must be a JSON object"
 ERR_UNKNOWN_MESSAGE = (
     'unknown message: send {"command": ...} to control the run, '
     '{"type": "trace", "correlation_id": N} to follow an order, '
+    '{"type": "vote", "choice": KEY} to answer a guided lesson\'s question, '
     'or {"type": "ack", "seq": N} after drawing frame N'
 )
 ERR_ACK_SEQ = 'an ack names the frame it acknowledges: {"type": "ack", "seq": N}'
 ERR_BINARY = "binary messages are not accepted: send JSON text"
+ERR_NO_VOTER = "open the simulation's page to answer: your browser's session is your vote"
 ERR_LAYER_DOWN = (
     "the server cannot reach its message layer (Redis) just now: the page reconnects by itself"
 )
@@ -72,6 +75,8 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None) if session is not None else None
         self.controls = services.can_control(record, session_key=session_key, bearer=None)
+        # a guided lesson's answers: one per browser, by its session (hashed, never sent on)
+        self.voter = voter_id(session_key) if session_key else ""
         await self.accept()
         try:
             await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
@@ -85,9 +90,10 @@ class SimulationConsumer(AsyncWebsocketConsumer):
             await self._error(ERR_LAYER_DOWN)
             await self.close(code=1013)  # "try again later"
             return
-        # the runner answers a join with a full frame sent to this socket alone
-        await self.channel_layer.group_send(
-            runner_group(self.sim_id), {"type": "sim.join", "reply_to": self.channel_name}
+        # the runner answers a join with a full frame sent to this socket alone (with this
+        # browser's answer, if it gave one)
+        await self._to_runner(
+            {"type": "sim.join", "reply_to": self.channel_name, "voter": self.voter}
         )
 
     # Only connect touches the database. Channels closes stale database connections before every
@@ -163,6 +169,19 @@ class SimulationConsumer(AsyncWebsocketConsumer):
                 {"type": "sim.trace", "correlation_id": cid, "reply_to": self.channel_name}
             )
             return
+        if kind == "vote":
+            if not self.voter:
+                await self._error(ERR_NO_VOTER)
+                return
+            await self._to_runner(
+                {
+                    "type": "sim.vote",
+                    "voter": self.voter,
+                    "choice": message.get("choice"),
+                    "reply_to": self.channel_name,
+                }
+            )
+            return
         if "command" in message:
             if not self.controls:
                 await self._error(services.ERR_READ_ONLY)
@@ -221,6 +240,12 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     async def sim_reply(self, event: dict[str, Any]) -> None:
         if event.get("ok"):
             await self.send(text_data=json.dumps({"type": "ack", "result": event.get("result")}))
+        else:
+            await self._error(str(event.get("error")))
+
+    async def sim_vote(self, event: dict[str, Any]) -> None:
+        if event.get("ok"):
+            await self.send(text_data=json.dumps({"type": "vote", "choice": event.get("choice")}))
         else:
             await self._error(str(event.get("error")))
 

@@ -48,6 +48,8 @@ def lesson_page(request: HttpRequest, slug: str) -> HttpResponse:
     item = lesson(slug)
     if item is None:
         raise Http404(f"No lesson {slug!r}.")
+    if not request.session.session_key:
+        request.session.save()  # "Open it live" creates a simulation owned by this session
     context = _context(item)
     if request.method == "POST":
         prediction = request.POST.get("prediction", "")

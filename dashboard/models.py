@@ -55,6 +55,9 @@ class SimulationRecord(models.Model):
     # its own, so one that lost its lease (a newer runner took over) can never overwrite the
     # newer one's work, and it stops at once; its frames carry the epoch so viewers drop them.
     runner_epoch = models.PositiveBigIntegerField(default=0)
+    # A guided lesson ("Open it live" from a lesson): its slug, phase, the class's answers and
+    # the measured answer (dashboard/guide.py). Empty for a plain simulation.
+    guide = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ("-created",)

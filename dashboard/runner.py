@@ -29,6 +29,7 @@ from simulator.cost import refusal_for
 
 from .config import env_number
 from .frames import RunState, build_frame, compare_state, state
+from .guide import Guide
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,17 @@ REBUILD_SLICE = 0.005  # seconds of replay between two turns of the loop, when r
 # A step that takes longer than this to run is not finished before the reply: it goes on in
 # slices (as a running simulation does), so one step never holds the loop for everyone.
 STEP_REPLY_BUDGET = 0.1
-RUNNER_COMMANDS = ("start", "pause", "step", "reset", "speed", "seed")
+RUNNER_COMMANDS = (
+    "start",
+    "pause",
+    "step",
+    "reset",
+    "speed",
+    "seed",
+    "lesson.reveal",
+    "lesson.card",
+)
+ERR_NO_GUIDE = "this simulation is not a guided lesson: open one live from its lesson page"
 # Messages waiting for the runner's next turn, at most; past that a sender is told to wait
 INBOX_LIMIT = 1000
 ERR_BUSY = "the simulation is busy with many requests: try again in a moment"
@@ -97,8 +108,10 @@ class LiveRunner:
         on_change: Any = None,
         running: bool = False,
         epoch: int = 0,
+        guide: Guide | None = None,
     ) -> None:
         self.sim_id = sim_id
+        self.guide = guide
         self.epoch = epoch  # the lease's epoch this runner holds (see SimulationRecord)
         self.scenario = scenario
         self.seed = seed
@@ -127,6 +140,7 @@ class LiveRunner:
 
     comparison: Comparison | None = None
     fenced = False
+    guide: Guide | None = None  # a guided lesson's cards and the class's predictions
     _discard: asyncio.Task[None] | None = None
 
     def _build(self, log_: list[tuple[float, dict[str, Any]]], until: float) -> None:
@@ -171,8 +185,17 @@ class LiveRunner:
 
     def current_state(self) -> dict[str, Any]:
         if self.comparison is not None:
-            return compare_state(self.comparison, self.run)
-        return state(self.sim, self.run)
+            st = compare_state(self.comparison, self.run)
+        else:
+            st = state(self.sim, self.run)
+        return self._with_guide(st, full=True)
+
+    def _with_guide(self, st: dict[str, Any], *, full: bool) -> dict[str, Any]:
+        if self.guide is not None:
+            st["guide"] = self.guide.state(self.sim.now)
+            if full:
+                st["guide"].update(self.guide.static())
+        return st
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -347,12 +370,22 @@ class LiveRunner:
         wall_dt = min(wall_dt, 0.25)  # a stalled loop does not become a huge jump
         start_t = sim.now
         target = min(start_t + wall_dt * self.run.speed, self.scenario.duration)
+        if self.guide is not None:
+            target = self.guide.stop_at(start_t, target)  # a guided lesson asks on time
         self._run_within(target, engine_budget())
         self.run.behind = sim.now < target - 1e-9
         self.run.effective_speed = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
         if sim.now >= self.scenario.duration:
             self.run.running = False
             self.run.finished = True
+        self._maybe_ask()
+
+    def _maybe_ask(self) -> None:
+        """At a guided lesson's question the run pauses for the class's predictions."""
+        if self.guide is not None and self.guide.reached(self.sim.now):
+            self.run.running = False
+            self.run.stepping_to = None
+            self._schedule_persist()
 
     def _run_within(self, target: float, budget_s: float) -> bool:
         """Run the engine toward ``target`` for at most ``budget_s`` seconds of this thread.
@@ -369,6 +402,33 @@ class LiveRunner:
                 return False
         return True
 
+    def _vote(self, voter: Any, choice: Any) -> str | None:
+        if self.guide is None:
+            return ERR_NO_GUIDE
+        if not isinstance(voter, str) or not voter:
+            return "open the simulation's page to answer (your browser's session is your vote)"
+        error = self.guide.vote(voter, choice)
+        if error is None:
+            self._schedule_persist()
+        return error
+
+    def _go_to_card(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Step back, replay the moment or skip ahead: the run starts again from t = 0 (same
+        seed, same script) and goes to the card's time in slices, as a long step does."""
+        from simulator.commands import number
+
+        if self.guide is None:
+            raise CommandError(ERR_NO_GUIDE)
+        cards = self.guide.cards
+        index = int(number(command, lo=0, hi=max(len(cards) - 1, 0), integer=True))
+        self.run.running = False
+        self.run.behind = False
+        self.run.error = None
+        self._build([], 0.0)
+        self.run.stepping_to = min(cards[index].at, self.scenario.duration)
+        self._step_on(STEP_REPLY_BUDGET)
+        return {"card": index, "stepping_to": self.run.stepping_to}
+
     def _engine_failed(self, e: Exception) -> None:
         log.exception("runner %s: the engine failed at t=%.3f", self.sim_id, self.sim.now)
         self.run.running = False
@@ -382,10 +442,13 @@ class LiveRunner:
         target = self.run.stepping_to
         if target is None:
             return
+        if self.guide is not None:
+            target = self.guide.stop_at(self.sim.now, target)
         if self._run_within(target, engine_budget() if budget_s is None else budget_s):
             self.run.stepping_to = None
             if self.sim.now >= self.scenario.duration:
                 self.run.finished = True
+            self._maybe_ask()
 
     async def _publish(self) -> None:
         """Send a frame to every viewer. A channel layer that fails (Redis restarting) costs
@@ -414,6 +477,7 @@ class LiveRunner:
             comparison=self.comparison,
         )
         frame["epoch"] = self.epoch
+        self._with_guide(frame["state"], full=False)
         # "sent" (wall clock, comparable across processes) lets a consumer that fell behind
         # skip frames that queued up for it instead of replaying them late
         await self.layer.group_send(
@@ -427,13 +491,16 @@ class LiveRunner:
             },
         )
 
-    def full_frame(self) -> str:
+    def full_frame(self, voter: str = "") -> str:
         """A joiner's snapshot. It repeats the current ``seq``, so regular frames stay numbered
         one after the other and a viewer can count what it missed."""
         frame = build_frame(
             self.sim, self.run, None, self.seq, full=True, comparison=self.comparison
         )
         frame["epoch"] = self.epoch
+        self._with_guide(frame["state"], full=True)
+        if voter and self.guide is not None:
+            frame["my_vote"] = self.guide.votes.get(voter)
         return json.dumps(frame)
 
     # --- messages ----------------------------------------------------------------------
@@ -454,11 +521,30 @@ class LiveRunner:
         kind = message.get("type")
         self.last_activity = time.monotonic()
         if kind == "sim.join":
+            voter = message.get("voter")
+            voter = voter if isinstance(voter, str) else ""
             await self._reply(
                 message,
-                {"type": "sim.frame", "text": self.full_frame(), "full": True, "epoch": self.epoch},
+                {
+                    "type": "sim.frame",
+                    "text": self.full_frame(voter),
+                    "full": True,
+                    "epoch": self.epoch,
+                },
             )
             return False
+        if kind == "sim.vote":
+            error = self._vote(message.get("voter"), message.get("choice"))
+            await self._reply(
+                message,
+                {
+                    "type": "sim.vote",
+                    "ok": error is None,
+                    "choice": message.get("choice"),
+                    "error": error,
+                },
+            )
+            return error is None
         if kind == "sim.viewer":
             return False  # a viewer is still watching: that counts as activity
         if kind == "sim.ping":
@@ -574,6 +660,13 @@ class LiveRunner:
                 return {"stepping_to": self.run.stepping_to, "now": self.sim.now}
         elif name == "speed":
             self.run.speed = number(command, lo=MIN_SPEED, hi=MAX_SPEED)
+        elif name == "lesson.reveal":
+            if self.guide is None:
+                raise CommandError(ERR_NO_GUIDE)
+            self.guide.reveal()
+            self._schedule_persist()
+        elif name == "lesson.card":
+            return self._go_to_card(command)
         elif name in ("reset", "seed"):
             if name == "seed":
                 self.seed = int(number(command, lo=0, hi=2**63 - 1, integer=True))
@@ -613,6 +706,7 @@ def make_runner(
     mode: str = "live",
     running: bool = False,
     epoch: int = 0,
+    guide: dict[str, Any] | None = None,
 ) -> LiveRunner:
     """A runner for a stored simulation, not started yet (``catch_up``, then ``start``)."""
     cls = CompareRunner if mode == "compare" else LiveRunner
@@ -626,7 +720,18 @@ def make_runner(
         on_change=on_change,
         running=running,
         epoch=epoch,
+        guide=guide_from(guide),
     )
+
+
+def guide_from(doc: dict[str, Any] | None) -> Guide | None:
+    """The guide saved with a simulation (None: a plain simulation, or a lesson gone)."""
+    from simulator.lessons import lesson
+
+    if not doc or not isinstance(doc.get("slug"), str):
+        return None
+    found = lesson(doc["slug"])
+    return Guide.from_json(doc, found) if found is not None else None
 
 
 async def start_runner(

@@ -108,6 +108,7 @@ async def _persist(runner: runners.LiveRunner) -> None:
         running=runner.run.running,
         speed=runner.run.speed,
         stopped=runner.stopped_idle,
+        **({"guide": runner.guide.to_json()} if runner.guide is not None else {}),
     )
     if not saved:
         runner.fence()
@@ -120,6 +121,7 @@ async def simulation_create(
     owner_session: str = "",
     owner_ip: str = "",
     mode: str = "live",
+    guide: dict[str, Any] | None = None,
 ) -> tuple[SimulationRecord, str]:
     """Store a new simulation, start its runner here, and return it with its control token.
 
@@ -159,9 +161,16 @@ async def simulation_create(
         runner_token=PROCESS_TOKEN,
         runner_seen=timezone.now(),
         runner_epoch=1,
+        guide=guide or {},
     )
     runner = await runners.start_runner(
-        record.id, record.scenario, record.seed, on_change=_persist, mode=mode, epoch=1
+        record.id,
+        record.scenario,
+        record.seed,
+        on_change=_persist,
+        mode=mode,
+        epoch=1,
+        guide=guide,
     )
     size = len(runner.full_frame())
     if size > MAX_FRAME_BYTES:
@@ -227,6 +236,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
                 mode=record.mode,
                 running=record.running,
                 epoch=record.runner_epoch,
+                guide=record.guide,
             )
             await runner.catch_up()
         except Exception as e:  # a stored run that no longer builds: say why, once

@@ -99,11 +99,16 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
         messages.error(request, ERR_NO_PRESET.format(slug=request.POST.get("preset", "")))
         return redirect("home")
     doc: Any = text
+    guide = None
     found = lesson(request.POST.get("lesson", ""))
     if found is not None and found.preset == slug and not request.POST.get("scenario"):
         # "Open it live" from a lesson: its preset, set up and playing the lesson's steps, as
-        # the lesson measured it
+        # the lesson measured it, guided by its cards, asking its question on every screen
+        from .guide import Guide
+        from .lessons import measured
+
         doc = found.live_doc()
+        guide = Guide.for_lesson(found, measured(found.slug)).to_json()
     scenario, errors = services.parse_scenario_or_errors(doc)
     try:
         seed = _int_or_none(request.POST.get("seed"))
@@ -128,6 +133,7 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
             owner_session=request.session.session_key,
             owner_ip=client_ip(request),
             mode=mode,
+            guide=guide,
         )
     except services.LimitReached as e:
         messages.error(request, str(e))
@@ -172,7 +178,10 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
         "events_seen": 0,
         "history": {},
     }
+    if not request.session.session_key:
+        request.session.save()  # a viewer's session is its vote in a guided lesson
     controls = services.can_control(record, session_key=request.session.session_key, bearer=None)
+    guide = (st or {}).get("guide")
     return render(
         request,
         "compare.html" if record.mode == "compare" else "simulation.html",
@@ -188,6 +197,7 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
             "can_control": controls,
             "share_url": request.build_absolute_uri(),
             "topics": _topic_names(record.scenario),
+            "guide": guide,
         },
     )
 

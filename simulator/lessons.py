@@ -95,6 +95,11 @@ class Lesson:
     # what the lesson adds to its preset besides steps (lesson 9: a synchronous chain beside
     # the flow, to compare checkout's return with), for the measurement and the live run alike
     setup: Variant | None = None
+    # the guided lesson on the live page: narration cards at simulated times ({at, text, and
+    # the number to watch: point, a dotted path in the frame's state, with its label}), and the
+    # time the run pauses to ask the question
+    cards: tuple[dict[str, Any], ...] = ()
+    ask_at: float = 0.0
 
     def live_doc(self) -> dict[str, Any]:
         """The scenario "Open it live" runs: the preset, set up, with the lesson's steps."""
@@ -1233,6 +1238,30 @@ def _declared(spec: dict[str, Any], preset: str, script: tuple[dict[str, Any], .
     return measure
 
 
+CARD_FIELDS = ("at", "text", "point", "label")
+
+
+def _cards(docs: Any) -> tuple[dict[str, Any], ...]:
+    """A lesson's narration cards, in time order; a card names its time and its words."""
+    cards = []
+    for i, c in enumerate(docs):
+        unknown = set(c) - set(CARD_FIELDS)
+        if unknown:
+            raise ValueError(f"cards[{i}]: unknown field(s) {', '.join(sorted(unknown))}")
+        at = float(c["at"])
+        if not 0 <= at < 7 * 24 * 3600:
+            raise ValueError(f"cards[{i}].at: a simulated time in seconds, not {at}")
+        cards.append(
+            {
+                "at": at,
+                "text": str(c["text"]),
+                "point": str(c.get("point", "")),
+                "label": str(c.get("label", "")),
+            }
+        )
+    return tuple(sorted(cards, key=lambda c: c["at"]))
+
+
 def load_lesson(path: Path) -> Lesson:
     """A lesson from its data file (YAML)."""
     try:
@@ -1264,6 +1293,8 @@ def load_lesson(path: Path) -> Lesson:
             variants=variants,
             script=script,
             setup=SETUPS[doc["setup"]] if doc.get("setup") else None,
+            cards=_cards(doc.get("cards") or ()),
+            ask_at=float(doc.get("ask_at", 0.0)),
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise LessonError(f"{path.name}: {e.__class__.__name__}: {e}") from None

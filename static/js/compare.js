@@ -1435,6 +1435,11 @@
       return;
     }
     S.ws = ws;
+    fanout.send = (obj) => {
+      if (S.ws !== ws || ws.readyState !== 1) return false;
+      ws.send(JSON.stringify(obj));
+      return true;
+    };
     setConn("connecting", "connecting…");
     ws.onopen = () => {
       S.retry = 0;
@@ -1465,6 +1470,8 @@
 
   function receive(msg) {
     if (!msg || typeof msg !== "object") return;
+    // other modules of the page (the guided lesson: static/js/guide.js) read every message
+    document.dispatchEvent(new CustomEvent("fanout:message", { detail: msg }));
     if (msg.type === "frame") feed(msg);
     else if (msg.type === "error") showError(msg.message);
     // "ack" (a command of ours took effect) and "pong" need nothing: the next frame shows it

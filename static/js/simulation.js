@@ -919,6 +919,11 @@
       return;
     }
     S.ws = ws;
+    fanout.send = (obj) => {
+      if (S.ws !== ws || ws.readyState !== 1) return false;
+      ws.send(JSON.stringify(obj));
+      return true;
+    };
     setConn("connecting", "connecting…");
     ws.onopen = () => {
       // a viewer still watching keeps an otherwise idle run alive
@@ -955,6 +960,8 @@
   /** One server message: what the WebSocket handler does with it (tests call it directly). */
   function receive(msg) {
     if (!msg || typeof msg !== "object") return;
+    // other modules of the page (the guided lesson: static/js/guide.js) read every message
+    document.dispatchEvent(new CustomEvent("fanout:message", { detail: msg }));
     if (msg.type === "frame") feed(msg);
     else if (msg.type === "trace") renderTrace(msg);
     else if (msg.type === "error") showError(msg.message);
