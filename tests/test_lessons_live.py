@@ -178,3 +178,26 @@ async def test_event_sourcing_live_holds_the_orders_events_at_the_measured_offse
     assert [(o, *read[o]) for o, _ in answer.data["events"]] == [
         (o, t, "ord-10") for o, t in answer.data["events"]
     ]
+
+
+async def test_eventual_consistency_live_reserves_the_measured_orders() -> None:
+    answer = lesson("eventual-consistency").measure(None)  # type: ignore[union-attr]
+    st = await _live_state("eventual-consistency", 120)
+    # every order whose window was measured is an InventoryReserved stored in the live run
+    assert st["topics"]["inventory"]["stored"] == answer.data["window_ms"]["count"]
+
+
+async def test_correlation_ids_live_shows_the_slowest_orders_measured_journey() -> None:
+    from tests.web_helpers import connect, receive_until
+
+    answer = lesson("correlation-ids").measure(None)  # type: ignore[union-attr]
+    _, sim_id, st = await _open_live("correlation-ids", 60)
+    assert st["groups"]["payment"]["failure_rate"] == 0.15  # the lesson's step, played live
+    comm = await connect(sim_id)
+    await receive_until(comm, lambda m: m.get("full"))
+    cid = answer.data["correlation_id"]
+    await comm.send_json_to({"type": "trace", "correlation_id": cid})
+    trace = await receive_until(comm, lambda m: m.get("type") == "trace")
+    # the page's event log, asked for that order, shows the journey the answer describes
+    assert trace["hops"] == json.loads(json.dumps(answer.data["hops"]))
+    await comm.disconnect()
