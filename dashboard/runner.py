@@ -568,6 +568,14 @@ class LiveRunner:
                 return False
             await self._reply(message, {"type": "sim.reply", "ok": True, "read": read})
             return False
+        if kind == "sim.replay":
+            try:
+                replayed = replay(self.sim, message)
+            except CommandError as e:
+                await self._reply(message, {"type": "sim.reply", "ok": False, "error": str(e)})
+                return False
+            await self._reply(message, {"type": "sim.reply", "ok": True, "replay": replayed})
+            return False
         if kind == "sim.trace":
             cid = message.get("correlation_id")
             hops = self.sim.trace(cid) if isinstance(cid, int) else None
@@ -722,6 +730,31 @@ def make_runner(
         epoch=epoch,
         guide=guide_from(guide),
     )
+
+
+def replay(sim: Simulation, query: dict[str, Any]) -> dict[str, Any]:
+    """A key's state rebuilt from its events up to an offset (``GET .../replay``)."""
+    from simulator.commands import number
+    from simulator.lessons import replay_key
+
+    topic, key = query.get("topic"), query.get("key")
+    if not isinstance(topic, str) or topic not in sim.topics:
+        known = ", ".join(sorted(sim.topics))
+        raise CommandError(f"replay: 'topic' must be one of the scenario's topics ({known})")
+    if not isinstance(key, str) or not key or len(key) > 200:
+        raise CommandError("replay: 'key' must be a record key (text, at most 200 characters)")
+    upto = None
+    if query.get("upto") not in (None, ""):
+        upto = int(number(query, "upto", lo=0, hi=2**53, integer=True))
+    state, events, partition = replay_key(sim, topic, key, upto)
+    return {
+        "topic": topic,
+        "key": key,
+        "partition": partition,
+        "upto": upto,
+        "events": [{"offset": o, "type": t} for o, t in events],
+        "state": state,
+    }
 
 
 def guide_from(doc: dict[str, Any] | None) -> Guide | None:

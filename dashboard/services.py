@@ -288,6 +288,17 @@ async def simulation_records(
     return await runners.request(record.id, {"type": "sim.records", **query})
 
 
+async def simulation_replay(
+    *, record: SimulationRecord, query: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A key's state rebuilt from its events up to an offset. None: no runner."""
+    try:
+        await runner_ensure(record=record)
+    except Unbuildable as e:
+        return {"ok": False, "error": str(e)}
+    return await runners.request(record.id, {"type": "sim.replay", **query})
+
+
 def can_control(record: SimulationRecord, *, session_key: str | None, bearer: str | None) -> bool:
     if (
         bearer

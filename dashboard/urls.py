@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/simulations/<str:sim_id>", views.api_simulation, name="api_simulation"),
     path("api/simulations/<str:sim_id>/commands", views.api_commands, name="api_commands"),
     path("api/simulations/<str:sim_id>/records", views.api_records, name="api_records"),
+    path("api/simulations/<str:sim_id>/replay", views.api_replay, name="api_replay"),
 ]
 
 handler404 = "dashboard.views.not_found"

@@ -374,6 +374,23 @@ async def api_records(request: HttpRequest, sim_id: str) -> JsonResponse:
     return JsonResponse(reply["read"])
 
 
+@require_http_methods(["GET"])
+async def api_replay(request: HttpRequest, sim_id: str) -> JsonResponse:
+    """``GET /api/simulations/<id>/replay?topic=order-events&key=ord-10&upto=5``: one key's
+    state rebuilt by replaying its events from the log up to an offset (event sourcing), with
+    every event of the key still in the log."""
+    record = await services.simulation_get(sim_id=sim_id)
+    if record is None:
+        return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
+    query = {k: request.GET[k] for k in ("topic", "key", "upto") if k in request.GET}
+    reply = await services.simulation_replay(record=record, query=query)
+    if reply is None:
+        return _api_error(services.ERR_NO_RUNNER, 503)
+    if not reply.get("ok"):
+        return _api_error(str(reply.get("error")), 400)
+    return JsonResponse(reply["replay"])
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
 async def api_commands(request: HttpRequest, sim_id: str) -> JsonResponse:

@@ -766,27 +766,49 @@ TRANSITIONS = {
 }
 
 
+REPLAY_KEEP = 1_000  # a key's events one replay shows at most (the newest)
+
+
+def replay_key(
+    sim: Simulation, topic_name: str, key: str, upto_offset: int | None = None
+) -> tuple[dict[str, Any], list[tuple[int, str]], int]:
+    """Rebuild one key's state by replaying its events from the log, in offset order, up to an
+    offset: event sourcing's fold. The state is each event's fields applied in turn, its status
+    the last event's transition (``OrderPaid`` → paid), its version the count of events applied.
+
+    Returns the state, every event of the key still in the log as (offset, type), and the key's
+    partition (Kafka's murmur2 of the key, as the producer chose it)."""
+    topic = sim.topics[topic_name]
+    index = stable_partition(key, len(topic.partitions))
+    state: dict[str, Any] = {}
+    events: list[tuple[int, str]] = []
+    for r in topic.partitions[index].records:
+        if r[KEY] != key:
+            continue
+        events.append((r[OFFSET], r[TYPE]))
+        if upto_offset is not None and r[OFFSET] > upto_offset:
+            continue
+        if r[PAYLOAD]:
+            state.update(r[PAYLOAD])
+        state["status"] = TRANSITIONS.get(r[TYPE], _last_word(r[TYPE]))
+        state["version"] = state.get("version", 0) + 1
+    return state, events[-REPLAY_KEEP:], index
+
+
+def _last_word(event_type: str) -> str:
+    """``OrderPlaced`` → ``placed``: the past tense an event's name ends with."""
+    for i in range(len(event_type) - 1, 0, -1):
+        if event_type[i].isupper():
+            return event_type[i:].lower()
+    return event_type.lower()
+
+
 def order_state(
     sim: Simulation, order_id: str, upto_offset: int | None = None
 ) -> tuple[dict[str, Any], list[tuple[int, str]]]:
     """Rebuild one order by replaying its events from the log (up to an offset)."""
-    topic = sim.topics["order-events"]
-    part = topic.partitions[stable_partition(order_id, len(topic.partitions))]
-    state: dict[str, Any] = {}
-    seen: list[tuple[int, str]] = []
-    for r in part.records:
-        if upto_offset is not None and r[OFFSET] > upto_offset:
-            break
-        if r[KEY] != order_id:
-            continue
-        seen.append((r[OFFSET], r[TYPE]))
-        if r[TYPE] == "OrderPlaced" and r[PAYLOAD]:
-            state.update(
-                order_id=order_id, customer_id=r[PAYLOAD]["customer_id"], total=r[PAYLOAD]["total"]
-            )
-        state["status"] = TRANSITIONS.get(r[TYPE], state.get("status"))
-        state["version"] = len(seen)
-    return state, seen
+    state, events, _ = replay_key(sim, "order-events", order_id, upto_offset)
+    return state, events
 
 
 def _describe(state: dict[str, Any]) -> str:
@@ -806,16 +828,16 @@ def measure_event_sourcing(seed: int | None = None, variant: Variant | None = No
     sim = Simulation(_scenario("lesson-sourcing", variant), seed)
     sim.run_until(30)
     order_id = "ord-10"
-    final, events = order_state(sim, order_id)
+    final, events, partition = replay_key(sim, "order-events", order_id)
     middle = events[1][0] if len(events) > 1 else events[0][0]
     as_of, _ = order_state(sim, order_id, upto_offset=middle)
     return Answer(
         correct=str(as_of.get("status")),
         summary=(
             f"{order_id} is stored nowhere as a row. Its {len(events)} events sit in partition "
-            f"order, at offsets {', '.join(str(o) for o, _ in events)}. Replaying all of them "
-            f"gives status '{final.get('status')}'; replaying up to offset {middle} gives "
-            f"'{as_of.get('status')}' - the order as it was then."
+            f"{partition} of order-events, at offsets {', '.join(str(o) for o, _ in events)}. "
+            f"Replaying all of them gives status '{final.get('status')}'; replaying up to "
+            f"offset {middle} gives '{as_of.get('status')}' - the order as it was then."
         ),
         facts=(
             *((f"offset {o}", t) for o, t in events),

@@ -201,3 +201,30 @@ async def test_correlation_ids_live_shows_the_slowest_orders_measured_journey() 
     # the page's event log, asked for that order, shows the journey the answer describes
     assert trace["hops"] == json.loads(json.dumps(answer.data["hops"]))
     await comm.disconnect()
+
+
+async def test_event_sourcing_live_rebuilds_the_order_as_of_any_offset_as_measured() -> None:
+    answer = lesson("event-sourcing").measure(None)  # type: ignore[union-attr]
+    client, sim_id, _ = await _open_live("event-sourcing", 30)
+    url = f"/api/simulations/{sim_id}/replay"
+    now = (await client.get(url, {"topic": "order-events", "key": "ord-10"})).json()
+    assert [(e["offset"], e["type"]) for e in now["events"]] == [
+        tuple(e) for e in answer.data["events"]
+    ]
+    assert now["state"]["status"] == answer.data["final"]["status"] == "shipped"
+    # the slider's position at the answer's offset: the order as it was then
+    then = (
+        await client.get(
+            url, {"topic": "order-events", "key": "ord-10", "upto": answer.data["offset"]}
+        )
+    ).json()
+    assert then["state"] == answer.data["as_of"]
+    assert then["state"]["status"] == answer.correct == "paid"
+    # bad questions get a sentence, not a 500
+    for query, says in (
+        ({"topic": "nope", "key": "ord-10"}, "must be one of the scenario's topics"),
+        ({"topic": "order-events"}, "'key' must be a record key"),
+        ({"topic": "order-events", "key": "ord-10", "upto": "-1"}, "'upto' must be a number"),
+    ):
+        r = await client.get(url, query)
+        assert r.status_code == 400 and says in r.json()["error"], r.json()
