@@ -83,16 +83,24 @@ EVENTS_PER_SLICE = 100
 # The share of each tick that all of this process's running engines may take together; the rest
 # is the loop's, for sockets, requests and frames.
 ENGINE_SHARE = 0.4
+# The share of wall time all of this process's runners may spend building and encoding frames,
+# shared equally: a simulation whose frames cost more than its share sends them less often.
+FRAME_SHARE = 0.25
+
+
+def _active() -> int:
+    """Simulations of this process that are running or stepping (at least 1)."""
+    return sum(1 for r in RUNNERS.values() if r.run.running or r.run.stepping_to) or 1
 
 
 def engine_budget() -> float:
     """Seconds of engine work one running simulation may do this tick.
 
-    Every running simulation of the process shares ``ENGINE_SHARE`` of a tick: alone it gets
-    ``ENGINE_BUDGET``; with many, each gets less, so the total never starves the loop.
+    Every running (or stepping) simulation of the process shares ``ENGINE_SHARE`` of a tick:
+    alone it gets ``ENGINE_BUDGET``; with many, each gets less, so the total never starves the
+    loop.
     """
-    running = sum(1 for r in RUNNERS.values() if r.run.running) or 1
-    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL / running)
+    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL / _active())
 
 
 class LiveRunner:
@@ -311,17 +319,22 @@ class LiveRunner:
             now = loop.time()
             if now >= next_tick:
                 next_tick = max(next_tick + FRAME_INTERVAL, now)  # never owe a burst of ticks
+                advanced = False
                 try:
                     if self.run.running:
                         self._advance(now - last_advance)
-                        dirty = True
+                        advanced = True
                     elif self.run.stepping_to is not None:
                         self._step_on()
-                        dirty = True
+                        advanced = True
                 except Exception as e:  # the engine failed: pause and say so, never go silent
                     self._engine_failed(e)
                     dirty = True
                 last_advance = now
+                # a frame when the run moved, as often as this runner's share of frame work
+                # allows (a heavy state goes out less often than 20 a second on a busy server)
+                if advanced and now - last_sent >= self.frame_interval():
+                    dirty = True
                 if now - last_sent >= PAUSED_FRAME_INTERVAL:
                     dirty = True
             if dirty:
@@ -465,8 +478,16 @@ class LiveRunner:
 
     _layer_warned = 0.0
 
+    frame_cost = 0.0  # seconds to build and encode a frame (a moving average)
+
+    def frame_interval(self) -> float:
+        """Seconds between frames: 1/20 s, or longer when this runner's frames cost more than
+        its share (``FRAME_SHARE``) of the process's time."""
+        return max(FRAME_INTERVAL, self.frame_cost * _active() / FRAME_SHARE)
+
     async def _send_frame(self) -> None:
         assert self.layer is not None
+        started = time.perf_counter()
         self.seq += 1
         frame = build_frame(
             self.sim,
@@ -478,13 +499,15 @@ class LiveRunner:
         )
         frame["epoch"] = self.epoch
         self._with_guide(frame["state"], full=False)
+        text = json.dumps(frame)
+        self.frame_cost = 0.8 * self.frame_cost + 0.2 * (time.perf_counter() - started)
         # "sent" (wall clock, comparable across processes) lets a consumer that fell behind
         # skip frames that queued up for it instead of replaying them late
         await self.layer.group_send(
             frames_group(self.sim_id),
             {
                 "type": "sim.frame",
-                "text": json.dumps(frame),
+                "text": text,
                 "seq": self.seq,
                 "epoch": self.epoch,
                 "sent": time.time(),

@@ -1,4 +1,4 @@
-"""A bound on what daphne may buffer for one WebSocket.
+"""Bounds on what daphne may buffer for one WebSocket, out and in.
 
 Daphne hands every ``websocket.send`` to Twisted, whose transport buffers whatever the peer has
 not read yet, without limit. Flow control (``consumers.FRAME_WINDOW``) keeps a well-behaved
@@ -13,6 +13,7 @@ serves the app.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -21,6 +22,10 @@ from .config import env_int
 log = logging.getLogger(__name__)
 
 MAX_SEND_BUFFER = env_int("FANOUT_MAX_SEND_BUFFER", 1024 * 1024, 16 * 1024, 10**12)
+# Messages from one client waiting for the app to read them. Daphne queues them without limit:
+# a client that sends faster than its messages are handled (bench/soak.py's junk client had
+# 1,575 waiting) would grow the server's memory. Past this, the socket is closed.
+MAX_INBOUND_QUEUE = env_int("FANOUT_MAX_INBOUND_QUEUE", 256, 8, 1_000_000)
 
 
 def buffered_bytes(transport: Any) -> int:
@@ -40,24 +45,35 @@ def install() -> None:
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:  # pragma: no cover - daphne is a requirement
         return
+    from autobahn.exception import Disconnected
+
     if getattr(WebSocketProtocol, "_fanout_send_bound", False):
         return
     send = WebSocketProtocol.serverSend
+    receive = WebSocketProtocol.onMessage
+
+    def drop(self: Any, why: str) -> None:
+        if not getattr(self, "_fanout_dropped", False):
+            self._fanout_dropped = True
+            log.warning("WebSocket %s %s: closing it", getattr(self, "client_addr", None), why)
+            self.dropConnection(abort=True)
 
     def bounded_send(self: Any, content: Any, binary: bool = False) -> None:
         held = buffered_bytes(getattr(self, "transport", None))
         if held > MAX_SEND_BUFFER:
-            if not getattr(self, "_fanout_dropped", False):
-                self._fanout_dropped = True
-                log.warning(
-                    "WebSocket %s holds %d unread bytes (limit %d): closing it",
-                    getattr(self, "client_addr", None),
-                    held,
-                    MAX_SEND_BUFFER,
-                )
-                self.dropConnection(abort=True)
+            drop(self, f"holds {held} unread bytes (limit {MAX_SEND_BUFFER})")
             return
-        send(self, content, binary)
+        # the client may have left while a frame was on its way to it: nothing to send to
+        with contextlib.suppress(Disconnected):
+            send(self, content, binary)
+
+    def bounded_receive(self: Any, payload: bytes, is_binary: bool) -> None:
+        queue = getattr(self, "application_queue", None)
+        if queue is not None and queue.qsize() >= MAX_INBOUND_QUEUE:
+            drop(self, f"sent {MAX_INBOUND_QUEUE} messages the server has not read yet")
+            return
+        receive(self, payload, is_binary)
 
     WebSocketProtocol.serverSend = bounded_send
+    WebSocketProtocol.onMessage = bounded_receive
     WebSocketProtocol._fanout_send_bound = True

@@ -469,6 +469,7 @@ class Comparison:
         self.events_checkout = Histogram()
         self.events_recent = RecentWindow()
         self.events_errors = 0
+        self.events_recent_errors: deque[float] = deque()  # when each recent one failed
         # each checkout's (placed at, milliseconds) on the event side, None for a failed one;
         # the newest OUTCOMES_KEPT, so that a window of the run can be measured afterwards
         self.events_outcomes: deque[tuple[float, float | None]] = deque(maxlen=OUTCOMES_KEPT)
@@ -545,8 +546,7 @@ class Comparison:
 
         def acked(wait_ms: float, ok: bool) -> None:
             if not ok:
-                self.events_errors += 1
-                self.events_outcomes.append((placed, None))
+                self._events_failed(placed)
                 return
             if self.sync_spec.events_await != "ack":
                 self._await_replies(order, placed)
@@ -594,8 +594,23 @@ class Comparison:
     def _await_timeout(self, order: int) -> None:
         waiting = self.awaiting.pop(order, None)
         if waiting is not None:
-            self.events_errors += 1  # no reply in time: the checkout fails
-            self.events_outcomes.append((waiting[0], None))
+            self._events_failed(waiting[0])  # no reply in time: the checkout fails
+
+    def _events_failed(self, placed: float) -> None:
+        self.events_errors += 1
+        self.events_recent_errors.append(self.sim.now)
+        self.events_outcomes.append((placed, None))
+
+    def _events_error_rate(self) -> float:
+        """Share of the event side's checkouts of the last 5 simulated seconds that failed
+        (as the synchronous side's: failures over all that finished)."""
+        now = self.now
+        errors = self.events_recent_errors
+        while errors and errors[0] < now - 5.0:
+            errors.popleft()
+        self.events_recent.summary(now)  # drops what is older than the window
+        finished = len(errors) + len(self.events_recent.values)
+        return round(len(errors) / finished, 4) if finished else 0.0
 
     # --- switches ------------------------------------------------------------------------
 
@@ -692,10 +707,19 @@ class Comparison:
                 "producer_changes": self.producer.changes,
                 "checkout_ms": self.events_checkout.summary(),
                 "recent_checkout_ms": self.events_recent.summary(self.now),
-                "recent_error_rate": 0.0,
+                "recent_error_rate": self._events_error_rate(),
                 "checkout_errors": self.events_errors,
                 "orders_published": self.producer.produced,
                 "groups": groups,
+                # what the broker holds, from the serialised payloads the orders were sent with
+                "topics": {
+                    name: {
+                        k: v
+                        for k, v in self.sim.topic_state(topic).items()
+                        if k in ("bytes_per_s", "bytes_stored", "stored")
+                    }
+                    for name, topic in self.sim.topics.items()
+                },
             },
         }
 

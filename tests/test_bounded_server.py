@@ -578,3 +578,20 @@ async def test_with_the_channel_layer_down_requests_get_a_clear_503_not_a_500() 
     r = await AsyncClient().get(f"/api/simulations/{sim_id}")
     assert r.status_code == 200  # and it recovers as soon as the layer does
     assert RUNNERS[sim_id]._tasks[1].done() is False  # its loop survived the outage
+
+
+async def test_a_simulation_whose_frames_cost_more_than_its_share_sends_them_less_often() -> None:
+    cheap_id, _ = await create()
+    heavy_id, _ = await create(HEAVY)
+    cheap, heavy = RUNNERS[cheap_id], RUNNERS[heavy_id]
+    for runner in (cheap, heavy):
+        runner.run.running = True
+    # measured costs: the small scenario's frame is cheap, the 64 x 64 one's is not
+    await cheap._publish()
+    await heavy._publish()
+    assert heavy.frame_cost > cheap.frame_cost
+    cheap.frame_cost, heavy.frame_cost = 0.001, 0.02
+    assert cheap.frame_interval() == 0.05  # 20 frames a second: within its share
+    # two running simulations share 25% of the process's time for frames: 12.5% each, so a
+    # 20 ms frame goes out every 160 ms, not every 50
+    assert heavy.frame_interval() == pytest.approx(0.02 * 2 / 0.25)

@@ -175,3 +175,26 @@ def test_scheduled_faults_in_the_scenario_act_on_both_sides() -> None:
     assert c.sim.groups["email"].display_status == "down"
     assert c.sync.errors > 100
     assert c.switch_log == []  # faults are the scenario's, not commands
+
+
+def test_the_event_sides_recent_error_rate_counts_its_failed_checkouts() -> None:
+    """The event side's error chart reads recent_error_rate: with the broker's leaders down and
+    the producer giving up after delivery.timeout.ms, its checkouts fail and the rate says so;
+    with the broker up it is 0 (it used to be a literal 0.0)."""
+    from simulator.lessons import CHANGES, lesson
+
+    found = lesson("temporal-decoupling")
+    assert found is not None
+    doc = found.live_doc()
+    CHANGES["broker-down"](doc)  # leaders down 20-50 s, delivery.timeout.ms 5 s
+    down = Comparison(parse_scenario(doc), 7)
+    healthy = Comparison(parse_scenario(found.live_doc()), 7)
+    rates = []
+    for t in (15.0, 35.0, 45.0):
+        down.run_until(t)
+        healthy.run_until(t)
+        rates.append(down.state()["events"]["recent_error_rate"])
+        assert healthy.state()["events"]["recent_error_rate"] == 0.0
+    assert rates[0] == 0.0  # before the outage
+    assert rates[1] > 0.5 and rates[2] > 0.5  # during it, most checkouts fail
+    assert down.state()["events"]["checkout_errors"] > 0

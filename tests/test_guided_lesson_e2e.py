@@ -59,6 +59,9 @@ def test_a_teacher_and_three_students_play_a_guided_lesson_and_vote(
         tally = teacher.locator("#guide-tally-rows").inner_text()
         assert "1 (33%)" in tally and "2 (67%)" in tally
         teacher.screenshot(path=str(artifacts_dir / "guided-teacher-votes.png"), full_page=False)
+        # the comparison's event side says what its broker stores, from the orders' payloads
+        stored = teacher.locator("#events-bytes").inner_text()
+        assert stored.startswith("orders: ") and "kB (" in stored, stored
         teacher.click("#guide-reveal")
         for page in (teacher, *students):
             page.wait_for_selector("#guide-answer:not([hidden])", timeout=10_000)
@@ -104,7 +107,7 @@ def test_event_sourcing_rebuilds_an_order_as_of_the_offset_on_the_slider(
     page.wait_for_function("Number(document.getElementById('sim-time').textContent) >= 30")
     page.select_option("#replay-form select[name=topic]", "order-events")
     page.fill("#replay-form input[name=key]", "ord-10")
-    page.click("#replay-form button")
+    page.click("#replay-go")
     page.wait_for_selector("#replay-result:not([hidden])")
     assert (
         "4 events with key ord-10, all in partition" in page.locator("#replay-where").inner_text()

@@ -114,3 +114,63 @@ def test_a_viewer_on_process_b_watches_and_controls_the_run_process_a_owns(
             assert seen["state"]["producers"]["checkout"]["produced"] == 120
     with urllib.request.urlopen(f"{b}/api/simulations/{sim_id}", timeout=10) as r:
         assert json.load(r)["t"] == 3.0
+
+
+def browser_session(base: str, path: str) -> tuple[Any, str]:
+    """An HTTP client with a cookie jar that opened ``path`` (its session and CSRF cookies),
+    and the CSRF token of the page's forms."""
+    import http.cookiejar
+    import re
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(base + path, timeout=10) as r:
+        html = r.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    return opener, token.group(1) if token else ""
+
+
+def cookie_header(opener: Any) -> str:
+    jar = next(h for h in opener.handlers if hasattr(h, "cookiejar")).cookiejar
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def test_a_student_on_process_b_answers_the_question_the_teacher_asks_on_process_a(
+    two_servers: list[str],
+) -> None:
+    import urllib.parse
+
+    a, b = two_servers
+    teacher, token = browser_session(a, "/lessons/temporal-decoupling/")
+    form = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": token, "preset": "lesson-outage", "lesson": "temporal-decoupling"}
+    ).encode()
+    with teacher.open(f"{a}/compare/", data=form, timeout=30) as r:
+        sim_path = urllib.parse.urlparse(r.geturl()).path  # followed the redirect to its page
+    assert sim_path.startswith("/simulations/")
+    ws_path = "/ws" + sim_path
+    student, _ = browser_session(b, sim_path)  # the student opens the shared link on B
+    with (
+        connect(
+            a.replace("http", "ws") + ws_path,
+            origin=a,
+            additional_headers={"Cookie": cookie_header(teacher)},
+        ) as on_a,
+        connect(
+            b.replace("http", "ws") + ws_path,
+            origin=b,
+            additional_headers={"Cookie": cookie_header(student)},
+        ) as on_b,
+    ):
+        frames(on_a, until=lambda m: m.get("full"))
+        frames(on_b, until=lambda m: m.get("full"))
+        on_a.send(json.dumps({"command": "step", "value": 30}))
+        frames(on_b, until=lambda m: m["state"].get("guide", {}).get("phase") == "asking")
+        on_b.send(json.dumps({"type": "vote", "choice": "unchanged"}))
+        for _ in range(100):
+            m = json.loads(on_b.recv(timeout=10))
+            if m.get("type") in ("vote", "error"):
+                break
+        assert m == {"type": "vote", "choice": "unchanged"}
+        seen = frames(on_a, until=lambda m: m["state"]["guide"]["votes"] == 1)
+        assert seen["state"]["guide"]["tally"]["unchanged"] == 1

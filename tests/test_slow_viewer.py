@@ -149,8 +149,11 @@ def test_a_client_that_acks_frames_it_never_reads_is_closed(
         try:
             while time.monotonic() - start < 60:
                 # frames go out at 20 a second from seq 1: ack every seq near the current one
+                # frames go out at up to 20 a second from seq 1; a busy server sends fewer. Any
+                # outstanding seq releases every frame before it, and 8 are outstanding at a
+                # time: an ack for every 8th seq from a third of the guess up hits one
                 guess = int((time.monotonic() - start) * 20)
-                for seq in range(max(1, guess - 20), guess + 5):
+                for seq in range(max(1, guess // 3), guess + 8, 8):
                     s.sendall(masked_text(json.dumps({"type": "ack", "seq": seq}).encode()))
                     acks += 1
                 time.sleep(0.01)
@@ -164,3 +167,33 @@ def test_a_client_that_acks_frames_it_never_reads_is_closed(
     print(f"closed after {closed_after} s, {acks} acks sent")
     assert closed_after is not None, "the server kept buffering for a client that never reads"
     assert "unread bytes (limit 262144): closing it" in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_client_that_sends_faster_than_the_server_reads_is_closed(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Daphne queues a socket's incoming messages without limit; the bound closes a client
+    that has more than FANOUT_MAX_INBOUND_QUEUE of them waiting."""
+    log = artifacts_dir / "daphne-inbound.log"
+    with run_daphne(
+        db_path=tmp_path / "inbound.sqlite3", log_path=log, env={"FANOUT_MAX_INBOUND_QUEUE": "64"}
+    ) as url:
+        created = start_ecommerce(url, speed=1)
+        s = stalled_socket(url, created["ws"])
+        burst = masked_text(b'{"type": "nonsense"}') * 20_000  # 20,000 messages at once
+        closed = False
+        try:
+            s.sendall(burst)
+            s.settimeout(10)
+            while s.recv(65536):
+                pass
+            closed = True
+        except OSError:
+            closed = True
+        finally:
+            s.close()
+        with urllib.request.urlopen(f"{url}/api/simulations/{created['id']}", timeout=5) as r:
+            assert r.status == 200  # everyone else is still served
+    assert closed
+    assert "messages the server has not read yet: closing it" in log.read_text()

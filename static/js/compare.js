@@ -1045,7 +1045,7 @@
       "fraud-topic", "command-result", "story", "btn-start", "btn-pause",
       "sync-p50", "sync-p95", "sync-p99", "sync-errors", "sync-error-count", "sync-timeouts", "sync-finished",
       "sync-in-flight", "sync-producer-changes", "sync-pc-note", "sync-pc-box",
-      "events-p50", "events-p95", "events-p99", "events-errors", "events-published", "events-lags",
+      "events-p50", "events-p95", "events-p99", "events-errors", "events-published", "events-bytes", "events-lags",
       "events-producer-changes", "events-pc-note", "events-pc-box",
     ]) {
       el[id] = $(id);
@@ -1189,6 +1189,7 @@
     setText(el["sync-finished"], intText((s.checkout_ok || 0) + (s.checkout_errors || 0)));
     setText(el["sync-in-flight"], intText(s.in_flight));
     setText(el["events-published"], intText(e.orders_published));
+    if (window.fanoutFormat) setText(el["events-bytes"], window.fanoutFormat.topicsBytesText(e.topics));
     const added = addedServices(s);
     const addedLabels = added.map((n) => shortLabel(((s.services || {})[n] || {}).label, n)).join(", ");
     setText(

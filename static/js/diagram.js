@@ -959,6 +959,7 @@
           ctx.fill();
         }
       }
+      this.drawPointer(ctx);
     }
 
     edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head) {
@@ -995,6 +996,36 @@
     click(ev) {
       const name = this.hit(ev);
       if (name && this.onSelect) this.onSelect(name);
+    }
+
+    /**
+     * Point at one box, as a guided lesson's card does ("Watch: Email's lag"): a dashed frame
+     * around it with the words, so it does not rely on colour. null: point at nothing.
+     */
+    point(target) {
+      const same = JSON.stringify(target || null) === JSON.stringify(this.pointed || null);
+      this.pointed = target || null;
+      if (!same) this.bgDirty = true;
+    }
+
+    drawPointer(ctx) {
+      const p = this.pointed;
+      const L = this.layout;
+      if (!p || !L) return;
+      const boxes = { group: L.groups, producer: L.producers, topic: L.topics }[p.kind];
+      const b = boxes && boxes.get(p.name);
+      if (!b || b.cell) return;
+      ctx.save();
+      ctx.strokeStyle = this.theme.text;
+      ctx.lineWidth = 2.5;
+      ctx.setLineDash([6, 4]);
+      ctx.strokeRect(b.x - 5, b.y - 5, b.w + 10, b.h + 10);
+      ctx.setLineDash([]);
+      ctx.font = "700 11px " + this.theme.font;
+      ctx.textAlign = "left";
+      ctx.fillStyle = this.theme.text;
+      ctx.fillText(fit(ctx, "▶ watch: " + (p.label || p.name), b.w + 10), b.x - 5, b.y - 9);
+      ctx.restore();
     }
 
     /** Layout box of a service, for tests and for positioning. */

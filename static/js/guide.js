@@ -61,6 +61,18 @@ export function verdict(mine, correct, choices) {
   return "Your prediction: " + text(mine) + " — the run measured something else.";
 }
 
+/**
+ * The diagram box a card's number belongs to: "groups.email.lag" → the Email service's box,
+ * "producers.x.rate" → that producer's, "topics.orders.stored" → that topic's. null when the
+ * number has no box on this page (the comparison's sides draw no diagram).
+ */
+export function pointTarget(path, label) {
+  const parts = String(path || "").split(".");
+  const kinds = { groups: "group", producers: "producer", topics: "topic" };
+  if (parts.length < 2 || !(parts[0] in kinds)) return null;
+  return { kind: kinds[parts[0]], name: parts[1], label: label || parts[1] };
+}
+
 /** The card a navigation button goes to: back, replay (this one) or next, within the cards. */
 export function navTarget(action, index, count) {
   const here = Math.max(0, index);
@@ -95,6 +107,10 @@ export function mount(root, page) {
       setText($("guide-text"), card.text);
       setText($("guide-label"), card.label);
       setText($("guide-value"), formatValue(resolve(st, card.point)));
+      // every frame: a diagram that starts after this module still gets it (it redraws only
+      // when the target changes)
+      const detail = pointTarget(card.point, card.label);
+      document.dispatchEvent(new CustomEvent("fanout:point", { detail }));
       root.dataset.card = String(i);
     }
     root.dataset.phase = g.phase;

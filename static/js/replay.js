@@ -92,11 +92,10 @@ function mount(root) {
     error.textContent = err.message;
   }
 
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const data = new FormData(form);
-    const topic = String(data.get("topic") || "");
-    const key = String(data.get("key") || "").trim();
+  // not a <form>: a read-only viewer's page has no forms, and this one only reads
+  async function go() {
+    const topic = String(form.querySelector("[name=topic]").value || "");
+    const key = String(form.querySelector("[name=key]").value || "").trim();
     if (!key) return;
     try {
       const body = await fetchReplay(topic, key, null);
@@ -109,6 +108,10 @@ function mount(root) {
     } catch (err) {
       fail(err);
     }
+  }
+  $("replay-go").addEventListener("click", go);
+  form.querySelector("[name=key]").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") go();
   });
   slider.addEventListener("input", async () => {
     if (!current || !current.events.length) return;

@@ -140,6 +140,8 @@
       groupColour,
       onSelect: selectGroup,
     });
+    // a guided lesson's card points at the box whose number it names (static/js/guide.js)
+    document.addEventListener("fanout:point", (ev) => diagram.point(ev.detail));
     charts = new window.Fanout.Charts(
       { lag: $("chart-lag"), lagTime: $("chart-lag-time"), throughput: $("chart-throughput"), latency: $("chart-latency") },
       { groupColour, topicColour, labelOf }

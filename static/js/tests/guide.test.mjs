@@ -7,6 +7,7 @@ import {
   cardIndex,
   formatValue,
   navTarget,
+  pointTarget,
   resolve,
   tallyRows,
   verdict,
@@ -69,4 +70,19 @@ test("back, replay and next stay within the lesson's cards", () => {
   assert.equal(navTarget("next", 2, 4), 3);
   assert.equal(navTarget("next", 3, 4), 3);
   assert.equal(navTarget("next", -1, 4), 1);
+});
+
+test("a card points at the box its number belongs to, where the page draws one", () => {
+  assert.deepEqual(pointTarget("groups.email.lag", "Email's lag"), {
+    kind: "group",
+    name: "email",
+    label: "Email's lag",
+  });
+  assert.deepEqual(pointTarget("topics.orders-fat.bytes_per_s", ""), {
+    kind: "topic",
+    name: "orders-fat",
+    label: "orders-fat",
+  });
+  assert.equal(pointTarget("events.groups.email.lag", "x"), null);
+  assert.equal(pointTarget("", "x"), null);
 });

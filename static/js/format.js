@@ -1,0 +1,23 @@
+/**
+ * Number formats shared by the pages. An ES module; the classic page scripts (compare.js) find
+ * it as window.fanoutFormat once it has loaded. Tested by static/js/tests/format.test.mjs.
+ */
+
+/** Bytes in B, kB, MB or GB (powers of 1000, as Kafka's tools print them). */
+export function bytesText(n) {
+  if (typeof n !== "number" || !Number.isFinite(n)) return "–";
+  if (n >= 1e9) return (n / 1e9).toFixed(1) + " GB";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + " kB";
+  return Math.round(n) + " B";
+}
+
+/** "48.2 kB (1.3 kB/s)" for every topic: what a broker holds and how fast it grows. */
+export function topicsBytesText(topics) {
+  const parts = Object.entries(topics || {}).map(
+    ([name, t]) => name + ": " + bytesText(t.bytes_stored) + " (" + bytesText(t.bytes_per_s) + "/s)",
+  );
+  return parts.length ? parts.join(", ") : "–";
+}
+
+if (typeof window !== "undefined") window.fanoutFormat = { bytesText, topicsBytesText };
