@@ -900,14 +900,19 @@ def table(r: dict[str, Any]) -> str:
             f"their full frame; errors: {r['viewer_errors']}"
         )
         rows.append(("viewer problems", problems, ""))
-    width = max(len(k) for k, _, _ in rows)
-    lines = [
+    header = [
         f"Fanout streaming benchmark  {r['date']}  nproc={r['nproc']}  python {r['python']}  "
         f"load avg {r['load_avg_before'][0]:.2f} -> {r['load_avg_after'][0]:.2f}",
         f"producer {r['producer']} alternating {r['rates'][0]:g} / {r['rates'][1]:g} ev/s "
         f"every command, speed {r['speed']:g}",
-        "",
     ]
+    return format_rows(header, rows)
+
+
+def format_rows(header: list[str], rows: list[tuple[str, str, str]]) -> str:
+    """A header, a blank line, then ``key  value   [target]`` rows with the keys aligned."""
+    width = max(len(k) for k, _, _ in rows)
+    lines = [*header, ""]
     for key, value, target in rows:
         lines.append(f"{key:<{width}}  {value}" + (f"   [{target}]" if target else ""))
     return "\n".join(lines)
