@@ -6,6 +6,7 @@ hands commands to the runner through the channel layer; group handlers only forw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -112,7 +113,11 @@ class SimulationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "sim_id", None):
-            await self.channel_layer.group_discard(frames_group(self.sim_id), self.channel_name)
+            with contextlib.suppress(Exception):  # the layer may be down: nothing to undo then
+                await self.channel_layer.group_discard(frames_group(self.sim_id), self.channel_name)
+                await self.channel_layer.group_send(
+                    runner_group(self.sim_id), {"type": "sim.leave", "channel": self.channel_name}
+                )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -152,7 +157,7 @@ class SimulationConsumer(AsyncWebsocketConsumer):
                 # is what brings this viewer's frames back
                 await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
                 await self.channel_layer.group_send(
-                    runner_group(self.sim_id), {"type": "sim.viewer"}
+                    runner_group(self.sim_id), {"type": "sim.viewer", "channel": self.channel_name}
                 )
             except Exception as e:
                 log.warning("simulation %s: a ping could not reach the layer (%s)", self.sim_id, e)

@@ -86,6 +86,8 @@ ENGINE_SHARE = 0.4
 # The share of wall time all of this process's runners may spend building and encoding frames,
 # shared equally: a simulation whose frames cost more than its share sends them less often.
 FRAME_SHARE = 0.25
+VIEWER_SECONDS = 60.0  # a viewer that neither joined nor pinged for this long is not counted
+MAX_VIEWERS_COUNTED = 10_000
 
 
 def _active() -> int:
@@ -144,6 +146,7 @@ class LiveRunner:
         self.stopped_idle = False
         self.idle_seconds = IDLE_SECONDS
         self.unwatched_seconds = UNWATCHED_SECONDS
+        self.viewers: dict[str, float] = {}  # a watching socket's channel -> when last heard
         self.last_activity = time.monotonic()
 
     comparison: Comparison | None = None
@@ -480,10 +483,33 @@ class LiveRunner:
 
     frame_cost = 0.0  # seconds to build and encode a frame (a moving average)
 
+    def _saw_viewer(self, channel: Any) -> None:
+        if not isinstance(channel, str) or not channel:
+            return
+        viewers = self.viewers
+        viewers[channel] = time.monotonic()
+        if len(viewers) > MAX_VIEWERS_COUNTED:  # forget the longest silent
+            del viewers[min(viewers, key=viewers.__getitem__)]
+
+    def watchers(self) -> int:
+        """Sockets watching this run: joined or pinged in the last ``VIEWER_SECONDS``."""
+        cutoff = time.monotonic() - VIEWER_SECONDS
+        stale = [c for c, seen in self.viewers.items() if seen < cutoff]
+        for c in stale:
+            del self.viewers[c]
+        return len(self.viewers)
+
     def frame_interval(self) -> float:
         """Seconds between frames: 1/20 s, or longer when this runner's frames cost more than
-        its share (``FRAME_SHARE``) of the process's time."""
-        return max(FRAME_INTERVAL, self.frame_cost * _active() / FRAME_SHARE)
+        its share of the process's time.
+
+        All runners share ``FRAME_SHARE`` of the process, weighted by who watches: a run a
+        class of 30 watches gets 31 parts, one with a single viewer 2. So the frames go where
+        the viewers are, and a heavy run few watch cannot slow a class's frames down."""
+        active = [r for r in RUNNERS.values() if r.run.running or r.run.stepping_to] or [self]
+        weights = {id(r): 1 + r.watchers() for r in active}
+        share = FRAME_SHARE * weights.get(id(self), 1) / sum(weights.values())
+        return max(FRAME_INTERVAL, self.frame_cost / share)
 
     async def _send_frame(self) -> None:
         assert self.layer is not None
@@ -543,6 +569,8 @@ class LiveRunner:
         """Handle one channel-layer message. Returns whether the state changed."""
         kind = message.get("type")
         self.last_activity = time.monotonic()
+        if kind in ("sim.viewer", "sim.join"):
+            self._saw_viewer(message.get("channel") or message.get("reply_to"))
         if kind == "sim.join":
             voter = message.get("voter")
             voter = voter if isinstance(voter, str) else ""
@@ -568,6 +596,9 @@ class LiveRunner:
                 },
             )
             return error is None
+        if kind == "sim.leave":
+            self.viewers.pop(str(message.get("channel")), None)
+            return False
         if kind == "sim.viewer":
             return False  # a viewer is still watching: that counts as activity
         if kind == "sim.ping":

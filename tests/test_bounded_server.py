@@ -580,18 +580,36 @@ async def test_with_the_channel_layer_down_requests_get_a_clear_503_not_a_500() 
     assert RUNNERS[sim_id]._tasks[1].done() is False  # its loop survived the outage
 
 
-async def test_a_simulation_whose_frames_cost_more_than_its_share_sends_them_less_often() -> None:
-    cheap_id, _ = await create()
+async def test_frames_go_where_the_viewers_are_and_a_heavy_run_few_watch_sends_fewer() -> None:
+    class_id, _ = await create()
     heavy_id, _ = await create(HEAVY)
-    cheap, heavy = RUNNERS[cheap_id], RUNNERS[heavy_id]
-    for runner in (cheap, heavy):
+    room, heavy = RUNNERS[class_id], RUNNERS[heavy_id]
+    for runner in (room, heavy):
         runner.run.running = True
     # measured costs: the small scenario's frame is cheap, the 64 x 64 one's is not
-    await cheap._publish()
+    await room._publish()
     await heavy._publish()
-    assert heavy.frame_cost > cheap.frame_cost
-    cheap.frame_cost, heavy.frame_cost = 0.001, 0.02
-    assert cheap.frame_interval() == 0.05  # 20 frames a second: within its share
-    # two running simulations share 25% of the process's time for frames: 12.5% each, so a
-    # 20 ms frame goes out every 160 ms, not every 50
-    assert heavy.frame_interval() == pytest.approx(0.02 * 2 / 0.25)
+    assert heavy.frame_cost > room.frame_cost
+    # a class of 6 watches one run, one viewer the other
+    class_sockets = [await connect(class_id) for _ in range(6)]
+    lone = await connect(heavy_id)
+    for _ in range(40):
+        if room.watchers() == 6 and heavy.watchers() == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert (room.watchers(), heavy.watchers()) == (6, 1)
+    room.frame_cost, heavy.frame_cost = 0.003, 0.02
+    # 25% of the process for frames, in 7 + 2 parts: the class's run keeps 20 frames a second,
+    # the heavy one sends a frame every 0.02 / (0.25 * 2/9) = 360 ms
+    assert room.frame_interval() == 0.05
+    assert heavy.frame_interval() == pytest.approx(0.02 / (0.25 * 2 / 9))
+    # viewers who leave stop counting
+    for comm in class_sockets:
+        await comm.disconnect()
+    for _ in range(40):
+        if room.watchers() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert room.watchers() == 0
+    assert heavy.frame_interval() == pytest.approx(0.02 / (0.25 * 2 / 3))
+    await lone.disconnect()
