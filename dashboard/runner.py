@@ -90,19 +90,25 @@ VIEWER_SECONDS = 60.0  # a viewer that neither joined nor pinged for this long i
 MAX_VIEWERS_COUNTED = 10_000
 
 
-def _active() -> int:
-    """Simulations of this process that are running or stepping (at least 1)."""
-    return sum(1 for r in RUNNERS.values() if r.run.running or r.run.stepping_to) or 1
+def share_of(runner: LiveRunner) -> float:
+    """This runner's part of what the process's running simulations share (engine time each
+    tick, and time for frames): weighted by the sockets watching each, so a class's run comes
+    first and a heavy run few watch cannot crowd it out. Between 0 and 1."""
+    active = [r for r in RUNNERS.values() if r.run.running or r.run.stepping_to]
+    if runner not in active:
+        active.append(runner)
+    weights = [1 + r.watchers() for r in active]
+    return (1 + runner.watchers()) / sum(weights)
 
 
-def engine_budget() -> float:
-    """Seconds of engine work one running simulation may do this tick.
+def engine_budget(runner: LiveRunner) -> float:
+    """Seconds of engine work a running simulation may do this tick.
 
-    Every running (or stepping) simulation of the process shares ``ENGINE_SHARE`` of a tick:
-    alone it gets ``ENGINE_BUDGET``; with many, each gets less, so the total never starves the
-    loop.
+    The running (or stepping) simulations of the process share ``ENGINE_SHARE`` of a tick, in
+    proportion to who watches them (``share_of``): alone one gets ``ENGINE_BUDGET``; with many,
+    each gets less, so the total never starves the loop.
     """
-    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL / _active())
+    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL * share_of(runner))
 
 
 class LiveRunner:
@@ -388,7 +394,7 @@ class LiveRunner:
         target = min(start_t + wall_dt * self.run.speed, self.scenario.duration)
         if self.guide is not None:
             target = self.guide.stop_at(start_t, target)  # a guided lesson asks on time
-        self._run_within(target, engine_budget())
+        self._run_within(target, engine_budget(self))
         self.run.behind = sim.now < target - 1e-9
         self.run.effective_speed = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
         if sim.now >= self.scenario.duration:
@@ -460,7 +466,7 @@ class LiveRunner:
             return
         if self.guide is not None:
             target = self.guide.stop_at(self.sim.now, target)
-        if self._run_within(target, engine_budget() if budget_s is None else budget_s):
+        if self._run_within(target, engine_budget(self) if budget_s is None else budget_s):
             self.run.stepping_to = None
             if self.sim.now >= self.scenario.duration:
                 self.run.finished = True
@@ -506,10 +512,7 @@ class LiveRunner:
         All runners share ``FRAME_SHARE`` of the process, weighted by who watches: a run a
         class of 30 watches gets 31 parts, one with a single viewer 2. So the frames go where
         the viewers are, and a heavy run few watch cannot slow a class's frames down."""
-        active = [r for r in RUNNERS.values() if r.run.running or r.run.stepping_to] or [self]
-        weights = {id(r): 1 + r.watchers() for r in active}
-        share = FRAME_SHARE * weights.get(id(self), 1) / sum(weights.values())
-        return max(FRAME_INTERVAL, self.frame_cost / share)
+        return max(FRAME_INTERVAL, self.frame_cost / (FRAME_SHARE * share_of(self)))
 
     async def _send_frame(self) -> None:
         assert self.layer is not None

@@ -580,7 +580,7 @@ async def test_with_the_channel_layer_down_requests_get_a_clear_503_not_a_500() 
     assert RUNNERS[sim_id]._tasks[1].done() is False  # its loop survived the outage
 
 
-async def test_frames_go_where_the_viewers_are_and_a_heavy_run_few_watch_sends_fewer() -> None:
+async def test_frames_and_engine_time_go_where_the_viewers_are() -> None:
     class_id, _ = await create()
     heavy_id, _ = await create(HEAVY)
     room, heavy = RUNNERS[class_id], RUNNERS[heavy_id]
@@ -603,6 +603,11 @@ async def test_frames_go_where_the_viewers_are_and_a_heavy_run_few_watch_sends_f
     # the heavy one sends a frame every 0.02 / (0.25 * 2/9) = 360 ms
     assert room.frame_interval() == 0.05
     assert heavy.frame_interval() == pytest.approx(0.02 / (0.25 * 2 / 9))
+    # engine time per tick is shared the same way: 40% of 50 ms in 7 + 2 parts
+    from dashboard.runner import ENGINE_BUDGET, engine_budget
+
+    assert engine_budget(room) == ENGINE_BUDGET  # 15.6 ms is more than one run ever takes
+    assert engine_budget(heavy) == pytest.approx(0.4 * 0.05 * 2 / 9)
     # viewers who leave stop counting
     for comm in class_sockets:
         await comm.disconnect()
