@@ -342,7 +342,9 @@ class LiveRunner:
                 last_advance = now
                 # a frame when the run moved, as often as this runner's share of frame work
                 # allows (a heavy state goes out less often than 20 a second on a busy server)
-                if advanced and now - last_sent >= self.frame_interval():
+                # (half a tick of slack: ticks are 50 ms apart give or take the loop's jitter,
+                # and a frame due at every tick must not skip one for arriving 1 ms early)
+                if advanced and now - last_sent >= self.frame_interval() - FRAME_INTERVAL / 2:
                     dirty = True
                 if now - last_sent >= PAUSED_FRAME_INTERVAL:
                     dirty = True

@@ -618,3 +618,19 @@ async def test_frames_and_engine_time_go_where_the_viewers_are() -> None:
     assert room.watchers() == 0
     assert heavy.frame_interval() == pytest.approx(0.02 / (0.25 * 2 / 3))
     await lone.disconnect()
+
+
+async def test_a_running_simulation_sends_a_frame_every_tick_when_frames_are_cheap() -> None:
+    # ticks are 50 ms apart give or take the loop's jitter: a frame due every tick must not
+    # skip one for a tick that came 1 ms early (it halved the frame rate to about 12 a second)
+    sim_id, token = await create()
+    comm = await connect(sim_id)
+    await command(sim_id, token, {"command": "start"})
+    frames, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 2.0:
+        m = json.loads(await comm.receive_from(timeout=2))
+        if m.get("type") == "frame" and not m.get("full"):
+            frames += 1
+            await comm.send_json_to({"type": "ack", "seq": m["seq"]})
+    assert frames / 2.0 >= 16, f"{frames / 2.0:.1f} frames a second"
+    await comm.disconnect()
