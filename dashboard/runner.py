@@ -47,9 +47,11 @@ LATENCY_EVERY = 5  # percentile summaries every 5th frame (4 a second)
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
 STEP_SECONDS = 0.5
 REBUILD_SLICE = 0.005  # seconds of replay between two turns of the loop, when rebuilding
-# A step that takes longer than this to run is not finished before the reply: it goes on in
-# slices (as a running simulation does), so one step never holds the loop for everyone.
-STEP_REPLY_BUDGET = 0.1
+# A step that takes longer than this to run (20 ms, about a tick's engine budget) is not
+# finished before the reply: it goes on in slices (as a running simulation does), so one step
+# never holds the loop for everyone (at 100 ms, bench/soak.py's steps every 5 s showed in every
+# viewer's p99 command -> frame).
+STEP_REPLY_BUDGET = 0.02
 RUNNER_COMMANDS = (
     "start",
     "pause",
