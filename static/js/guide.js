@@ -162,6 +162,11 @@ export function mount(root, page) {
   function showMine() {
     const note = $("guide-mine");
     if (!statics || mine === null) return;
+    // at once, not at the next frame (a paused run sends one a second)
+    for (const b of root.querySelectorAll(".guide-choice")) {
+      b.disabled = true;
+      b.setAttribute("aria-pressed", String(b.dataset.choice === mine));
+    }
     const choice = statics.choices.find((c) => c.key === mine);
     note.hidden = false;
     setText(note, "Your answer: " + (choice ? choice.text : mine));
