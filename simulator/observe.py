@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .broker import CORRELATION_ID, ID, OFFSET, PARTITION, TOPIC, TYPE
@@ -309,11 +309,6 @@ class EventSampler(_Recording):
         return sample, seen
 
 
-@dataclass
-class _Journey:
-    hops: list[Observation] = field(default_factory=list)
-
-
 class Tracer(_Recording):
     """The trace of each correlation id: every hop with its time.
 
@@ -324,23 +319,42 @@ class Tracer(_Recording):
     def __init__(self, max_traces: int = 5000, max_hops: int = 200) -> None:
         self.max_traces = max_traces
         self.max_hops = max_hops
-        self._traces: OrderedDict[int, _Journey] = OrderedDict()
+        # each hop kept as a plain tuple of its fields: the garbage collector stops tracking a
+        # tuple of numbers and strings, so 5,000 journeys' hops cost nothing in its full passes
+        # (as Observation objects they were most of what a live server's full collections
+        # walked: docs/performance.md, the soak)
+        self._traces: OrderedDict[int, list[tuple[Any, ...]]] = OrderedDict()
         self.recent: deque[int] = deque(maxlen=50)
 
     def keep(self, obs: Observation) -> None:
         traces = self._traces
         journey = traces.get(obs.correlation_id)
         if journey is None:
-            journey = traces[obs.correlation_id] = _Journey()
+            journey = traces[obs.correlation_id] = []
             self.recent.append(obs.correlation_id)
             if len(traces) > self.max_traces:
                 traces.popitem(last=False)
-        if len(journey.hops) < self.max_hops:
-            journey.hops.append(obs)
+        if len(journey) < self.max_hops:
+            journey.append(
+                (
+                    obs.t,
+                    obs.kind,
+                    obs.event_id,
+                    obs.event_type,
+                    obs.correlation_id,
+                    obs.topic,
+                    obs.partition,
+                    obs.offset,
+                    obs.service,
+                    obs.instance,
+                    obs.attempt,
+                    obs.detail,
+                )
+            )
 
     def trace(self, correlation_id: int) -> list[Observation] | None:
         journey = self._traces.get(correlation_id)
-        return None if journey is None else list(journey.hops)
+        return None if journey is None else [Observation(*hop) for hop in journey]
 
     def correlation_ids(self) -> list[int]:
         return list(self._traces)
