@@ -92,15 +92,33 @@ VIEWER_SECONDS = 60.0  # a viewer that neither joined nor pinged for this long i
 MAX_VIEWERS_COUNTED = 10_000
 
 
+# The total weight of the running simulations, computed at most once per half tick (or when a
+# viewer comes or goes): every runner asks for its share each tick, and summing over every runner
+# each time would cost the process the square of its runners.
+_weights = {"at": -1.0, "version": -1, "total": 0}
+_viewers_version = [0]  # changes whenever some runner's set of viewers does
+
+
 def share_of(runner: LiveRunner) -> float:
     """This runner's part of what the process's running simulations share (engine time each
     tick, and time for frames): weighted by the sockets watching each, so a class's run comes
     first and a heavy run few watch cannot crowd it out. Between 0 and 1."""
-    active = [r for r in RUNNERS.values() if r.run.running or r.run.stepping_to]
-    if runner not in active:
-        active.append(runner)
-    weights = [1 + r.watchers() for r in active]
-    return (1 + runner.watchers()) / sum(weights)
+    now = time.monotonic()
+    if now - _weights["at"] > FRAME_INTERVAL / 2 or _weights["version"] != _viewers_version[0]:
+        active = [r for r in RUNNERS.values() if r.run.running or r.run.stepping_to]
+        _weights.update(
+            at=now,
+            version=_viewers_version[0],
+            total=sum(1 + r.watchers() for r in active),
+        )
+    mine = 1 + runner.watchers()
+    total = _weights["total"]
+    if (
+        not (runner.run.running or runner.run.stepping_to)
+        or RUNNERS.get(runner.sim_id) is not runner
+    ):
+        total += mine  # not counted among the running ones: it asks as one more
+    return mine / max(total, mine)
 
 
 def engine_budget(runner: LiveRunner) -> float:
@@ -497,17 +515,27 @@ class LiveRunner:
         if not isinstance(channel, str) or not channel:
             return
         viewers = self.viewers
+        if channel not in viewers:
+            _viewers_version[0] += 1
         viewers[channel] = time.monotonic()
         if len(viewers) > MAX_VIEWERS_COUNTED:  # forget the longest silent
             del viewers[min(viewers, key=viewers.__getitem__)]
 
     def watchers(self) -> int:
-        """Sockets watching this run: joined or pinged in the last ``VIEWER_SECONDS``."""
-        cutoff = time.monotonic() - VIEWER_SECONDS
-        stale = [c for c, seen in self.viewers.items() if seen < cutoff]
-        for c in stale:
-            del self.viewers[c]
+        """Sockets watching this run: joined or pinged in the last ``VIEWER_SECONDS`` (the
+        silent ones are forgotten at most once a second)."""
+        now = time.monotonic()
+        if now - self._pruned_at > 1.0:
+            self._pruned_at = now
+            cutoff = now - VIEWER_SECONDS
+            stale = [c for c, seen in self.viewers.items() if seen < cutoff]
+            for c in stale:
+                del self.viewers[c]
+            if stale:
+                _viewers_version[0] += 1
         return len(self.viewers)
+
+    _pruned_at = 0.0
 
     def frame_interval(self) -> float:
         """Seconds between frames: 1/20 s, or longer when this runner's frames cost more than
@@ -604,7 +632,8 @@ class LiveRunner:
             )
             return error is None
         if kind == "sim.leave":
-            self.viewers.pop(str(message.get("channel")), None)
+            if self.viewers.pop(str(message.get("channel")), None) is not None:
+                _viewers_version[0] += 1
             return False
         if kind == "sim.viewer":
             return False  # a viewer is still watching: that counts as activity
@@ -616,26 +645,21 @@ class LiveRunner:
                 message, {"type": "sim.reply", "ok": True, "state": self.current_state()}
             )
             return False
-        if kind == "sim.records":
+        if kind in ("sim.records", "sim.replay"):
             try:
-                read = self.sim.read_records(
-                    message.get("topic"),
-                    message.get("partition", 0),
-                    message.get("offset", 0),
-                    message.get("limit", 20),
-                )
+                if kind == "sim.records":
+                    result = self.sim.read_records(
+                        message.get("topic"),
+                        message.get("partition", 0),
+                        message.get("offset", 0),
+                        message.get("limit", 20),
+                    )
+                else:
+                    result = replay(self.sim, message)
             except CommandError as e:
                 await self._reply(message, {"type": "sim.reply", "ok": False, "error": str(e)})
                 return False
-            await self._reply(message, {"type": "sim.reply", "ok": True, "read": read})
-            return False
-        if kind == "sim.replay":
-            try:
-                replayed = replay(self.sim, message)
-            except CommandError as e:
-                await self._reply(message, {"type": "sim.reply", "ok": False, "error": str(e)})
-                return False
-            await self._reply(message, {"type": "sim.reply", "ok": True, "replay": replayed})
+            await self._reply(message, {"type": "sim.reply", "ok": True, "result": result})
             return False
         if kind == "sim.trace":
             cid = message.get("correlation_id")

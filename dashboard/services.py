@@ -277,26 +277,16 @@ async def simulation_state(*, record: SimulationRecord) -> dict[str, Any] | None
     return None if reply is None else reply.get("state")
 
 
-async def simulation_records(
-    *, record: SimulationRecord, query: dict[str, Any]
+async def simulation_read(
+    *, record: SimulationRecord, message: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Read a topic's (or a dead-letter topic's) records from an offset. None: no runner."""
+    """Ask the runner to read something of its run (``sim.records``: a topic's log from an
+    offset; ``sim.replay``: a key's state rebuilt from its events). None: no runner."""
     try:
         await runner_ensure(record=record)
     except Unbuildable as e:
         return {"ok": False, "error": str(e)}
-    return await runners.request(record.id, {"type": "sim.records", **query})
-
-
-async def simulation_replay(
-    *, record: SimulationRecord, query: dict[str, Any]
-) -> dict[str, Any] | None:
-    """A key's state rebuilt from its events up to an offset. None: no runner."""
-    try:
-        await runner_ensure(record=record)
-    except Unbuildable as e:
-        return {"ok": False, "error": str(e)}
-    return await runners.request(record.id, {"type": "sim.replay", **query})
+    return await runners.request(record.id, message)
 
 
 def can_control(record: SimulationRecord, *, session_key: str | None, bearer: str | None) -> bool:

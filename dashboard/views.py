@@ -360,18 +360,23 @@ async def api_records(request: HttpRequest, sim_id: str) -> JsonResponse:
     """``GET /api/simulations/<id>/records?topic=orders.DLT&partition=0&offset=0&limit=20``:
     a topic's log read from an offset, as a consumer would fetch it (a dead-letter topic's
     records come with their ``kafka_dlt-*`` headers)."""
+    return await _read(request, sim_id, "sim.records", ("topic", "partition", "offset", "limit"))
+
+
+async def _read(
+    request: HttpRequest, sim_id: str, kind: str, fields: tuple[str, ...]
+) -> JsonResponse:
+    """A read-only question to the runner, its arguments from the query string."""
     record = await services.simulation_get(sim_id=sim_id)
     if record is None:
         return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
-    query = {
-        k: request.GET[k] for k in ("topic", "partition", "offset", "limit") if k in request.GET
-    }
-    reply = await services.simulation_records(record=record, query=query)
+    query = {k: request.GET[k] for k in fields if k in request.GET}
+    reply = await services.simulation_read(record=record, message={"type": kind, **query})
     if reply is None:
         return _api_error(services.ERR_NO_RUNNER, 503)
     if not reply.get("ok"):
         return _api_error(str(reply.get("error")), 400)
-    return JsonResponse(reply["read"])
+    return JsonResponse(reply["result"])
 
 
 @require_http_methods(["GET"])
@@ -379,16 +384,7 @@ async def api_replay(request: HttpRequest, sim_id: str) -> JsonResponse:
     """``GET /api/simulations/<id>/replay?topic=order-events&key=ord-10&upto=5``: one key's
     state rebuilt by replaying its events from the log up to an offset (event sourcing), with
     every event of the key still in the log."""
-    record = await services.simulation_get(sim_id=sim_id)
-    if record is None:
-        return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
-    query = {k: request.GET[k] for k in ("topic", "key", "upto") if k in request.GET}
-    reply = await services.simulation_replay(record=record, query=query)
-    if reply is None:
-        return _api_error(services.ERR_NO_RUNNER, 503)
-    if not reply.get("ok"):
-        return _api_error(str(reply.get("error")), 400)
-    return JsonResponse(reply["replay"])
+    return await _read(request, sim_id, "sim.replay", ("topic", "key", "upto"))
 
 
 @csrf_exempt

@@ -20,4 +20,18 @@ export function topicsBytesText(topics) {
   return parts.length ? parts.join(", ") : "–";
 }
 
+/** Table rows (<th scope=row> label, <td> value) for [label, value] pairs: a page's facts. */
+export function factRows(pairs) {
+  return pairs.map(([label, value]) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = label;
+    const td = document.createElement("td");
+    td.textContent = value;
+    tr.append(th, td);
+    return tr;
+  });
+}
+
 if (typeof window !== "undefined") window.fanoutFormat = { bytesText, topicsBytesText };

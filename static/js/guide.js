@@ -10,6 +10,8 @@
  * runner (static/js/tests/guide.test.mjs).
  */
 
+import { factRows } from "./format.js";
+
 /** The card showing at simulated time t: the last one whose time has come (-1: none yet). */
 export function cardIndex(cards, t) {
   let index = -1;
@@ -138,18 +140,7 @@ export function mount(root, page) {
       setText($("guide-yours"), verdict(mine, g.answer.correct, statics.choices));
       setText($("guide-summary"), g.answer.summary);
       const facts = $("guide-facts");
-      if (facts && !facts.childElementCount) {
-        for (const [label, value] of g.answer.facts) {
-          const tr = document.createElement("tr");
-          const th = document.createElement("th");
-          th.scope = "row";
-          th.textContent = label;
-          const td = document.createElement("td");
-          td.textContent = value;
-          tr.append(th, td);
-          facts.append(tr);
-        }
-      }
+      if (facts && !facts.childElementCount) facts.append(...factRows(g.answer.facts));
       for (const li of root.querySelectorAll(".guide-tally__rows li")) {
         const correct = li.dataset.choice === g.answer.correct;
         li.classList.toggle("is-correct", correct);

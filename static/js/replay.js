@@ -7,6 +7,8 @@
  * An ES module; its logic is tested with Node's test runner (static/js/tests/replay.test.mjs).
  */
 
+import { factRows } from "./format.js";
+
 /** The key's events, each marked applied (at or before the offset) or not yet. */
 export function eventMarks(events, upto) {
   return events.map((e) => ({ ...e, applied: upto === null || e.offset <= upto }));
@@ -72,18 +74,7 @@ function mount(root) {
     );
     $("replay-caption").textContent =
       "Its state as of offset " + (upto === null ? "now" : upto) + ", rebuilt from these events";
-    $("replay-state").replaceChildren(
-      ...stateRows(body.state).map(([k, v]) => {
-        const tr = document.createElement("tr");
-        const th = document.createElement("th");
-        th.scope = "row";
-        th.textContent = k;
-        const td = document.createElement("td");
-        td.textContent = v;
-        tr.append(th, td);
-        return tr;
-      }),
-    );
+    $("replay-state").replaceChildren(...factRows(stateRows(body.state)));
   }
 
   function fail(err) {
