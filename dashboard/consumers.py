@@ -16,6 +16,8 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from simulator.observe import valid_correlation_id
+
 from . import services
 from .config import env_int, env_number
 from .guide import voter_id
@@ -33,9 +35,13 @@ ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "p
 ERR_NOT_OBJECT = "message must be a JSON object"
 ERR_UNKNOWN_MESSAGE = (
     'unknown message: send {"command": ...} to control the run, '
-    '{"type": "trace", "correlation_id": N} to follow an order, '
+    '{"type": "trace", "correlation_id": "ord-245" or N} to follow an order, '
     '{"type": "vote", "choice": KEY} to answer a guided lesson\'s question, '
     'or {"type": "ack", "seq": N} after drawing frame N'
+)
+ERR_TRACE_ID = (
+    'trace needs a correlation_id: an order id such as "ord-245" (at most 200 characters) '
+    "or an event id such as 245"
 )
 ERR_ACK_SEQ = 'an ack names the frame it acknowledges: {"type": "ack", "seq": N}'
 ERR_BINARY = "binary messages are not accepted: send JSON text"
@@ -167,8 +173,8 @@ class SimulationConsumer(AsyncWebsocketConsumer):
             return
         if kind == "trace":
             cid = message.get("correlation_id")
-            if isinstance(cid, bool) or not isinstance(cid, int):
-                await self._error("trace needs an integer correlation_id")
+            if not valid_correlation_id(cid):
+                await self._error(ERR_TRACE_ID)
                 return
             await self._to_runner(
                 {"type": "sim.trace", "correlation_id": cid, "reply_to": self.channel_name}

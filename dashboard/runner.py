@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from simulator import CommandError, EventSampler, Scenario, Simulation, parse_scenario
 from simulator.compare import Comparison
 from simulator.cost import refusal_for
+from simulator.observe import valid_correlation_id
 
 from .config import env_number
 from .frames import RunState, build_frame, compare_state, state
@@ -663,7 +664,7 @@ class LiveRunner:
             return False
         if kind == "sim.trace":
             cid = message.get("correlation_id")
-            hops = self.sim.trace(cid) if isinstance(cid, int) else None
+            hops = self.sim.trace(cid) if cid is not None and valid_correlation_id(cid) else None
             await self._reply(
                 message, {"type": "sim.trace", "correlation_id": cid, "hops": hops or []}
             )

@@ -27,6 +27,10 @@ POISON: Final = 9
 PARTITION: Final = 10
 OFFSET: Final = 11
 
+# an order's correlation id: its order id where its producer numbers orders (a ``{sequence}``
+# payload field, "ord-245"), else the id of the event that started its journey (245)
+CorrelationId = int | str
+
 Record = tuple[
     int,  # ID
     str,  # TYPE
@@ -35,7 +39,7 @@ Record = tuple[
     float,  # TS
     int,  # SIZE
     dict[str, Any] | None,  # PAYLOAD
-    int,  # CORRELATION_ID
+    CorrelationId,  # CORRELATION_ID
     int | None,  # CAUSATION_ID
     bool,  # POISON
     int,  # PARTITION
@@ -272,7 +276,7 @@ class Topic:
         ts: float,
         size: int,
         payload: dict[str, Any] | None,
-        correlation_id: int,
+        correlation_id: CorrelationId,
         causation_id: int | None,
         poison: bool,
         part: Partition | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from random import Random
 from typing import Any
@@ -90,6 +90,17 @@ def value_maker(spec: Any) -> ValueMaker:
             return lambda rng, n: filler
         raise ValueError(f"unknown value generator {kind!r}")
     return lambda rng, n: spec
+
+
+def order_id_field(payload: Mapping[str, Any]) -> str | None:
+    """The payload field that numbers a producer's orders: its first ``{sequence: ...}``.
+
+    Its value ("ord-245") is the order's id and, as in a system that uses its business id as
+    the correlation id, the correlation id of every record of the order's journey."""
+    for name, spec in payload.items():
+        if isinstance(spec, dict) and set(spec) == {"sequence"}:
+            return name
+    return None
 
 
 VALUE_KINDS = ("uniform", "int", "choice", "lognormal", "sequence", "text")

@@ -18,7 +18,17 @@ from typing import Any
 
 import yaml
 
-from .broker import CORRELATION_ID, KEY, OFFSET, PAYLOAD, TS, TYPE, Record, stable_partition
+from .broker import (
+    CORRELATION_ID,
+    KEY,
+    OFFSET,
+    PAYLOAD,
+    TS,
+    TYPE,
+    CorrelationId,
+    Record,
+    stable_partition,
+)
 from .compare import Comparison, window_outcomes
 from .groups import ConsumerGroup
 from .metrics import Histogram
@@ -117,7 +127,17 @@ def _n(count: int, word: str, plural: str = "") -> str:
     return f"{count:,} {word if count == 1 else plural or word + 's'}"
 
 
+def _times(count: int) -> str:
+    """``not at all``, ``once``, ``twice``, ``3 times``."""
+    return {0: "not at all", 1: "once", 2: "twice"}.get(count, f"{count:,} times")
+
+
 def _ms(x: float) -> str:
+    """A duration as a person reads it: "0 ms", "3.2 ms", "420 ms", "21.3 s"."""
+    if x == 0:
+        return "0 ms"
+    if x >= 10_000:
+        return f"{x / 1000:,.1f} s"
     return f"{x:,.0f} ms" if x >= 10 else f"{x:,.1f} ms"
 
 
@@ -396,8 +416,7 @@ def measure_adding_consumers(seed: int | None = None, variant: Variant | None = 
             f"latest it read only the "
             f"{late['seen']:,} new orders and flagged {late['flagged']:,}. Deploying Fraud beside "
             f"a synchronous chain (lesson 1's comparison) changed the order service's code "
-            f"{_n(changes['sync'], 'time')} there and {_n(changes['events'], 'time')} on the "
-            f"event side."
+            f"{_times(changes['sync'])} there and {_times(changes['events'])} on the event side."
         ),
         facts=(
             ("orders over $5,000 in the log", f"{early['big_total']:,}"),
@@ -597,7 +616,7 @@ class ConsistencyWindow(Observer):
 
     def __init__(self, start: str, end: str) -> None:
         self.start_type, self.end_type = start, end
-        self.started: dict[int, float] = {}
+        self.started: dict[CorrelationId, float] = {}
         self.window = Histogram()
 
     def produced(self, t: float, record: Record) -> None:
@@ -665,6 +684,11 @@ CORRELATION_SCRIPT: tuple[dict[str, Any], ...] = (
 )
 
 
+def _order(cid: CorrelationId) -> str:
+    """An order as a person reads it: by its order id, which is its correlation id."""
+    return str(cid) if isinstance(cid, str) else f"the order of correlation id {cid}"
+
+
 def measure_correlation_ids(
     seed: int | None = None,
     variant: Variant | None = None,
@@ -673,7 +697,7 @@ def measure_correlation_ids(
     sim = Simulation(_scenario("ecommerce", variant, script), seed, trace=True)
     sim.run_until(60)
     assert sim.tracer is not None
-    best: tuple[float, int] = (-1.0, 0)
+    best: tuple[float, CorrelationId] = (-1.0, 0)
     for candidate in sim.tracer.correlation_ids():
         journey = sim.tracer.trace(candidate) or []
         if len(journey) > 1 and journey[-1].t - journey[0].t > best[0]:
@@ -709,21 +733,23 @@ def measure_correlation_ids(
     parts = {"broker": waiting, "processing": processing, "backoff": backoff}
     correct = max(parts, key=lambda k: parts[k])
     retries = sum(1 for h in hops if h["kind"] == "retried")
+    services = len({h["service"] for h in hops} - {""})
     return Answer(
         correct=correct,
         summary=(
-            f"The slowest order (correlation id {cid}) took {_ms(best[0] * 1000)} from "
+            f"The slowest order, {_order(cid)}, took {_ms(best[0] * 1000)} from "
             f"OrderPlaced to its last hop, across "
-            f"{_n(len({h['service'] for h in hops} - {''}), 'service')} and "
-            f"{_n(retries, 'retry', 'retries')}. Summed over every hop: "
+            f"{_n(services, 'service')} and "
+            f"{_n(retries, 'retry', 'retries') if retries else 'no retries'}. Summed over "
+            f"every hop: "
             f"{_ms(waiting * 1000)} waiting in the broker, {_ms(processing * 1000)} being "
             f"processed, {_ms(backoff * 1000)} in retry backoff (hops in parallel services "
             f"overlap, so the parts may add up to more than the journey). Without the "
             f"correlation id, "
-            f"these hops would be unrelated lines in five services' logs."
+            f"these hops would be unrelated lines in {_n(services, 'service')}' logs."
         ),
         facts=(
-            ("correlation id", str(cid)),
+            ("order (its correlation id)", str(cid)),
             ("hops", str(len(hops))),
             ("waiting in the broker", _ms(waiting * 1000)),
             ("processing", _ms(processing * 1000)),
@@ -871,7 +897,7 @@ class FlowTimes(Observer):
     """When each order reached each step (first time)."""
 
     def __init__(self) -> None:
-        self.placed: dict[int, float] = {}
+        self.placed: dict[CorrelationId, float] = {}
         self.step: dict[str, Histogram] = {}
         self.done_before_checkout = 0  # downstream work finished before checkout returned
 
@@ -953,7 +979,7 @@ def measure_ecommerce_flow(seed: int | None = None, variant: Variant | None = No
     return Answer(
         correct=correct,
         summary=(
-            f"Checkout returned {when}: {checkout['p50']:,.0f} ms at the median, and for "
+            f"Checkout returned {when}: {_ms(checkout['p50'])} at the median, and for "
             f"{after:,} of {measured:,} orders a later step was confirmed before it returned. "
             f"Then, in parallel: Payment charged the card {_ms(p.get('payment:OrderPlaced', 0))} "
             f"after OrderPlaced (median), Inventory handled OrderPlaced after "

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .broker import CORRELATION_ID, ID, OFFSET, PARTITION, TOPIC, TYPE
+from .broker import CORRELATION_ID, ID, OFFSET, PARTITION, TOPIC, TYPE, CorrelationId
 
 if TYPE_CHECKING:
     from .broker import Record
@@ -142,7 +142,7 @@ class Observation:
     kind: str
     event_id: int
     event_type: str
-    correlation_id: int
+    correlation_id: CorrelationId
     topic: str
     partition: int
     offset: int
@@ -309,6 +309,18 @@ class EventSampler(_Recording):
         return sample, seen
 
 
+MAX_CORRELATION_ID_CHARS = 200
+
+
+def valid_correlation_id(cid: object) -> bool:
+    """Whether ``cid`` can name a journey: an event id (an integer) or an order id (text)."""
+    if isinstance(cid, bool):
+        return False
+    if isinstance(cid, int):
+        return 0 <= cid < 2**63
+    return isinstance(cid, str) and 0 < len(cid) <= MAX_CORRELATION_ID_CHARS
+
+
 class Tracer(_Recording):
     """The trace of each correlation id: every hop with its time.
 
@@ -323,8 +335,8 @@ class Tracer(_Recording):
         # tuple of numbers and strings, so 5,000 journeys' hops cost nothing in its full passes
         # (as Observation objects they were most of what a live server's full collections
         # walked: docs/performance.md, the soak)
-        self._traces: OrderedDict[int, list[tuple[Any, ...]]] = OrderedDict()
-        self.recent: deque[int] = deque(maxlen=50)
+        self._traces: OrderedDict[CorrelationId, list[tuple[Any, ...]]] = OrderedDict()
+        self.recent: deque[CorrelationId] = deque(maxlen=50)
 
     def keep(self, obs: Observation) -> None:
         traces = self._traces
@@ -352,9 +364,9 @@ class Tracer(_Recording):
                 )
             )
 
-    def trace(self, correlation_id: int) -> list[Observation] | None:
+    def trace(self, correlation_id: CorrelationId) -> list[Observation] | None:
         journey = self._traces.get(correlation_id)
         return None if journey is None else [Observation(*hop) for hop in journey]
 
-    def correlation_ids(self) -> list[int]:
+    def correlation_ids(self) -> list[CorrelationId]:
         return list(self._traces)

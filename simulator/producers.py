@@ -7,7 +7,7 @@ from math import log
 from random import Random
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .distributions import payload_bytes, value_maker
+from .distributions import order_id_field, payload_bytes, value_maker
 from .publish import Sender
 from .schema import parse_versioned, validate
 
@@ -50,6 +50,9 @@ class Producer:
         self.size = spec.size_bytes
         self.poison_rate = spec.poison_rate
         self._makers = [(name, value_maker(v)) for name, v in spec.payload.items()]
+        # the field that numbers this producer's orders ({sequence: "ord-"}): its value is the
+        # order's id and its correlation id, on every record of the order's journey
+        self.order_field = order_id_field(spec.payload)
         self.produced = 0
         self._emitted = 0  # sends through ``emit`` (the rest: the inline path)
         self.rejected = 0  # payloads the schema registry refused at publish time
@@ -164,7 +167,8 @@ class Producer:
             self._rr = (self._rr + 1) % len(parts)
         else:
             part = topic.partition_for(key, size)
-        self.sender.send(topic, part, self.event, key, payload, size, None, None, poison)
+        cid = payload[self.order_field] if self.order_field is not None and payload else None
+        self.sender.send(topic, part, self.event, key, payload, size, cid, None, poison)
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate

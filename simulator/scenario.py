@@ -23,7 +23,7 @@ from .commands import (
     CommandError,
     bounded,
 )
-from .distributions import DISTRIBUTIONS, TEXT_MAX, VALUE_KINDS, LatencySpec
+from .distributions import DISTRIBUTIONS, TEXT_MAX, VALUE_KINDS, LatencySpec, order_id_field
 from .schema import (
     MAX_DEPTH,
     Compatibility,
@@ -1165,7 +1165,19 @@ def parse_scenario(doc: Any) -> Scenario:
     _unique(v, "producers", [p.name for p in producers])
     _unique(v, "consumers", [c.name for c in consumers])
     known_topics = set(topic_names)
+    numbered: dict[str, str] = {}  # an order id prefix -> the producer that numbers with it
     for i, p in enumerate(producers):
+        field = order_id_field(p.payload)
+        if field is not None:
+            prefix = str(p.payload[field]["sequence"])
+            other = numbered.setdefault(prefix, p.name)
+            if other != p.name:
+                v.err(
+                    f"producers[{i}].payload.{field}",
+                    f"{other} already numbers its orders {prefix}1, {prefix}2, ...: two "
+                    f"orders would share an id (and a correlation id); give this one another "
+                    f"prefix",
+                )
         if p.topic not in known_topics:
             v.err(f"producers[{i}].topic", f"unknown topic {p.topic!r}")
     for i, c in enumerate(consumers):

@@ -16,7 +16,7 @@ from itertools import count
 from random import Random
 from typing import Any
 
-from .broker import DLT_SUFFIX, DeadLetterTopic, Partition, Record, Topic
+from .broker import DLT_SUFFIX, CorrelationId, DeadLetterTopic, Partition, Record, Topic
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
@@ -189,7 +189,7 @@ class Simulation(Scheduler):
         key: str | None,
         payload: dict[str, Any] | None,
         size: int,
-        correlation_id: int | None,
+        correlation_id: CorrelationId | None,
         causation_id: int | None,
         poison: bool = False,
     ) -> None:
@@ -253,7 +253,7 @@ class Simulation(Scheduler):
         key: str | None,
         payload: dict[str, Any] | None,
         size: int,
-        correlation_id: int | None,
+        correlation_id: CorrelationId | None,
         causation_id: int | None,
         poison: bool,
         part: Partition | None,
@@ -516,7 +516,7 @@ class Simulation(Scheduler):
 
     # --- reading the state ---------------------------------------------------------------
 
-    def trace(self, correlation_id: int) -> list[dict[str, Any]] | None:
+    def trace(self, correlation_id: CorrelationId) -> list[dict[str, Any]] | None:
         if self.tracer is None:
             return None
         hops = self.tracer.trace(correlation_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import CommandError, Simulation, parse_scenario
+from simulator import CommandError, ScenarioError, Simulation, parse_scenario
 from simulator.broker import CAUSATION_ID, CORRELATION_ID, ID, PAYLOAD, POISON
 from tests.engine_helpers import consumer, run, scenario, trace
 
@@ -193,6 +193,54 @@ def test_a_service_reacts_by_emitting_with_the_same_correlation_id() -> None:
     payment = sim.topics["payments"].partitions[0].records[0]
     assert (payment[CORRELATION_ID], payment[CAUSATION_ID]) == (1, 1)
     assert sim.groups["inventory"].processed == 2 * sim.groups["payment"].processed
+
+
+def test_an_order_id_is_its_correlation_id_on_every_record_of_its_journey() -> None:
+    doc = scenario(
+        topics=[{"name": "orders"}, {"name": "payments"}],
+        producers=[
+            {
+                "name": "checkout",
+                "topic": "orders",
+                "event": "OrderPlaced",
+                "rate": 10,
+                "arrival": "constant",
+                "payload": {"order_id": {"sequence": "ord-"}, "total": 5},
+            }
+        ],
+        consumers=[consumer("payment", emits=[{"event": "PaymentProcessed", "topic": "payments"}])],
+    )
+    sim, _ = run(doc, until=1, trace=True)
+    placed = list(sim.topics["orders"].partitions[0].records)
+    paid = list(sim.topics["payments"].partitions[0].records)
+    assert [r[PAYLOAD]["order_id"] for r in placed[:3]] == ["ord-1", "ord-2", "ord-3"]
+    assert [r[CORRELATION_ID] for r in placed[:3]] == ["ord-1", "ord-2", "ord-3"]
+    assert paid[0][CORRELATION_ID] == "ord-1"
+    assert paid[0][CAUSATION_ID] == placed[0][ID]  # the cause is still the event itself
+    hops = sim.trace("ord-2")
+    assert hops is not None
+    assert {h["correlation_id"] for h in hops} == {"ord-2"}
+    assert [h["event_type"] for h in hops if h["kind"] == "produced"] == [
+        "OrderPlaced",
+        "PaymentProcessed",
+    ]
+
+
+def test_two_producers_numbering_orders_alike_are_refused() -> None:
+    producer = {
+        "topic": "orders",
+        "event": "OrderPlaced",
+        "rate": 1,
+        "payload": {"order_id": {"sequence": "ord-"}},
+    }
+    doc = scenario(
+        producers=[{"name": "web", **producer}, {"name": "app", **producer}],
+        consumers=[consumer("payment")],
+    )
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(doc)
+    assert "web already numbers its orders ord-1, ord-2" in str(e.value)
+    assert "producers[1].payload.order_id" in str(e.value)
 
 
 def test_a_filtered_subscription_sees_only_matching_orders() -> None:

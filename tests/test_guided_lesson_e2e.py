@@ -29,6 +29,11 @@ def test_a_teacher_and_three_students_play_a_guided_lesson_and_vote(
         teacher.wait_for_selector("#guide")
         assert "Card 1 of 5" in teacher.locator("#guide-step").inner_text()
         assert teacher.locator("#guide-question").is_hidden()
+        # the card points at the comparison's figure for its number: Email's lag chip, framed
+        # and labelled (not by colour alone)
+        chip = teacher.locator("#events-lag-chip-email")
+        chip.and_(teacher.locator(".is-pointed")).wait_for()
+        assert chip.get_attribute("data-watch") == "watch: Email's lag (events)"
         students = [open_page(1280, 720), open_page(1280, 720), open_page(390, 844)]
         for student in students:
             student.goto(teacher.url)
@@ -41,6 +46,12 @@ def test_a_teacher_and_three_students_play_a_guided_lesson_and_vote(
             assert "Card 2 of 5" in page.locator("#guide-step").inner_text()
             assert "The Email service is down" in page.locator("#guide-question").inner_text()
         assert teacher.locator("#sim-status").inner_text() == "paused"
+        # the second card's number is the event side's checkout p50: the pointer moved there
+        assert teacher.locator(".is-pointed").count() == 1
+        assert teacher.locator(".is-pointed #events-p50").count() == 1
+        assert "watch: event checkout p50 (ms)" in (
+            teacher.locator(".is-pointed").get_attribute("data-watch") or ""
+        )
         # each student answers once, on their own screen
         for student, choice in zip(students, ("slower", "unchanged", "unchanged"), strict=True):
             student.click(f".guide-choice[data-choice={choice}]")

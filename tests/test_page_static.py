@@ -433,15 +433,19 @@ def test_event_log_filters_and_trace(
     )
 
     page.select_option("#log-type", "")
-    page.fill("#log-corr", "1")
+    # an order is followed by its order id, which is its correlation id
+    page.fill("#log-corr", "ord-1")
     page.wait_for_selector("#trace:not([hidden])")
-    hops = [e for f in frames[:20] for e in f["events"] if e["correlation_id"] == 1]
-    page.evaluate("hops => FanoutSim.receive({type: 'trace', correlation_id: 1, hops})", hops[:12])
+    hops = [e for f in frames[:20] for e in f["events"] if e["correlation_id"] == "ord-1"]
+    assert hops
+    page.evaluate(
+        "hops => FanoutSim.receive({type: 'trace', correlation_id: 'ord-1', hops})", hops[:12]
+    )
     assert page.locator("#trace-hops li").count() == len(hops[:12])
-    assert "Journey of correlation id 1" in text(page, "#trace-title")
+    assert "Journey of ord-1" in text(page, "#trace-title")
     page.wait_for_function(
         "() => { const rows = [...document.querySelectorAll('#event-log-rows tr')];"
-        " return rows.length > 0 && rows.every(r => r.cells[3].textContent === '1'); }"
+        " return rows.length > 0 && rows.every(r => r.cells[3].textContent === 'ord-1'); }"
     )
 
     # server errors are shown as text, never as markup
@@ -483,15 +487,15 @@ def test_websocket_frames_trace_and_reconnect(
     assert page.locator("#ws-banner").is_hidden()
     assert text(page, "#sim-time") == f"{frames[9]['t']:.2f}"
 
-    page.fill("#log-corr", "3")
+    page.fill("#log-corr", "ord-3")
     page.wait_for_function("document.querySelectorAll('#trace-hops li').length > 0")
     # every regular frame was acknowledged by its seq (flow control), and the trace asked for
     acks = [m for m in session.received if m.get("type") == "ack"]
     assert [a["seq"] for a in acks] == [f["seq"] for f in frames[:10] if not f.get("full")]
     assert [m for m in session.received if m not in acks] == [
-        {"type": "trace", "correlation_id": 3}
+        {"type": "trace", "correlation_id": "ord-3"}
     ]
-    hops = [e for e in session.events if e["correlation_id"] == 3]
+    hops = [e for e in session.events if e["correlation_id"] == "ord-3"]
     assert page.locator("#trace-hops li").count() == len(hops)
 
     # the server closed after the trace: the page says so and tries again (refused from now on)

@@ -11,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from dashboard.asgi import application
 from tests.web_helpers import (
     ORIGIN,
+    SMALL,
     connect,
     create,
     new_session,
@@ -123,7 +124,8 @@ async def test_garbage_gets_an_error_and_the_connection_and_run_carry_on() -> No
         ),
         ('{"command": "speed", "value": 1000}', "between 0.1 and 100"),
         ("x" * 20000, "message too large"),
-        ('{"type": "trace", "correlation_id": "abc"}', "integer correlation_id"),
+        ('{"type": "trace", "correlation_id": true}', "trace needs a correlation_id"),
+        ('{"type": "trace", "correlation_id": ""}', "an order id such as"),
     ]
     for text, expected in cases:
         await comm.send_to(text_data=text)
@@ -173,6 +175,26 @@ async def test_a_trace_request_returns_the_journey_of_an_order() -> None:
     trace = await receive_until(comm, lambda m: m.get("type") == "trace")
     kinds = [h["kind"] for h in trace["hops"]]
     assert kinds[:3] == ["produced", "delivered", "processed"]
+    await comm.disconnect()
+
+
+async def test_an_order_is_traced_by_its_order_id_which_is_its_correlation_id() -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["producers"][0]["payload"]["order_id"] = {"sequence": "ord-"}
+    session = await new_session()
+    sim_id, _ = await create(doc, owner=session)
+    comm = await connect(sim_id, session)
+    await receive_until(comm, is_frame)
+    await comm.send_json_to({"command": "step", "value": 1})
+    await comm.send_json_to({"type": "trace", "correlation_id": "ord-3"})
+    trace = await receive_until(comm, lambda m: m.get("type") == "trace")
+    assert trace["correlation_id"] == "ord-3"
+    assert [h["kind"] for h in trace["hops"]][:3] == ["produced", "delivered", "processed"]
+    # every hop of the order's journey carries the order id, none the event's number
+    assert {h["correlation_id"] for h in trace["hops"]} == {"ord-3"}
+    await comm.send_json_to({"type": "trace", "correlation_id": "ord-999999"})
+    missing = await receive_until(comm, lambda m: m.get("type") == "trace")
+    assert missing["hops"] == []
     await comm.disconnect()
 
 

@@ -22,6 +22,7 @@ from ..broker import (
     SIZE,
     TS,
     TYPE,
+    CorrelationId,
     DeadLetterTopic,
     Record,
     Topic,
@@ -77,7 +78,7 @@ class Host(Protocol):
         key: str | None,
         payload: dict[str, Any] | None,
         size: int,
-        correlation_id: int | None,
+        correlation_id: CorrelationId | None,
         causation_id: int | None,
         poison: bool = False,
     ) -> None: ...

@@ -1223,6 +1223,7 @@
       if (!chip) {
         const li = make("li", "lag-chip");
         li.id = "events-lag-chip-" + name;
+        li.dataset.point = "events.groups." + name;
         const sw = make("span", "swatch");
         sw.style.setProperty("--swatch", serviceColour(name));
         const label = make("span", "lag-chip__label");

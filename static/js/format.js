@@ -34,4 +34,18 @@ export function factRows(pairs) {
   });
 }
 
-if (typeof window !== "undefined") window.fanoutFormat = { bytesText, topicsBytesText };
+/**
+ * What a person typed to follow an order, as the server names its journey: an order id
+ * ("ord-245", which is its correlation id) as text, an event id ("245") as a number, or null
+ * for nothing. At most 200 characters, as the server accepts.
+ */
+export function correlationFromText(text) {
+  const t = String(text ?? "").trim();
+  if (t === "") return null;
+  if (/^\d{1,15}$/.test(t)) return Number(t);
+  return t.length <= 200 ? t : null;
+}
+
+if (typeof window !== "undefined") {
+  window.fanoutFormat = { bytesText, topicsBytesText, correlationFromText };
+}

@@ -75,6 +75,17 @@ export function pointTarget(path, label) {
   return { kind: kinds[parts[0]], name: parts[1], label: label || parts[1] };
 }
 
+/**
+ * Whether an element marked data-point="events.groups.email other.path" shows the figure a card
+ * points at: a path it names, or one inside it ("events.groups.email.lag" is Email's).
+ */
+export function pointMatches(attr, path) {
+  if (!path) return false;
+  return String(attr || "")
+    .split(/\s+/)
+    .some((p) => p !== "" && (path === p || path.startsWith(p + ".")));
+}
+
 /** The card a navigation button goes to: back, replay (this one) or next, within the cards. */
 export function navTarget(action, index, count) {
   const here = Math.max(0, index);
@@ -90,6 +101,7 @@ export function mount(root, page) {
   let statics = null; // title, cards, question, choices (from a full frame)
   let mine = null; // this browser's answer
   let shown = { card: null, phase: null };
+  let pointed = { path: null, els: [] };
 
   function setText(node, text) {
     if (node && node.textContent !== text) node.textContent = text;
@@ -113,6 +125,7 @@ export function mount(root, page) {
       // when the target changes)
       const detail = pointTarget(card.point, card.label);
       document.dispatchEvent(new CustomEvent("fanout:point", { detail }));
+      pointAt(card.point, card.label);
       root.dataset.card = String(i);
     }
     root.dataset.phase = g.phase;
@@ -148,6 +161,25 @@ export function mount(root, page) {
       }
     }
     shown = { card: i, phase: g.phase };
+  }
+
+  // the page's own figure for the card's number (a table row, a big number, a lag chip), framed
+  // and labelled "watch", so pointing works on every page and does not rely on colour; checked
+  // every frame, since rows appear as services do
+  function pointAt(path, label) {
+    const els = [...document.querySelectorAll("[data-point]")].filter(
+      (node) => !root.contains(node) && pointMatches(node.dataset.point, path),
+    );
+    if (path === pointed.path && els.length === pointed.els.length) return;
+    for (const node of pointed.els) {
+      node.classList.remove("is-pointed");
+      delete node.dataset.watch;
+    }
+    for (const node of els) {
+      node.classList.add("is-pointed");
+      node.dataset.watch = "watch: " + (label || path);
+    }
+    pointed = { path, els };
   }
 
   function showMine() {

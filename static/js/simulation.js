@@ -284,6 +284,7 @@
       if (!row) {
         const tr = make("tr");
         tr.id = "producer-row-" + name;
+        tr.dataset.point = "producers." + name;
         const th = make("th");
         th.scope = "row";
         const sw = make("span", "swatch");
@@ -372,6 +373,7 @@
     const tr = make("tr", "group-row");
     tr.id = "group-row-" + name;
     tr.dataset.group = name;
+    tr.dataset.point = "groups." + name; // a guided lesson's card may point at it
     const th = make("th");
     th.scope = "row";
     const sw = make("span", "swatch");
@@ -667,7 +669,7 @@
       sw,
       make("strong", "", d.event_type),
       make("span", "mono", " #" + d.event_id),
-      make("span", "muted", " corr " + d.correlation_id),
+      make("span", "muted", " order " + d.correlation_id),
       make("span", "dlq-entry__reason", d.reason),
       make("span", "muted", d.attempts + (d.attempts === 1 ? " attempt" : " attempts")),
       make("span", "mono muted", "from " + d.topic + "/" + d.partition + " @ " + d.offset),
@@ -711,8 +713,7 @@
   function logFilter() {
     const type = el["log-type"].value;
     const kind = el["log-kind"].value;
-    const corrText = el["log-corr"].value.trim();
-    const corr = corrText === "" ? null : Number(corrText);
+    const corr = window.fanoutFormat.correlationFromText(el["log-corr"].value);
     return (e) => (!type || e.event_type === type) && (!kind || e.kind === kind) && (corr === null || e.correlation_id === corr);
   }
 
@@ -765,7 +766,7 @@
       td.textContent = text;
     }
     tr.cells[3].dataset.corr = String(e.correlation_id);
-    tr.cells[3].title = "Follow correlation id " + e.correlation_id;
+    tr.cells[3].title = "Follow " + e.correlation_id + "'s journey";
     return tr;
   }
 
@@ -777,9 +778,8 @@
 
   function onCorrChange() {
     onLogFilterChange();
-    const text = el["log-corr"].value.trim();
-    const corr = text === "" ? null : Number(text);
-    if (corr === null || !Number.isInteger(corr) || corr < 1) {
+    const corr = window.fanoutFormat.correlationFromText(el["log-corr"].value);
+    if (corr === null) {
       S.traceCorr = null;
       el.trace.hidden = true;
       return;
@@ -792,11 +792,11 @@
     el.trace.hidden = false;
     el["trace-hops"].textContent = "";
     if (S.ws && S.ws.readyState === WebSocket.OPEN) {
-      setText(el["trace-title"], "Tracing correlation id " + corr + "…");
+      setText(el["trace-title"], "Tracing " + corr + "…");
       S.ws.send(JSON.stringify({ type: "trace", correlation_id: corr }));
       S.traceWanted = null;
     } else {
-      setText(el["trace-title"], "Correlation id " + corr + ": the journey is asked for as soon as the connection is back.");
+      setText(el["trace-title"], corr + ": the journey is asked for as soon as the connection is back.");
       S.traceWanted = corr;
     }
   }
@@ -808,12 +808,12 @@
     const ol = el["trace-hops"];
     ol.textContent = "";
     if (!hops.length) {
-      setText(el["trace-title"], "No journey recorded for correlation id " + msg.correlation_id + " (the server keeps the most recent ones).");
+      setText(el["trace-title"], "No journey recorded for " + msg.correlation_id + " (the server keeps only the most recent journeys).");
       return;
     }
     const t0 = hops[0].t;
     const total = Math.max(1e-9, hops[hops.length - 1].t - t0);
-    setText(el["trace-title"], "Journey of correlation id " + msg.correlation_id + ": " + hops.length + " hops over " + window.Fanout.format.secondsText(total * 1000));
+    setText(el["trace-title"], "Journey of " + msg.correlation_id + ": " + hops.length + " hops over " + window.Fanout.format.secondsText(total * 1000));
     for (const h of hops) {
       const li = make("li", "trace__hop");
       const bar = make("span", "trace__bar");

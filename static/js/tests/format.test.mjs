@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { bytesText, topicsBytesText } from "../format.js";
+import { bytesText, correlationFromText, topicsBytesText } from "../format.js";
 
 test("bytes are shown in B, kB, MB and GB", () => {
   assert.equal(bytesText(999), "999 B");
@@ -18,4 +18,11 @@ test("each topic says what it stores and how fast it grows", () => {
     "orders: 48.2 kB (1.3 kB/s)",
   );
   assert.equal(topicsBytesText({}), "–");
+});
+
+test("an order is followed by its order id, or by an event id for orders without one", () => {
+  assert.equal(correlationFromText(" ord-245 "), "ord-245");
+  assert.equal(correlationFromText("245"), 245);
+  assert.equal(correlationFromText(""), null);
+  assert.equal(correlationFromText("x".repeat(201)), null);
 });

@@ -7,6 +7,7 @@ import {
   cardIndex,
   formatValue,
   navTarget,
+  pointMatches,
   pointTarget,
   resolve,
   tallyRows,
@@ -85,4 +86,12 @@ test("a card points at the box its number belongs to, where the page draws one",
   });
   assert.equal(pointTarget("events.groups.email.lag", "x"), null);
   assert.equal(pointTarget("", "x"), null);
+});
+
+test("a card points at the page's figure that shows its number, or one inside it", () => {
+  assert.equal(pointMatches("events.groups.email", "events.groups.email.lag"), true);
+  assert.equal(pointMatches("events.checkout_ms.p50 events.recent_checkout_ms.p50", "events.recent_checkout_ms.p50"), true);
+  assert.equal(pointMatches("events.groups.email", "events.groups.emailer.lag"), false);
+  assert.equal(pointMatches("sync.checkout_ms.p50", "events.checkout_ms.p50"), false);
+  assert.equal(pointMatches("groups.email", ""), false);
 });
