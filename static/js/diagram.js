@@ -4,1091 +4,1062 @@
  * The background canvas (boxes, edges, labels, partition logs) is redrawn only when the state
  * changed; the foreground canvas (dots, rings, flashes) every animation frame. Dots live in
  * typed arrays with a fixed capacity, so 1,000+ of them cost one pass and one fill() per colour.
- * Nothing here touches the DOM outside the two canvases.
+ * Nothing here touches the DOM outside the two canvases. An ES module: simulation.js imports it.
  */
-(function () {
-  "use strict";
+import { bytesText, compact, rateText, secondsText } from "./format.js";
 
-  const TAU = Math.PI * 2;
-  // Path kinds for a dot.
-  const K_MOVE = 0;
-  const K_DLQ = 1;
-  // Effect kinds (drawn at a point, not along a path).
-  const E_RING = 0;
-  const E_FLASH = 1;
+const TAU = Math.PI * 2;
+// Path kinds for a dot.
+const K_MOVE = 0;
+const K_DLQ = 1;
+// Effect kinds (drawn at a point, not along a path).
+const E_RING = 0;
+const E_FLASH = 1;
 
-  const DOT_MS = { produced: 650, delivered: 750, dead_lettered: 700, redriven: 700 };
-  const RING_MS = 450;
-  const FLASH_MS = 600;
-  const MAX_EFFECTS = 400;
-  const MAX_PENDING = 6000;
-  // Below this width the diagram is drawn at this width and scaled down, so columns never overlap.
-  const MIN_LAYOUT_W = 980;
+const DOT_MS = { produced: 650, delivered: 750, dead_lettered: 700, redriven: 700 };
+const RING_MS = 450;
+const FLASH_MS = 600;
+const MAX_EFFECTS = 400;
+const MAX_PENDING = 6000;
+// Below this width the diagram is drawn at this width and scaled down, so columns never overlap.
+const MIN_LAYOUT_W = 980;
 
-  const GRID_ABOVE = 40; // services; above this the diagram draws a grid of cells
+const GRID_ABOVE = 40; // services; above this the diagram draws a grid of cells
 
-  function clamp(v, lo, hi) {
-    return v < lo ? lo : v > hi ? hi : v;
+function clamp(v, lo, hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+function cssVar(style, name, fallback) {
+  const v = style.getPropertyValue(name).trim();
+  return v || fallback;
+}
+
+function niceSpan(n) {
+  const steps = [20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+  for (const s of steps) if (n <= s) return s;
+  return Math.ceil(n / 100000) * 100000;
+}
+
+/* A colour per event type: the order comes from the state (producers, then what services
+ * emit), so every viewer of a run sees the same colours. */
+class TypeColours {
+  constructor() {
+    this.index = new Map();
+    this.palette = [];
   }
-
-  function cssVar(style, name, fallback) {
-    const v = style.getPropertyValue(name).trim();
-    return v || fallback;
+  setPalette(p) {
+    this.palette = p;
   }
-
-  function compact(n) {
-    if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 0 : 1) + "M";
-    if (n >= 1e4) return (n / 1e3).toFixed(n >= 1e5 ? 0 : 1) + "k";
-    return String(n);
-  }
-
-  function bytesText(n) {
-    if (n >= 1e9) return (n / 1e9).toFixed(1) + " GB";
-    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
-    if (n >= 1e3) return (n / 1e3).toFixed(1) + " kB";
-    return Math.round(n) + " B";
-  }
-
-  function rateText(r) {
-    if (r >= 100) return Math.round(r) + "/s";
-    if (r >= 10) return r.toFixed(1).replace(/\.0$/, "") + "/s";
-    return (Math.round(r * 10) / 10).toString() + "/s";
-  }
-
-  function secondsText(ms) {
-    if (ms < 1000) return Math.round(ms) + " ms";
-    if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
-    return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
-  }
-
-  function niceSpan(n) {
-    const steps = [20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
-    for (const s of steps) if (n <= s) return s;
-    return Math.ceil(n / 100000) * 100000;
-  }
-
-  /* A colour per event type: the order comes from the state (producers, then what services
-   * emit), so every viewer of a run sees the same colours. */
-  class TypeColours {
-    constructor() {
-      this.index = new Map();
-      this.palette = [];
+  learn(state) {
+    const names = [];
+    for (const p of Object.values(state.producers || {})) if (p.event) names.push(p.event);
+    for (const g of Object.values(state.groups || {})) {
+      for (const e of g.emits || []) names.push(typeof e === "string" ? e : e.event);
     }
-    setPalette(p) {
-      this.palette = p;
-    }
-    learn(state) {
-      const names = [];
-      for (const p of Object.values(state.producers || {})) if (p.event) names.push(p.event);
-      for (const g of Object.values(state.groups || {})) {
-        for (const e of g.emits || []) names.push(typeof e === "string" ? e : e.event);
+    for (const g of Object.values(state.groups || {})) for (const e of g.events || []) names.push(e);
+    let added = false;
+    for (const n of names) {
+      if (n && !this.index.has(n)) {
+        this.index.set(n, this.index.size);
+        added = true;
       }
-      for (const g of Object.values(state.groups || {})) for (const e of g.events || []) names.push(e);
-      let added = false;
-      for (const n of names) {
-        if (n && !this.index.has(n)) {
-          this.index.set(n, this.index.size);
-          added = true;
-        }
-      }
-      return added;
     }
-    idx(type) {
-      let i = this.index.get(type);
-      if (i === undefined) {
-        i = this.index.size;
-        this.index.set(type, i);
-      }
-      return i % Math.max(1, this.palette.length);
-    }
-    colour(type) {
-      return this.palette[this.idx(type)] || "#888";
-    }
-    entries() {
-      return Array.from(this.index.keys()).map((t) => [t, this.colour(t)]);
-    }
+    return added;
   }
+  idx(type) {
+    let i = this.index.get(type);
+    if (i === undefined) {
+      i = this.index.size;
+      this.index.set(type, i);
+    }
+    return i % Math.max(1, this.palette.length);
+  }
+  colour(type) {
+    return this.palette[this.idx(type)] || "#888";
+  }
+  entries() {
+    return Array.from(this.index.keys()).map((t) => [t, this.colour(t)]);
+  }
+}
 
-  class Diagram {
-    constructor(container, opts) {
-      opts = opts || {};
-      this.container = container;
-      this.bg = container.querySelector('canvas[data-layer="bg"]');
-      this.fg = container.querySelector('canvas[data-layer="fg"]');
-      this.bctx = this.bg.getContext("2d");
-      this.fctx = this.fg.getContext("2d");
-      this.types = new TypeColours();
-      this.groupColour = opts.groupColour || (() => "#888");
-      this.onSelect = opts.onSelect || null;
+class Diagram {
+  constructor(container, opts) {
+    opts = opts || {};
+    this.container = container;
+    this.bg = container.querySelector('canvas[data-layer="bg"]');
+    this.fg = container.querySelector('canvas[data-layer="fg"]');
+    this.bctx = this.bg.getContext("2d");
+    this.fctx = this.fg.getContext("2d");
+    this.types = new TypeColours();
+    this.groupColour = opts.groupColour || (() => "#888");
+    this.onSelect = opts.onSelect || null;
 
-      const cap = (this.cap = opts.maxDots || 2000);
-      this.keepEvery = opts.keepEvery || 1;
-      this.effectsOn = opts.effects !== false;
-      this.path = new Float32Array(cap * 8); // x0 y0 c1x c1y c2x c2y x1 y1
-      this.start = new Float64Array(cap);
-      this.dur = new Float32Array(cap);
-      this.col = new Int16Array(cap); // palette index; -1 = dead-letter red
-      this.kind = new Uint8Array(cap);
-      this.count = 0;
-      this.dropped = 0;
-      this.effects = [];
-      this.pending = [];
-      this.pendingHead = 0;
-      this.seen = 0;
+    const cap = (this.cap = opts.maxDots || 2000);
+    this.keepEvery = opts.keepEvery || 1;
+    this.effectsOn = opts.effects !== false;
+    this.path = new Float32Array(cap * 8); // x0 y0 c1x c1y c2x c2y x1 y1
+    this.start = new Float64Array(cap);
+    this.dur = new Float32Array(cap);
+    this.col = new Int16Array(cap); // palette index; -1 = dead-letter red
+    this.kind = new Uint8Array(cap);
+    this.count = 0;
+    this.dropped = 0;
+    this.effects = [];
+    this.pending = [];
+    this.pendingHead = 0;
+    this.seen = 0;
 
-      this.state = null;
-      this.layout = null;
-      this.sig = "";
-      this.emitTopic = new Map(); // event type -> topic, learned from the frames
-      this.emitter = new Map(); // event type -> group name
-      this.bgDirty = true;
-      this.width = 0;
-      this.cssW = 0;
-      this.scale = 1;
-      this.dpr = 1;
+    this.state = null;
+    this.layout = null;
+    this.sig = "";
+    this.emitTopic = new Map(); // event type -> topic, learned from the frames
+    this.emitter = new Map(); // event type -> group name
+    this.bgDirty = true;
+    this.width = 0;
+    this.cssW = 0;
+    this.scale = 1;
+    this.dpr = 1;
 
-      this.readTheme();
-      this.resize();
-      if (window.ResizeObserver) {
-        this.ro = new ResizeObserver(() => this.resize());
-        this.ro.observe(container);
-      } else {
-        window.addEventListener("resize", () => this.resize());
-      }
-      const dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
-      if (dark && dark.addEventListener) {
-        dark.addEventListener("change", () => {
-          this.readTheme();
-          this.bgDirty = true;
-        });
-      }
-      this.fg.addEventListener("click", (ev) => this.click(ev));
-      this.fg.addEventListener("mousemove", (ev) => {
-        this.fg.style.cursor = this.hit(ev) ? "pointer" : "";
+    this.readTheme();
+    this.resize();
+    if (window.ResizeObserver) {
+      this.ro = new ResizeObserver(() => this.resize());
+      this.ro.observe(container);
+    } else {
+      window.addEventListener("resize", () => this.resize());
+    }
+    const dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+    if (dark && dark.addEventListener) {
+      dark.addEventListener("change", () => {
+        this.readTheme();
+        this.bgDirty = true;
       });
     }
+    this.fg.addEventListener("click", (ev) => this.click(ev));
+    this.fg.addEventListener("mousemove", (ev) => {
+      this.fg.style.cursor = this.hit(ev) ? "pointer" : "";
+    });
+  }
 
-    readTheme() {
-      const s = getComputedStyle(document.documentElement);
-      this.theme = {
-        font: cssVar(s, "--font-sans", "system-ui, sans-serif"),
-        text: cssVar(s, "--text", "#1f2328"),
-        muted: cssVar(s, "--text-muted", "#59636e"),
-        border: cssVar(s, "--border", "#d8dee4"),
-        surface: cssVar(s, "--surface", "#fff"),
-        bg: cssVar(s, "--bg", "#f7f7f8"),
-        accent: cssVar(s, "--accent", "#2f5fd0"),
-        broker: cssVar(s, "--broker-bg", "#eef2fb"),
-        ok: cssVar(s, "--event-processed", "#1f9d55"),
-        fail: cssVar(s, "--event-failed", "#d9822b"),
-        dead: cssVar(s, "--event-dead-lettered", "#c62f3b"),
-        retry: cssVar(s, "--event-retried", "#b8860b"),
-        busy: cssVar(s, "--event-produced", "#2f6fdb"),
-        slow: cssVar(s, "--status-slow", "#b8860b"),
-        rebalancing: cssVar(s, "--status-rebalancing", "#7a4fd6"),
-        lagFill: cssVar(s, "--lag-fill", "rgba(217,130,43,0.35)"),
-        logFill: cssVar(s, "--log-fill", "rgba(47,95,208,0.18)"),
-      };
-      const pal = [];
-      for (let i = 0; i < 8; i++) pal.push(cssVar(s, "--type-" + i, "#2f6fdb"));
-      this.types.setPalette(pal);
-    }
+  readTheme() {
+    const s = getComputedStyle(document.documentElement);
+    this.theme = {
+      font: cssVar(s, "--font-sans", "system-ui, sans-serif"),
+      text: cssVar(s, "--text", "#1f2328"),
+      muted: cssVar(s, "--text-muted", "#59636e"),
+      border: cssVar(s, "--border", "#d8dee4"),
+      surface: cssVar(s, "--surface", "#fff"),
+      bg: cssVar(s, "--bg", "#f7f7f8"),
+      accent: cssVar(s, "--accent", "#2f5fd0"),
+      broker: cssVar(s, "--broker-bg", "#eef2fb"),
+      ok: cssVar(s, "--event-processed", "#1f9d55"),
+      fail: cssVar(s, "--event-failed", "#d9822b"),
+      dead: cssVar(s, "--event-dead-lettered", "#c62f3b"),
+      retry: cssVar(s, "--event-retried", "#b8860b"),
+      busy: cssVar(s, "--event-produced", "#2f6fdb"),
+      slow: cssVar(s, "--status-slow", "#b8860b"),
+      rebalancing: cssVar(s, "--status-rebalancing", "#7a4fd6"),
+      lagFill: cssVar(s, "--lag-fill", "rgba(217,130,43,0.35)"),
+      logFill: cssVar(s, "--log-fill", "rgba(47,95,208,0.18)"),
+    };
+    const pal = [];
+    for (let i = 0; i < 8; i++) pal.push(cssVar(s, "--type-" + i, "#2f6fdb"));
+    this.types.setPalette(pal);
+  }
 
-    resize() {
-      const cssW = Math.max(240, Math.floor(this.container.clientWidth));
-      const dpr = window.devicePixelRatio || 1;
-      if (cssW === this.cssW && dpr === this.dpr && this.layout) return;
-      this.cssW = cssW;
-      this.scale = Math.min(1, cssW / MIN_LAYOUT_W);
-      this.width = cssW / this.scale; // layout units
-      this.dpr = dpr;
+  resize() {
+    const cssW = Math.max(240, Math.floor(this.container.clientWidth));
+    const dpr = window.devicePixelRatio || 1;
+    if (cssW === this.cssW && dpr === this.dpr && this.layout) return;
+    this.cssW = cssW;
+    this.scale = Math.min(1, cssW / MIN_LAYOUT_W);
+    this.width = cssW / this.scale; // layout units
+    this.dpr = dpr;
+    this.relayout();
+    this.count = 0; // in-flight dots were placed for the old geometry
+    this.effects.length = 0;
+  }
+
+  /* ---- state & layout -------------------------------------------------------------- */
+
+  setState(state) {
+    this.state = state;
+    if (this.types.learn(state)) this.typesChanged = true;
+    const sig = this.signature(state);
+    if (sig !== this.sig) {
+      this.sig = sig;
       this.relayout();
-      this.count = 0; // in-flight dots were placed for the old geometry
-      this.effects.length = 0;
+    }
+    this.bgDirty = true;
+  }
+
+  signature(state) {
+    const parts = [];
+    for (const [n, p] of Object.entries(state.producers || {})) parts.push("p" + n + ">" + p.topic);
+    for (const [n, t] of Object.entries(state.topics || {})) {
+      const down = (t.partitions || []).filter((p) => p.online === false).map((p) => p.index);
+      parts.push("t" + n + ":" + (t.partitions || []).length + ":" + down.join(","));
+    }
+    for (const [n, g] of Object.entries(state.groups || {})) {
+      parts.push("g" + n + ":" + (g.instances || []).length + ":" + (g.topics || []).join(",") + ":" + (g.filter ? 1 : 0));
+    }
+    return parts.join("|");
+  }
+
+  relayout() {
+    const st = this.state || {};
+    const W = this.width;
+    const pad = 14;
+    const top = 34;
+    const L = { producers: new Map(), topics: new Map(), groups: new Map(), width: W };
+    const pW = Math.round(clamp(W * 0.17, 150, 210));
+    const gW = Math.round(clamp(W * 0.25, 220, 300));
+    const bW = Math.round(clamp(W * 0.3, 240, 380));
+    const px = pad;
+    const gx = W - pad - gW;
+    const bx = Math.round((px + pW + gx) / 2 - bW / 2);
+    L.cols = { px, pW, bx, bW, gx, gW };
+
+    const prods = Object.entries(st.producers || {});
+    const topics = Object.entries(st.topics || {});
+    const groups = Object.entries(st.groups || {});
+
+    const pH = 62;
+    const pGap = 12;
+    const colP = prods.length ? prods.length * (pH + pGap) - pGap : 0;
+
+    const bHead = 48;
+    const tGap = 10;
+    const topicBoxes = topics.map(([name, t]) => {
+      const n = (t.partitions || []).length;
+      const rowH = n <= 6 ? 15 : Math.max(5, Math.floor(96 / n));
+      return { name, n, rowH, h: 26 + n * rowH + 6 };
+    });
+    const colB = bHead + topicBoxes.reduce((a, b) => a + b.h, 0) + Math.max(0, topicBoxes.length - 1) * tGap + 12;
+
+    const gGap = 12;
+    const trayH = 16;
+    const chipSz = 12;
+    const chipGap = 4;
+    const perRow = Math.max(1, Math.floor((gW - 20 + chipGap) / (chipSz + chipGap)));
+    const groupBoxes = groups.map(([name, g]) => {
+      const n = (g.instances || []).length;
+      const rows = Math.max(1, Math.ceil(n / perRow));
+      const filterLine = g.filter ? 14 : 0;
+      const chipsY = 46 + filterLine;
+      const h = chipsY + rows * (chipSz + chipGap) + 4;
+      return { name, n, rows, chipsY, h, total: h + 3 + trayH };
+    });
+    // Hundreds of services (the Uber lesson): one small cell each, in a grid, coloured by state.
+    const grid = groups.length > GRID_ABOVE;
+    const cell = 16;
+    const cellGap = 3;
+    const gridCols = Math.max(1, Math.floor((gW + cellGap) / (cell + cellGap)));
+    const gridRows = Math.ceil(groups.length / gridCols);
+    const colG = grid
+      ? 26 + gridRows * (cell + cellGap)
+      : groupBoxes.reduce((a, b) => a + b.total, 0) + Math.max(0, groupBoxes.length - 1) * gGap;
+
+    const inner = Math.max(colP, colB, colG, 140);
+    L.height = top + inner + pad;
+
+    // Producers, centred in their column.
+    let y = top + Math.round((inner - colP) / 2);
+    for (const [name] of prods) {
+      L.producers.set(name, { x: px, y, w: pW, h: pH });
+      y += pH + pGap;
     }
 
-    /* ---- state & layout -------------------------------------------------------------- */
-
-    setState(state) {
-      this.state = state;
-      if (this.types.learn(state)) this.typesChanged = true;
-      const sig = this.signature(state);
-      if (sig !== this.sig) {
-        this.sig = sig;
-        this.relayout();
-      }
-      this.bgDirty = true;
+    // Broker and its topics.
+    const by = top + Math.round((inner - colB) / 2);
+    L.broker = { x: bx, y: by, w: bW, h: colB };
+    y = by + bHead;
+    for (const tb of topicBoxes) {
+      const box = { x: bx + 10, y, w: bW - 20, h: tb.h, rowH: tb.rowH, parts: [] };
+      for (let i = 0; i < tb.n; i++) box.parts.push(y + 26 + i * tb.rowH + tb.rowH / 2);
+      box.barX0 = box.x + 30;
+      box.barX1 = box.x + box.w - 50;
+      L.topics.set(tb.name, box);
+      y += tb.h + tGap;
     }
 
-    signature(state) {
-      const parts = [];
-      for (const [n, p] of Object.entries(state.producers || {})) parts.push("p" + n + ">" + p.topic);
-      for (const [n, t] of Object.entries(state.topics || {})) {
-        const down = (t.partitions || []).filter((p) => p.online === false).map((p) => p.index);
-        parts.push("t" + n + ":" + (t.partitions || []).length + ":" + down.join(","));
-      }
-      for (const [n, g] of Object.entries(state.groups || {})) {
-        parts.push("g" + n + ":" + (g.instances || []).length + ":" + (g.topics || []).join(",") + ":" + (g.filter ? 1 : 0));
-      }
-      return parts.join("|");
-    }
-
-    relayout() {
-      const st = this.state || {};
-      const W = this.width;
-      const pad = 14;
-      const top = 34;
-      const L = { producers: new Map(), topics: new Map(), groups: new Map(), width: W };
-      const pW = Math.round(clamp(W * 0.17, 150, 210));
-      const gW = Math.round(clamp(W * 0.25, 220, 300));
-      const bW = Math.round(clamp(W * 0.3, 240, 380));
-      const px = pad;
-      const gx = W - pad - gW;
-      const bx = Math.round((px + pW + gx) / 2 - bW / 2);
-      L.cols = { px, pW, bx, bW, gx, gW };
-
-      const prods = Object.entries(st.producers || {});
-      const topics = Object.entries(st.topics || {});
-      const groups = Object.entries(st.groups || {});
-
-      const pH = 62;
-      const pGap = 12;
-      const colP = prods.length ? prods.length * (pH + pGap) - pGap : 0;
-
-      const bHead = 48;
-      const tGap = 10;
-      const topicBoxes = topics.map(([name, t]) => {
-        const n = (t.partitions || []).length;
-        const rowH = n <= 6 ? 15 : Math.max(5, Math.floor(96 / n));
-        return { name, n, rowH, h: 26 + n * rowH + 6 };
+    // Consumer services, each with its DLQ tray underneath.
+    y = top + Math.round((inner - colG) / 2);
+    L.grid = grid ? { x: gx, y, w: gW, n: groups.length } : null;
+    if (grid) {
+      groupBoxes.forEach((gb, i) => {
+        const cx = gx + (i % gridCols) * (cell + cellGap);
+        const cy = y + 26 + Math.floor(i / gridCols) * (cell + cellGap);
+        L.groups.set(gb.name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
       });
-      const colB = bHead + topicBoxes.reduce((a, b) => a + b.h, 0) + Math.max(0, topicBoxes.length - 1) * tGap + 12;
-
-      const gGap = 12;
-      const trayH = 16;
-      const chipSz = 12;
-      const chipGap = 4;
-      const perRow = Math.max(1, Math.floor((gW - 20 + chipGap) / (chipSz + chipGap)));
-      const groupBoxes = groups.map(([name, g]) => {
-        const n = (g.instances || []).length;
-        const rows = Math.max(1, Math.ceil(n / perRow));
-        const filterLine = g.filter ? 14 : 0;
-        const chipsY = 46 + filterLine;
-        const h = chipsY + rows * (chipSz + chipGap) + 4;
-        return { name, n, rows, chipsY, h, total: h + 3 + trayH };
-      });
-      // Hundreds of services (the Uber lesson): one small cell each, in a grid, coloured by state.
-      const grid = groups.length > GRID_ABOVE;
-      const cell = 16;
-      const cellGap = 3;
-      const gridCols = Math.max(1, Math.floor((gW + cellGap) / (cell + cellGap)));
-      const gridRows = Math.ceil(groups.length / gridCols);
-      const colG = grid
-        ? 26 + gridRows * (cell + cellGap)
-        : groupBoxes.reduce((a, b) => a + b.total, 0) + Math.max(0, groupBoxes.length - 1) * gGap;
-
-      const inner = Math.max(colP, colB, colG, 140);
-      L.height = top + inner + pad;
-
-      // Producers, centred in their column.
-      let y = top + Math.round((inner - colP) / 2);
-      for (const [name] of prods) {
-        L.producers.set(name, { x: px, y, w: pW, h: pH });
-        y += pH + pGap;
+    }
+    for (const gb of grid ? [] : groupBoxes) {
+      const box = { x: gx, y, w: gW, h: gb.h, chips: [], chipSz };
+      for (let i = 0; i < gb.n; i++) {
+        const r = Math.floor(i / perRow);
+        const c = i % perRow;
+        box.chips.push({ x: gx + 10 + c * (chipSz + chipGap), y: y + gb.chipsY + r * (chipSz + chipGap) });
       }
-
-      // Broker and its topics.
-      const by = top + Math.round((inner - colB) / 2);
-      L.broker = { x: bx, y: by, w: bW, h: colB };
-      y = by + bHead;
-      for (const tb of topicBoxes) {
-        const box = { x: bx + 10, y, w: bW - 20, h: tb.h, rowH: tb.rowH, parts: [] };
-        for (let i = 0; i < tb.n; i++) box.parts.push(y + 26 + i * tb.rowH + tb.rowH / 2);
-        box.barX0 = box.x + 30;
-        box.barX1 = box.x + box.w - 50;
-        L.topics.set(tb.name, box);
-        y += tb.h + tGap;
-      }
-
-      // Consumer services, each with its DLQ tray underneath.
-      y = top + Math.round((inner - colG) / 2);
-      L.grid = grid ? { x: gx, y, w: gW, n: groups.length } : null;
-      if (grid) {
-        groupBoxes.forEach((gb, i) => {
-          const cx = gx + (i % gridCols) * (cell + cellGap);
-          const cy = y + 26 + Math.floor(i / gridCols) * (cell + cellGap);
-          L.groups.set(gb.name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
-        });
-      }
-      for (const gb of grid ? [] : groupBoxes) {
-        const box = { x: gx, y, w: gW, h: gb.h, chips: [], chipSz };
-        for (let i = 0; i < gb.n; i++) {
-          const r = Math.floor(i / perRow);
-          const c = i % perRow;
-          box.chips.push({ x: gx + 10 + c * (chipSz + chipGap), y: y + gb.chipsY + r * (chipSz + chipGap) });
-        }
-        box.chipsY = gb.chipsY;
-        box.tray = { x: gx + 10, y: y + gb.h + 3, w: gW - 20, h: trayH };
-        L.groups.set(gb.name, box);
-        y += gb.total + gGap;
-      }
-
-      this.layout = L;
-      const ratio = this.dpr * this.scale;
-      const cssH = Math.round(L.height * this.scale);
-      for (const c of [this.bg, this.fg]) {
-        c.width = Math.round(W * ratio);
-        c.height = Math.round(L.height * ratio);
-        c.style.height = cssH + "px";
-      }
-      this.container.style.height = cssH + "px";
-      this.bgDirty = true;
+      box.chipsY = gb.chipsY;
+      box.tray = { x: gx + 10, y: y + gb.h + 3, w: gW - 20, h: trayH };
+      L.groups.set(gb.name, box);
+      y += gb.total + gGap;
     }
 
-    /* ---- anchors ----------------------------------------------------------------------- */
-
-    partY(topic, p) {
-      const t = this.layout.topics.get(topic);
-      if (!t) return null;
-      return t.parts[p] !== undefined ? t.parts[p] : t.y + t.h / 2;
+    this.layout = L;
+    const ratio = this.dpr * this.scale;
+    const cssH = Math.round(L.height * this.scale);
+    for (const c of [this.bg, this.fg]) {
+      c.width = Math.round(W * ratio);
+      c.height = Math.round(L.height * ratio);
+      c.style.height = cssH + "px";
     }
+    this.container.style.height = cssH + "px";
+    this.bgDirty = true;
+  }
 
-    chipXY(group, instance) {
-      const g = this.layout.groups.get(group);
-      if (!g) return null;
-      const insts = (this.state.groups[group] || {}).instances || [];
-      let pos = -1;
-      for (let i = 0; i < insts.length; i++) if (insts[i].index === instance) pos = i;
-      const c = g.chips[pos];
-      if (!c) return { x: g.x + 10, y: g.y + g.h / 2 };
-      return { x: c.x + g.chipSz / 2, y: c.y + g.chipSz / 2 };
+  /* ---- anchors ----------------------------------------------------------------------- */
+
+  partY(topic, p) {
+    const t = this.layout.topics.get(topic);
+    if (!t) return null;
+    return t.parts[p] !== undefined ? t.parts[p] : t.y + t.h / 2;
+  }
+
+  chipXY(group, instance) {
+    const g = this.layout.groups.get(group);
+    if (!g) return null;
+    const insts = (this.state.groups[group] || {}).instances || [];
+    let pos = -1;
+    for (let i = 0; i < insts.length; i++) if (insts[i].index === instance) pos = i;
+    const c = g.chips[pos];
+    if (!c) return { x: g.x + 10, y: g.y + g.h / 2 };
+    return { x: c.x + g.chipSz / 2, y: c.y + g.chipSz / 2 };
+  }
+
+  /* ---- events -> animations ------------------------------------------------------------ */
+
+  /** Queue a frame's sampled events; `at(e)` gives the wall time (ms) each one should start. */
+  enqueue(events, at) {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i];
+      if (this.keepEvery > 1 && this.seen++ % this.keepEvery !== 0) continue;
+      this.pending.push(at(e), e);
     }
-
-    /* ---- events -> animations ------------------------------------------------------------ */
-
-    /** Queue a frame's sampled events; `at(e)` gives the wall time (ms) each one should start. */
-    enqueue(events, at) {
-      for (let i = 0; i < events.length; i++) {
-        const e = events[i];
-        if (this.keepEvery > 1 && this.seen++ % this.keepEvery !== 0) continue;
-        this.pending.push(at(e), e);
-      }
-      const size = (this.pending.length - this.pendingHead) / 2;
-      if (size > MAX_PENDING) {
-        this.pendingHead += (size - MAX_PENDING) * 2;
-        this.dropped += size - MAX_PENDING;
-      }
+    const size = (this.pending.length - this.pendingHead) / 2;
+    if (size > MAX_PENDING) {
+      this.pendingHead += (size - MAX_PENDING) * 2;
+      this.dropped += size - MAX_PENDING;
     }
+  }
 
-    clear() {
-      this.count = 0;
-      this.effects.length = 0;
-      this.pending.length = 0;
-      this.pendingHead = 0;
-    }
+  clear() {
+    this.count = 0;
+    this.effects.length = 0;
+    this.pending.length = 0;
+    this.pendingHead = 0;
+  }
 
-    activate(now) {
-      const q = this.pending;
-      let h = this.pendingHead;
-      while (h < q.length && q[h] <= now) {
-        const start = q[h];
-        const e = q[h + 1];
-        h += 2;
-        if (now - start > 1200) {
-          this.dropped++;
-          continue; // the tab was hidden: don't replay a backlog
-        }
-        this.spawn(e, start);
-      }
-      if (h >= q.length) {
-        q.length = 0;
-        h = 0;
-      } else if (h > 4096) {
-        q.splice(0, h);
-        h = 0;
-      }
-      this.pendingHead = h;
-    }
-
-    spawn(e, start) {
-      const L = this.layout;
-      if (!L || !this.state) return;
-      switch (e.kind) {
-        case "produced": {
-          const py = this.partY(e.topic, e.partition);
-          const t = L.topics.get(e.topic);
-          if (py === null) return;
-          let src = null;
-          for (const [name, p] of Object.entries(this.state.producers || {})) {
-            if (p.topic === e.topic && p.event === e.event_type) {
-              const b = L.producers.get(name);
-              if (b) src = { x: b.x + b.w, y: b.y + b.h / 2 };
-              break;
-            }
-          }
-          if (src) {
-            this.addDot(src.x, src.y, t.x, py, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 0);
-            return;
-          }
-          // Emitted by a consumer service: it is a producer too. Learn which topic it goes to.
-          this.emitTopic.set(e.event_type, e.topic);
-          const gname = this.emitterOf(e.event_type);
-          const g = gname && L.groups.get(gname);
-          if (g) {
-            this.addDot(g.x, g.y + g.h - 8, t.x + t.w, t.y + t.h - 6, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 1);
-          }
-          return;
-        }
-        case "delivered": {
-          // along the topic -> service edge; the instance that took it lights up when done
-          const t = L.topics.get(e.topic);
-          const g = L.groups.get(e.service);
-          if (!t || !g) return;
-          this.addDot(t.x + t.w, t.y + t.h / 2, g.x, g.y + g.h / 2, start, DOT_MS.delivered, this.types.idx(e.event_type), K_MOVE, 0);
-          return;
-        }
-        case "dead_lettered": {
-          const g = L.groups.get(e.service);
-          if (!g || !g.tray) return;
-          const x = g.x + g.w / 2;
-          this.addDot(x, g.y + g.h - 4, g.tray.x + 44 + Math.random() * (g.tray.w - 60), g.tray.y + g.tray.h / 2, start, DOT_MS.dead_lettered, -1, K_DLQ, 0);
-          if (this.effectsOn) this.addEffect(E_FLASH, x, g.y + g.h - 4, start, this.theme.dead, g);
-          return;
-        }
-        case "redriven": {
-          const g = L.groups.get(e.service);
-          if (!g || !g.tray) return;
-          this.addDot(g.tray.x + 30, g.tray.y + g.tray.h / 2, g.x + 10, g.y + g.h / 2, start, DOT_MS.redriven, this.types.idx(e.event_type), K_MOVE, 2);
-          return;
-        }
-        default: {
-          if (!this.effectsOn) return;
-          const at = this.chipXY(e.service, e.instance);
-          if (!at) return;
-          if (e.kind === "processed") this.addEffect(E_RING, at.x, at.y, start, this.theme.ok);
-          else if (e.kind === "failed") this.addEffect(E_FLASH, at.x, at.y, start, this.theme.dead, null);
-          else if (e.kind === "retried") this.addEffect(E_RING, at.x, at.y, start, this.theme.retry);
-          else if (e.kind === "deduplicated") this.addEffect(E_RING, at.x, at.y, start, this.theme.muted);
-        }
-      }
-    }
-
-    emitterOf(type) {
-      let g = this.emitter.get(type);
-      if (g && this.state.groups[g]) return g;
-      g = null;
-      for (const [name, grp] of Object.entries(this.state.groups || {})) {
-        for (const e of grp.emits || []) if ((typeof e === "string" ? e : e.event) === type) g = name;
-      }
-      if (g) this.emitter.set(type, g);
-      return g;
-    }
-
-    addDot(x0, y0, x1, y1, start, dur, col, kind, style) {
-      let i = this.count;
-      if (i >= this.cap) {
+  activate(now) {
+    const q = this.pending;
+    let h = this.pendingHead;
+    while (h < q.length && q[h] <= now) {
+      const start = q[h];
+      const e = q[h + 1];
+      h += 2;
+      if (now - start > 1200) {
         this.dropped++;
+        continue; // the tab was hidden: don't replay a backlog
+      }
+      this.spawn(e, start);
+    }
+    if (h >= q.length) {
+      q.length = 0;
+      h = 0;
+    } else if (h > 4096) {
+      q.splice(0, h);
+      h = 0;
+    }
+    this.pendingHead = h;
+  }
+
+  spawn(e, start) {
+    const L = this.layout;
+    if (!L || !this.state) return;
+    switch (e.kind) {
+      case "produced": {
+        const py = this.partY(e.topic, e.partition);
+        const t = L.topics.get(e.topic);
+        if (py === null) return;
+        let src = null;
+        for (const [name, p] of Object.entries(this.state.producers || {})) {
+          if (p.topic === e.topic && p.event === e.event_type) {
+            const b = L.producers.get(name);
+            if (b) src = { x: b.x + b.w, y: b.y + b.h / 2 };
+            break;
+          }
+        }
+        if (src) {
+          this.addDot(src.x, src.y, t.x, py, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 0);
+          return;
+        }
+        // Emitted by a consumer service: it is a producer too. Learn which topic it goes to.
+        this.emitTopic.set(e.event_type, e.topic);
+        const gname = this.emitterOf(e.event_type);
+        const g = gname && L.groups.get(gname);
+        if (g) {
+          this.addDot(g.x, g.y + g.h - 8, t.x + t.w, t.y + t.h - 6, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 1);
+        }
         return;
       }
-      this.count++;
-      const o = i * 8;
-      const P = this.path;
-      const dx = Math.max(30, Math.abs(x1 - x0) * 0.5);
-      P[o] = x0;
-      P[o + 1] = y0;
-      P[o + 6] = x1;
-      P[o + 7] = y1;
-      if (kind === K_DLQ) {
-        P[o + 2] = x0;
-        P[o + 3] = y0 + 10;
-        P[o + 4] = x1;
-        P[o + 5] = y1 - 12;
-      } else if (style === 1) {
-        // consumer -> topic (an emitted event): bow below the straight line
-        P[o + 2] = x0 - 40;
-        P[o + 3] = y0 + 34;
-        P[o + 4] = x1 + 60;
-        P[o + 5] = y1 + 34;
-      } else if (style === 2) {
-        P[o + 2] = x0 - 30;
-        P[o + 3] = y0;
-        P[o + 4] = x1 - 30;
-        P[o + 5] = y1;
-      } else {
-        const dir = x1 >= x0 ? 1 : -1;
-        P[o + 2] = x0 + dir * dx;
-        P[o + 3] = y0;
-        P[o + 4] = x1 - dir * dx;
-        P[o + 5] = y1;
+      case "delivered": {
+        // along the topic -> service edge; the instance that took it lights up when done
+        const t = L.topics.get(e.topic);
+        const g = L.groups.get(e.service);
+        if (!t || !g) return;
+        this.addDot(t.x + t.w, t.y + t.h / 2, g.x, g.y + g.h / 2, start, DOT_MS.delivered, this.types.idx(e.event_type), K_MOVE, 0);
+        return;
       }
-      this.start[i] = start;
-      this.dur[i] = dur;
-      this.col[i] = col;
-      this.kind[i] = kind;
-    }
-
-    addEffect(type, x, y, start, colour, box) {
-      if (this.effects.length >= MAX_EFFECTS) this.effects.shift();
-      this.effects.push({ type, x, y, start, colour, box: type === E_FLASH ? box : null });
-    }
-
-    /* ---- drawing --------------------------------------------------------------------------- */
-
-    frame(now) {
-      this.activate(now);
-      if (this.bgDirty) {
-        this.bgDirty = false;
-        this.drawBackground();
+      case "dead_lettered": {
+        const g = L.groups.get(e.service);
+        if (!g || !g.tray) return;
+        const x = g.x + g.w / 2;
+        this.addDot(x, g.y + g.h - 4, g.tray.x + 44 + Math.random() * (g.tray.w - 60), g.tray.y + g.tray.h / 2, start, DOT_MS.dead_lettered, -1, K_DLQ, 0);
+        if (this.effectsOn) this.addEffect(E_FLASH, x, g.y + g.h - 4, start, this.theme.dead, g);
+        return;
       }
-      this.drawForeground(now);
+      case "redriven": {
+        const g = L.groups.get(e.service);
+        if (!g || !g.tray) return;
+        this.addDot(g.tray.x + 30, g.tray.y + g.tray.h / 2, g.x + 10, g.y + g.h / 2, start, DOT_MS.redriven, this.types.idx(e.event_type), K_MOVE, 2);
+        return;
+      }
+      default: {
+        if (!this.effectsOn) return;
+        const at = this.chipXY(e.service, e.instance);
+        if (!at) return;
+        if (e.kind === "processed") this.addEffect(E_RING, at.x, at.y, start, this.theme.ok);
+        else if (e.kind === "failed") this.addEffect(E_FLASH, at.x, at.y, start, this.theme.dead, null);
+        else if (e.kind === "retried") this.addEffect(E_RING, at.x, at.y, start, this.theme.retry);
+        else if (e.kind === "deduplicated") this.addEffect(E_RING, at.x, at.y, start, this.theme.muted);
+      }
     }
+  }
 
-    drawForeground(now) {
-      const ctx = this.fctx;
-      const px = this.dpr * this.scale;
-      ctx.setTransform(1, 0, 0, 1, 0, 0);
-      ctx.clearRect(0, 0, this.fg.width, this.fg.height);
-      ctx.setTransform(px, 0, 0, px, 0, 0);
+  emitterOf(type) {
+    let g = this.emitter.get(type);
+    if (g && this.state.groups[g]) return g;
+    g = null;
+    for (const [name, grp] of Object.entries(this.state.groups || {})) {
+      for (const e of grp.emits || []) if ((typeof e === "string" ? e : e.event) === type) g = name;
+    }
+    if (g) this.emitter.set(type, g);
+    return g;
+  }
 
-      // Effects: rings where an instance finished something, red flashes on failures; a dead
-      // letter also tints its whole service box (once, at the strongest level, not stacked).
-      const fx = this.effects;
-      const tint = new Map();
-      let w = 0;
-      for (let i = 0; i < fx.length; i++) {
-        const f = fx[i];
-        const age = now - f.start;
-        if (age < 0) {
-          fx[w++] = f;
-          continue;
-        }
-        const life = f.type === E_FLASH ? FLASH_MS : RING_MS;
-        if (age > life) continue;
+  addDot(x0, y0, x1, y1, start, dur, col, kind, style) {
+    let i = this.count;
+    if (i >= this.cap) {
+      this.dropped++;
+      return;
+    }
+    this.count++;
+    const o = i * 8;
+    const P = this.path;
+    const dx = Math.max(30, Math.abs(x1 - x0) * 0.5);
+    P[o] = x0;
+    P[o + 1] = y0;
+    P[o + 6] = x1;
+    P[o + 7] = y1;
+    if (kind === K_DLQ) {
+      P[o + 2] = x0;
+      P[o + 3] = y0 + 10;
+      P[o + 4] = x1;
+      P[o + 5] = y1 - 12;
+    } else if (style === 1) {
+      // consumer -> topic (an emitted event): bow below the straight line
+      P[o + 2] = x0 - 40;
+      P[o + 3] = y0 + 34;
+      P[o + 4] = x1 + 60;
+      P[o + 5] = y1 + 34;
+    } else if (style === 2) {
+      P[o + 2] = x0 - 30;
+      P[o + 3] = y0;
+      P[o + 4] = x1 - 30;
+      P[o + 5] = y1;
+    } else {
+      const dir = x1 >= x0 ? 1 : -1;
+      P[o + 2] = x0 + dir * dx;
+      P[o + 3] = y0;
+      P[o + 4] = x1 - dir * dx;
+      P[o + 5] = y1;
+    }
+    this.start[i] = start;
+    this.dur[i] = dur;
+    this.col[i] = col;
+    this.kind[i] = kind;
+  }
+
+  addEffect(type, x, y, start, colour, box) {
+    if (this.effects.length >= MAX_EFFECTS) this.effects.shift();
+    this.effects.push({ type, x, y, start, colour, box: type === E_FLASH ? box : null });
+  }
+
+  /* ---- drawing --------------------------------------------------------------------------- */
+
+  frame(now) {
+    this.activate(now);
+    if (this.bgDirty) {
+      this.bgDirty = false;
+      this.drawBackground();
+    }
+    this.drawForeground(now);
+  }
+
+  drawForeground(now) {
+    const ctx = this.fctx;
+    const px = this.dpr * this.scale;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.fg.width, this.fg.height);
+    ctx.setTransform(px, 0, 0, px, 0, 0);
+
+    // Effects: rings where an instance finished something, red flashes on failures; a dead
+    // letter also tints its whole service box (once, at the strongest level, not stacked).
+    const fx = this.effects;
+    const tint = new Map();
+    let w = 0;
+    for (let i = 0; i < fx.length; i++) {
+      const f = fx[i];
+      const age = now - f.start;
+      if (age < 0) {
         fx[w++] = f;
-        const p = age / life;
-        ctx.globalAlpha = 1 - p;
-        if (f.type === E_RING) {
-          ctx.strokeStyle = f.colour;
-          ctx.lineWidth = 2;
-          ctx.beginPath();
-          ctx.arc(f.x, f.y, 6 + p * 9, 0, TAU);
-          ctx.stroke();
-        } else {
-          ctx.fillStyle = f.colour;
-          if (f.box) tint.set(f.box, Math.max(tint.get(f.box) || 0, 1 - p));
-          ctx.beginPath();
-          ctx.arc(f.x, f.y, 6, 0, TAU);
-          ctx.fill();
-        }
+        continue;
       }
-      fx.length = w;
-      ctx.fillStyle = this.theme.dead;
-      for (const [b, level] of tint) {
-        ctx.globalAlpha = 0.16 * level;
-        roundRect(ctx, b.x, b.y, b.w, b.h, 8);
-        ctx.fill();
-      }
-      ctx.globalAlpha = 1;
-
-      // Dots: retire the finished ones, then one path + fill per colour.
-      const P = this.path;
-      const S = this.start;
-      const D = this.dur;
-      let n = this.count;
-      for (let i = 0; i < n; ) {
-        if (now - S[i] >= D[i]) {
-          n--;
-          if (i !== n) this.move(n, i);
-        } else i++;
-      }
-      this.count = n;
-      if (!n) return;
-      const pal = this.types.palette;
-      const cols = pal.length;
-      const r = 3.2;
-      for (let c = -1; c < cols; c++) {
-        let any = false;
+      const life = f.type === E_FLASH ? FLASH_MS : RING_MS;
+      if (age > life) continue;
+      fx[w++] = f;
+      const p = age / life;
+      ctx.globalAlpha = 1 - p;
+      if (f.type === E_RING) {
+        ctx.strokeStyle = f.colour;
+        ctx.lineWidth = 2;
         ctx.beginPath();
-        for (let i = 0; i < n; i++) {
-          if (this.col[i] !== c) continue;
-          let t = (now - S[i]) / D[i];
-          if (t < 0) continue;
-          if (this.kind[i] === K_DLQ) t = t * t; // it falls
-          const u = 1 - t;
-          const o = i * 8;
-          const a = u * u * u;
-          const b = 3 * u * u * t;
-          const cc = 3 * u * t * t;
-          const d = t * t * t;
-          const x = a * P[o] + b * P[o + 2] + cc * P[o + 4] + d * P[o + 6];
-          const y = a * P[o + 1] + b * P[o + 3] + cc * P[o + 5] + d * P[o + 7];
-          ctx.moveTo(x + r, y);
-          ctx.arc(x, y, r, 0, TAU);
-          any = true;
-        }
-        if (any) {
-          ctx.fillStyle = c < 0 ? this.theme.dead : pal[c];
-          ctx.fill();
-        }
-      }
-    }
-
-    move(from, to) {
-      const P = this.path;
-      P.copyWithin(to * 8, from * 8, from * 8 + 8);
-      this.start[to] = this.start[from];
-      this.dur[to] = this.dur[from];
-      this.col[to] = this.col[from];
-      this.kind[to] = this.kind[from];
-    }
-
-    drawBackground() {
-      const L = this.layout;
-      const st = this.state;
-      const ctx = this.bctx;
-      const th = this.theme;
-      const px = this.dpr * this.scale;
-      ctx.setTransform(1, 0, 0, 1, 0, 0);
-      ctx.clearRect(0, 0, this.bg.width, this.bg.height);
-      ctx.setTransform(px, 0, 0, px, 0, 0);
-      if (!L || !st) return;
-      const F = th.font;
-      ctx.textBaseline = "alphabetic";
-
-      // Column headings, in the lesson's words.
-      ctx.font = "600 11px " + F;
-      ctx.fillStyle = th.muted;
-      ctx.textAlign = "left";
-      ctx.fillText("PRODUCERS (PUBLISHERS)", L.cols.px, 18);
-      ctx.textAlign = "center";
-      ctx.fillText("EVENT BROKER · TOPICS & PARTITIONS", L.cols.bx + L.cols.bW / 2, 18);
-      ctx.textAlign = "left";
-      ctx.fillText("CONSUMERS (SUBSCRIBERS)", L.cols.gx, 18);
-
-      const producers = st.producers || {};
-      const topics = st.topics || {};
-      const groups = st.groups || {};
-
-      // Edges first, so the boxes sit on top of them.
-      let maxRate = 1;
-      for (const p of Object.values(producers)) maxRate = Math.max(maxRate, p.rate || 0);
-      for (const [name, p] of Object.entries(producers)) {
-        const b = L.producers.get(name);
-        const t = L.topics.get(p.topic);
-        if (!b || !t) continue;
-        // one edge per partition: the producer appends each event to one of them (by key)
-        const f = Math.sqrt((p.rate || 0) / maxRate);
-        const lw = 1 + (2.5 * f) / Math.sqrt(Math.max(1, t.parts.length));
-        for (const py of t.parts) {
-          // nothing flows while the rate is 0 or the registry refuses everything it sends
-          const blocked = !(p.rate > 0) || ((p.rejected || 0) > 0 && p.rejected >= p.produced);
-          this.edge(ctx, b.x + b.w, b.y + b.h / 2, t.x, py, lw, blocked ? th.muted : this.types.colour(p.event), blocked ? 0.35 : 0.3 + 0.45 * f, blocked ? [4, 4] : null, 5);
-        }
-      }
-      let maxThr = 1;
-      for (const g of Object.values(groups)) maxThr = Math.max(maxThr, g.throughput || 0);
-      if (L.grid) {
-        // one bundled edge from each topic to the grid, not hundreds of separate ones
-        const gy = L.grid.y + 26;
-        for (const t of L.topics.values()) {
-          this.edge(ctx, t.x + t.w, t.y + t.h / 2, L.grid.x - 4, gy + 60, 6, th.accent, 0.45, null);
-        }
-      }
-      for (const [name, g] of Object.entries(groups)) {
-        const b = L.groups.get(name);
-        if (!b) continue;
-        if (b.cell) continue;
-        const down = g.status === "down" || g.status === "crashed";
-        const f = Math.sqrt((g.throughput || 0) / maxThr);
-        for (const tn of g.topics || []) {
-          const t = L.topics.get(tn);
-          if (!t) continue;
-          this.edge(ctx, t.x + t.w, t.y + t.h / 2, b.x, b.y + b.h / 2, down ? 1 : 1 + 4 * f, down ? th.muted : th.accent, down ? 0.35 : 0.22 + 0.5 * f, down ? [3, 4] : null);
-        }
-        for (const em of g.emits || []) {
-          const type = typeof em === "string" ? em : em.event;
-          const tn = (typeof em === "object" && em.topic) || this.emitTopic.get(type);
-          const t = tn && L.topics.get(tn);
-          if (!t) continue;
-          ctx.save();
-          ctx.setLineDash([5, 4]);
-          ctx.strokeStyle = this.types.colour(type);
-          ctx.globalAlpha = 0.6;
-          ctx.lineWidth = 1.5;
-          ctx.beginPath();
-          const sx = b.x;
-          const sy = b.y + b.h - 8;
-          const ex = t.x + t.w;
-          const ey = t.y + t.h - 6;
-          ctx.moveTo(sx, sy);
-          ctx.bezierCurveTo(sx - 40, sy + 34, ex + 60, ey + 34, ex, ey);
-          ctx.stroke();
-          ctx.setLineDash([]);
-          arrowHead(ctx, ex, ey, ex + 60, ey + 34, this.types.colour(type));
-          ctx.restore();
-        }
-      }
-
-      // Producers.
-      for (const [name, p] of Object.entries(producers)) {
-        const b = L.producers.get(name);
-        if (!b) continue;
-        box(ctx, b.x, b.y, b.w, b.h, th.surface, th.border, 1);
-        ctx.fillStyle = this.types.colour(p.event);
-        roundRect(ctx, b.x, b.y, 5, b.h, { tl: 8, bl: 8, tr: 0, br: 0 });
+        ctx.arc(f.x, f.y, 6 + p * 9, 0, TAU);
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = f.colour;
+        if (f.box) tint.set(f.box, Math.max(tint.get(f.box) || 0, 1 - p));
+        ctx.beginPath();
+        ctx.arc(f.x, f.y, 6, 0, TAU);
         ctx.fill();
-        ctx.textAlign = "left";
-        ctx.fillStyle = th.text;
-        ctx.font = "600 13px " + F;
-        ctx.fillText(fit(ctx, name, b.w - 22), b.x + 13, b.y + 19);
-        ctx.font = "12px " + F;
-        ctx.fillStyle = th.muted;
-        ctx.fillText(fit(ctx, (p.event || "") + " → " + p.topic, b.w - 22), b.x + 13, b.y + 36);
-        const refused = p.rejected || 0;
-        ctx.fillStyle = p.rate > 0 ? th.text : th.muted;
-        let line = rateText(p.rate || 0) + " · " + compact((p.produced || 0) - refused) + " produced";
-        if (refused) {
-          line += " · " + compact(refused) + " refused";
-          ctx.fillStyle = th.dead;
-        }
-        ctx.fillText(fit(ctx, line, b.w - 22), b.x + 13, b.y + 53);
       }
+    }
+    fx.length = w;
+    ctx.fillStyle = this.theme.dead;
+    for (const [b, level] of tint) {
+      ctx.globalAlpha = 0.16 * level;
+      roundRect(ctx, b.x, b.y, b.w, b.h, 8);
+      ctx.fill();
+    }
+    ctx.globalAlpha = 1;
 
-      // The broker and its topics, each partition an append-only log.
-      const B = L.broker;
-      box(ctx, B.x, B.y, B.w, B.h, th.broker, th.border, 1);
-      ctx.textAlign = "center";
-      ctx.fillStyle = th.text;
-      ctx.font = "700 14px " + F;
-      ctx.fillText("Event Broker", B.x + B.w / 2, B.y + 21);
-      ctx.font = "11px " + F;
-      ctx.fillStyle = th.muted;
-      ctx.fillText("durable · ordered · replayable", B.x + B.w / 2, B.y + 37);
+    // Dots: retire the finished ones, then one path + fill per colour.
+    const P = this.path;
+    const S = this.start;
+    const D = this.dur;
+    let n = this.count;
+    for (let i = 0; i < n; ) {
+      if (now - S[i] >= D[i]) {
+        n--;
+        if (i !== n) this.move(n, i);
+      } else i++;
+    }
+    this.count = n;
+    if (!n) return;
+    const pal = this.types.palette;
+    const cols = pal.length;
+    const r = 3.2;
+    for (let c = -1; c < cols; c++) {
+      let any = false;
+      ctx.beginPath();
+      for (let i = 0; i < n; i++) {
+        if (this.col[i] !== c) continue;
+        let t = (now - S[i]) / D[i];
+        if (t < 0) continue;
+        if (this.kind[i] === K_DLQ) t = t * t; // it falls
+        const u = 1 - t;
+        const o = i * 8;
+        const a = u * u * u;
+        const b = 3 * u * u * t;
+        const cc = 3 * u * t * t;
+        const d = t * t * t;
+        const x = a * P[o] + b * P[o + 2] + cc * P[o + 4] + d * P[o + 6];
+        const y = a * P[o + 1] + b * P[o + 3] + cc * P[o + 5] + d * P[o + 7];
+        ctx.moveTo(x + r, y);
+        ctx.arc(x, y, r, 0, TAU);
+        any = true;
+      }
+      if (any) {
+        ctx.fillStyle = c < 0 ? this.theme.dead : pal[c];
+        ctx.fill();
+      }
+    }
+  }
 
-      // committed offsets per partition, from every group subscribed to it
-      const commits = new Map();
-      for (const [gname, g] of Object.entries(groups)) {
-        for (const c of g.partitions || []) {
-          const key = c.topic + "/" + c.partition;
-          let arr = commits.get(key);
-          if (!arr) commits.set(key, (arr = []));
-          arr.push({ group: gname, committed: c.committed, lag: c.lag });
-        }
-      }
-      for (const [name, t] of Object.entries(topics)) {
-        const b = L.topics.get(name);
-        if (!b) continue;
-        box(ctx, b.x, b.y, b.w, b.h, th.surface, th.border, 1);
-        ctx.textAlign = "left";
-        ctx.fillStyle = th.text;
-        ctx.font = "600 12px " + F;
-        ctx.fillText(fit(ctx, name, b.w * 0.55), b.x + 8, b.y + 17);
-        ctx.textAlign = "right";
-        ctx.font = "11px " + F;
-        ctx.fillStyle = th.muted;
-        // records and bytes a second (the serialised payloads), partitions, bytes stored
-        ctx.fillText(fit(ctx, rateText(t.throughput || 0) + " · " + bytesText(t.bytes_per_s || 0) + "/s · " + (t.partitions || []).length + " partitions · " + bytesText(t.bytes_stored || 0) + " stored", b.w * 0.7), b.x + b.w - 8, b.y + 17);
-        const parts = t.partitions || [];
-        let maxLag = 0;
-        for (const p of parts) for (const c of commits.get(name + "/" + p.index) || []) maxLag = Math.max(maxLag, p.end - c.committed);
-        const span = niceSpan(Math.max(20, maxLag * 1.15));
-        const x0 = b.barX0;
-        const x1 = b.barX1;
-        const bw = x1 - x0;
-        const bh = Math.min(8, b.rowH - 4);
-        for (let i = 0; i < parts.length; i++) {
-          const p = parts[i];
-          const cy = b.parts[i];
-          if (b.rowH >= 12) {
-            ctx.textAlign = "left";
-            ctx.fillStyle = th.muted;
-            ctx.font = "10px " + F;
-            ctx.fillText("P" + p.index, b.x + 8, cy + 3.5);
-            ctx.textAlign = "right";
-            ctx.fillStyle = th.text;
-            ctx.fillText(compact(p.end), b.x + b.w - 8, cy + 3.5);
-          }
-          // track = the last `span` offsets; the filled part is what the log still retains
-          ctx.fillStyle = th.bg;
-          ctx.fillRect(x0, cy - bh / 2, bw, bh);
-          const from = Math.max(p.start, p.end - span);
-          const lx = x1 - ((p.end - from) / span) * bw;
-          ctx.fillStyle = th.logFill;
-          ctx.fillRect(lx, cy - bh / 2, x1 - lx, bh);
-          const cs = commits.get(name + "/" + p.index) || [];
-          let minC = p.end;
-          for (const c of cs) minC = Math.min(minC, c.committed);
-          if (minC < p.end) {
-            const mx = x1 - (Math.min(span, p.end - minC) / span) * bw;
-            ctx.fillStyle = th.lagFill;
-            ctx.fillRect(mx, cy - bh / 2, x1 - mx, bh);
-          }
-          for (const c of cs) {
-            const cx = x1 - (Math.min(span, p.end - c.committed) / span) * bw;
-            ctx.fillStyle = this.groupColour(c.group);
-            ctx.fillRect(Math.round(cx) - 1, cy - bh / 2 - 2, 2, bh + 4);
-          }
-          ctx.strokeStyle = th.border;
-          ctx.lineWidth = 1;
-          ctx.strokeRect(x0 + 0.5, cy - bh / 2 + 0.5, bw - 1, bh - 1);
-          if (p.online === false) {
-            // broker.down: no leader, so no appends and no fetches; said in words, not colour
-            ctx.setLineDash([3, 3]);
-            ctx.strokeStyle = th.text;
-            ctx.strokeRect(x0 - 1.5, cy - bh / 2 - 1.5, bw + 3, bh + 3);
-            ctx.setLineDash([]);
-            ctx.textAlign = "left";
-            ctx.fillStyle = th.text;
-            ctx.font = "600 10px " + F;
-            ctx.fillText("no leader", x0 + 4, cy + 3.5);
-          }
-        }
-      }
+  move(from, to) {
+    const P = this.path;
+    P.copyWithin(to * 8, from * 8, from * 8 + 8);
+    this.start[to] = this.start[from];
+    this.dur[to] = this.dur[from];
+    this.col[to] = this.col[from];
+    this.kind[to] = this.kind[from];
+  }
 
-      if (L.grid) {
-        ctx.font = "600 11px " + F;
-        ctx.textAlign = "left";
-        ctx.fillStyle = th.muted;
-        ctx.fillText(fit(ctx, L.grid.n + " services · green ok · amber lag · grey down · red DLQ", L.grid.w), L.grid.x, L.grid.y + 12);
+  drawBackground() {
+    const L = this.layout;
+    const st = this.state;
+    const ctx = this.bctx;
+    const th = this.theme;
+    const px = this.dpr * this.scale;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.bg.width, this.bg.height);
+    ctx.setTransform(px, 0, 0, px, 0, 0);
+    if (!L || !st) return;
+    const F = th.font;
+    ctx.textBaseline = "alphabetic";
+
+    // Column headings, in the lesson's words.
+    ctx.font = "600 11px " + F;
+    ctx.fillStyle = th.muted;
+    ctx.textAlign = "left";
+    ctx.fillText("PRODUCERS (PUBLISHERS)", L.cols.px, 18);
+    ctx.textAlign = "center";
+    ctx.fillText("EVENT BROKER · TOPICS & PARTITIONS", L.cols.bx + L.cols.bW / 2, 18);
+    ctx.textAlign = "left";
+    ctx.fillText("CONSUMERS (SUBSCRIBERS)", L.cols.gx, 18);
+
+    const producers = st.producers || {};
+    const topics = st.topics || {};
+    const groups = st.groups || {};
+
+    // Edges first, so the boxes sit on top of them.
+    let maxRate = 1;
+    for (const p of Object.values(producers)) maxRate = Math.max(maxRate, p.rate || 0);
+    for (const [name, p] of Object.entries(producers)) {
+      const b = L.producers.get(name);
+      const t = L.topics.get(p.topic);
+      if (!b || !t) continue;
+      // one edge per partition: the producer appends each event to one of them (by key)
+      const f = Math.sqrt((p.rate || 0) / maxRate);
+      const lw = 1 + (2.5 * f) / Math.sqrt(Math.max(1, t.parts.length));
+      for (const py of t.parts) {
+        // nothing flows while the rate is 0 or the registry refuses everything it sends
+        const blocked = !(p.rate > 0) || ((p.rejected || 0) > 0 && p.rejected >= p.produced);
+        this.edge(ctx, b.x + b.w, b.y + b.h / 2, t.x, py, lw, blocked ? th.muted : this.types.colour(p.event), blocked ? 0.35 : 0.3 + 0.45 * f, blocked ? [4, 4] : null, 5);
       }
-      // Consumer services: instances as chips, a status badge, their lag; DLQ tray below.
-      for (const [name, g] of Object.entries(groups)) {
-        const b = L.groups.get(name);
-        if (!b) continue;
-        if (b.cell) {
-          const st = g.status || "up";
-          const lagging = (g.lag || 0) > 5;
-          ctx.fillStyle = st === "crashed" || (g.dead_lettered || 0) > 0 ? th.dead
-            : st === "down" ? th.muted : lagging ? th.slow : th.ok;
-          roundRect(ctx, b.x, b.y, b.w, b.h, 3);
-          ctx.fill();
-          continue;
-        }
-        const status = g.status || "up";
-        const down = status === "down";
-        const crashed = status === "crashed";
+    }
+    let maxThr = 1;
+    for (const g of Object.values(groups)) maxThr = Math.max(maxThr, g.throughput || 0);
+    if (L.grid) {
+      // one bundled edge from each topic to the grid, not hundreds of separate ones
+      const gy = L.grid.y + 26;
+      for (const t of L.topics.values()) {
+        this.edge(ctx, t.x + t.w, t.y + t.h / 2, L.grid.x - 4, gy + 60, 6, th.accent, 0.45, null);
+      }
+    }
+    for (const [name, g] of Object.entries(groups)) {
+      const b = L.groups.get(name);
+      if (!b) continue;
+      if (b.cell) continue;
+      const down = g.status === "down" || g.status === "crashed";
+      const f = Math.sqrt((g.throughput || 0) / maxThr);
+      for (const tn of g.topics || []) {
+        const t = L.topics.get(tn);
+        if (!t) continue;
+        this.edge(ctx, t.x + t.w, t.y + t.h / 2, b.x, b.y + b.h / 2, down ? 1 : 1 + 4 * f, down ? th.muted : th.accent, down ? 0.35 : 0.22 + 0.5 * f, down ? [3, 4] : null);
+      }
+      for (const em of g.emits || []) {
+        const type = typeof em === "string" ? em : em.event;
+        const tn = (typeof em === "object" && em.topic) || this.emitTopic.get(type);
+        const t = tn && L.topics.get(tn);
+        if (!t) continue;
         ctx.save();
-        if (down) ctx.globalAlpha = 0.55;
-        const stroke = crashed ? th.dead : status === "slow" ? th.slow : status === "rebalancing" ? th.rebalancing : th.border;
-        box(ctx, b.x, b.y, b.w, b.h, down ? th.bg : th.surface, stroke, crashed || status === "slow" || status === "rebalancing" ? 2 : 1, down ? [5, 4] : null);
-        ctx.fillStyle = this.groupColour(name);
-        roundRect(ctx, b.x, b.y, 5, b.h, { tl: 8, bl: 8, tr: 0, br: 0 });
-        ctx.fill();
-        // badge
-        let badge = "up";
-        let badgeCol = th.ok;
-        if (down) [badge, badgeCol] = ["DOWN", th.muted];
-        else if (crashed) [badge, badgeCol] = ["CRASHED", th.dead];
-        else if (status === "slow") [badge, badgeCol] = ["SLOW ×" + fmtFactor(g.slow), th.slow];
-        else if (status === "rebalancing") [badge, badgeCol] = ["REBALANCING", th.rebalancing];
-        else if (status !== "up") [badge, badgeCol] = [status.toUpperCase(), th.muted];
-        ctx.font = "700 10px " + F;
-        const bwid = ctx.measureText(badge).width + 12;
-        ctx.fillStyle = badgeCol;
-        roundRect(ctx, b.x + b.w - bwid - 8, b.y + 7, bwid, 16, 8);
-        ctx.fill();
-        ctx.fillStyle = "#fff";
-        ctx.textAlign = "center";
-        ctx.fillText(badge, b.x + b.w - bwid / 2 - 8, b.y + 18.5);
-        // title
-        ctx.textAlign = "left";
-        ctx.fillStyle = th.text;
-        ctx.font = "600 13px " + F;
-        ctx.fillText(fit(ctx, g.label || name, b.w - bwid - 30), b.x + 13, b.y + 19);
-        // lag line
-        ctx.font = "12px " + F;
-        const lag = g.lag || 0;
-        const lagMs = g.lag_ms || 0;
-        ctx.fillStyle = lagMs > 1000 ? th.fail : th.muted;
-        const lagText = "lag " + compact(lag) + (lag > 0 ? " · " + secondsText(lagMs) : "");
-        ctx.fillText(fit(ctx, lagText, b.w * 0.62), b.x + 13, b.y + 37);
-        ctx.textAlign = "right";
-        ctx.fillStyle = th.muted;
-        ctx.fillText(rateText(g.throughput || 0), b.x + b.w - 8, b.y + 37);
-        if (g.filter) {
-          ctx.textAlign = "left";
-          ctx.font = "11px " + F;
-          ctx.fillText(fit(ctx, "filter: " + g.filter, b.w - 22), b.x + 13, b.y + 51);
-        }
-        // instances
-        const insts = g.instances || [];
-        for (let i = 0; i < insts.length && i < b.chips.length; i++) {
-          const c = b.chips[i];
-          const s = insts[i].state;
-          const sz = b.chipSz;
-          if (s === "dead") {
-            ctx.strokeStyle = th.dead;
-            ctx.lineWidth = 1.5;
-            ctx.strokeRect(c.x + 0.75, c.y + 0.75, sz - 1.5, sz - 1.5);
-            ctx.beginPath();
-            ctx.moveTo(c.x + 3, c.y + 3);
-            ctx.lineTo(c.x + sz - 3, c.y + sz - 3);
-            ctx.moveTo(c.x + sz - 3, c.y + 3);
-            ctx.lineTo(c.x + 3, c.y + sz - 3);
-            ctx.stroke();
-            continue;
-          }
-          ctx.fillStyle = s === "busy" ? th.busy : s === "backoff" ? th.retry : th.bg;
-          roundRect(ctx, c.x, c.y, sz, sz, 3);
-          ctx.fill();
-          ctx.strokeStyle = s === "idle" ? th.muted : "transparent";
-          ctx.lineWidth = 1;
-          if (s === "idle") ctx.stroke();
-        }
-        ctx.restore();
-        // DLQ tray
-        const tr = b.tray;
-        const waiting = g.dead_letters_waiting !== undefined ? g.dead_letters_waiting : (g.dead_letters || []).length;
-        ctx.fillStyle = waiting ? "rgba(198,47,59,0.08)" : "transparent";
-        roundRect(ctx, tr.x, tr.y, tr.w, tr.h, 4);
-        ctx.fill();
-        ctx.strokeStyle = waiting ? th.dead : th.border;
-        ctx.setLineDash([3, 3]);
-        ctx.lineWidth = 1;
+        ctx.setLineDash([5, 4]);
+        ctx.strokeStyle = this.types.colour(type);
+        ctx.globalAlpha = 0.6;
+        ctx.lineWidth = 1.5;
+        ctx.beginPath();
+        const sx = b.x;
+        const sy = b.y + b.h - 8;
+        const ex = t.x + t.w;
+        const ey = t.y + t.h - 6;
+        ctx.moveTo(sx, sy);
+        ctx.bezierCurveTo(sx - 40, sy + 34, ex + 60, ey + 34, ex, ey);
         ctx.stroke();
         ctx.setLineDash([]);
-        ctx.font = "600 10px " + F;
-        ctx.textAlign = "left";
-        ctx.fillStyle = waiting ? th.dead : th.muted;
-        ctx.fillText((g.mode === "queue" ? "DLQ " : "DLT ") + compact(waiting), tr.x + 6, tr.y + 11.5); // a dead-letter queue, or topic
+        arrowHead(ctx, ex, ey, ex + 60, ey + 34, this.types.colour(type));
+        ctx.restore();
+      }
+    }
+
+    // Producers.
+    for (const [name, p] of Object.entries(producers)) {
+      const b = L.producers.get(name);
+      if (!b) continue;
+      box(ctx, b.x, b.y, b.w, b.h, th.surface, th.border, 1);
+      ctx.fillStyle = this.types.colour(p.event);
+      roundRect(ctx, b.x, b.y, 5, b.h, { tl: 8, bl: 8, tr: 0, br: 0 });
+      ctx.fill();
+      ctx.textAlign = "left";
+      ctx.fillStyle = th.text;
+      ctx.font = "600 13px " + F;
+      ctx.fillText(fit(ctx, name, b.w - 22), b.x + 13, b.y + 19);
+      ctx.font = "12px " + F;
+      ctx.fillStyle = th.muted;
+      ctx.fillText(fit(ctx, (p.event || "") + " → " + p.topic, b.w - 22), b.x + 13, b.y + 36);
+      const refused = p.rejected || 0;
+      ctx.fillStyle = p.rate > 0 ? th.text : th.muted;
+      let line = rateText(p.rate || 0) + " · " + compact((p.produced || 0) - refused) + " produced";
+      if (refused) {
+        line += " · " + compact(refused) + " refused";
         ctx.fillStyle = th.dead;
-        const slots = Math.min(waiting, Math.floor((tr.w - 60) / 7));
-        for (let i = 0; i < slots; i++) {
-          ctx.beginPath();
-          ctx.arc(tr.x + 56 + i * 7, tr.y + tr.h / 2, 2.5, 0, TAU);
-          ctx.fill();
+      }
+      ctx.fillText(fit(ctx, line, b.w - 22), b.x + 13, b.y + 53);
+    }
+
+    // The broker and its topics, each partition an append-only log.
+    const B = L.broker;
+    box(ctx, B.x, B.y, B.w, B.h, th.broker, th.border, 1);
+    ctx.textAlign = "center";
+    ctx.fillStyle = th.text;
+    ctx.font = "700 14px " + F;
+    ctx.fillText("Event Broker", B.x + B.w / 2, B.y + 21);
+    ctx.font = "11px " + F;
+    ctx.fillStyle = th.muted;
+    ctx.fillText("durable · ordered · replayable", B.x + B.w / 2, B.y + 37);
+
+    // committed offsets per partition, from every group subscribed to it
+    const commits = new Map();
+    for (const [gname, g] of Object.entries(groups)) {
+      for (const c of g.partitions || []) {
+        const key = c.topic + "/" + c.partition;
+        let arr = commits.get(key);
+        if (!arr) commits.set(key, (arr = []));
+        arr.push({ group: gname, committed: c.committed, lag: c.lag });
+      }
+    }
+    for (const [name, t] of Object.entries(topics)) {
+      const b = L.topics.get(name);
+      if (!b) continue;
+      box(ctx, b.x, b.y, b.w, b.h, th.surface, th.border, 1);
+      ctx.textAlign = "left";
+      ctx.fillStyle = th.text;
+      ctx.font = "600 12px " + F;
+      ctx.fillText(fit(ctx, name, b.w * 0.55), b.x + 8, b.y + 17);
+      ctx.textAlign = "right";
+      ctx.font = "11px " + F;
+      ctx.fillStyle = th.muted;
+      // records and bytes a second (the serialised payloads), partitions, bytes stored
+      ctx.fillText(fit(ctx, rateText(t.throughput || 0) + " · " + bytesText(t.bytes_per_s || 0) + "/s · " + (t.partitions || []).length + " partitions · " + bytesText(t.bytes_stored || 0) + " stored", b.w * 0.7), b.x + b.w - 8, b.y + 17);
+      const parts = t.partitions || [];
+      let maxLag = 0;
+      for (const p of parts) for (const c of commits.get(name + "/" + p.index) || []) maxLag = Math.max(maxLag, p.end - c.committed);
+      const span = niceSpan(Math.max(20, maxLag * 1.15));
+      const x0 = b.barX0;
+      const x1 = b.barX1;
+      const bw = x1 - x0;
+      const bh = Math.min(8, b.rowH - 4);
+      for (let i = 0; i < parts.length; i++) {
+        const p = parts[i];
+        const cy = b.parts[i];
+        if (b.rowH >= 12) {
+          ctx.textAlign = "left";
+          ctx.fillStyle = th.muted;
+          ctx.font = "10px " + F;
+          ctx.fillText("P" + p.index, b.x + 8, cy + 3.5);
+          ctx.textAlign = "right";
+          ctx.fillStyle = th.text;
+          ctx.fillText(compact(p.end), b.x + b.w - 8, cy + 3.5);
+        }
+        // track = the last `span` offsets; the filled part is what the log still retains
+        ctx.fillStyle = th.bg;
+        ctx.fillRect(x0, cy - bh / 2, bw, bh);
+        const from = Math.max(p.start, p.end - span);
+        const lx = x1 - ((p.end - from) / span) * bw;
+        ctx.fillStyle = th.logFill;
+        ctx.fillRect(lx, cy - bh / 2, x1 - lx, bh);
+        const cs = commits.get(name + "/" + p.index) || [];
+        let minC = p.end;
+        for (const c of cs) minC = Math.min(minC, c.committed);
+        if (minC < p.end) {
+          const mx = x1 - (Math.min(span, p.end - minC) / span) * bw;
+          ctx.fillStyle = th.lagFill;
+          ctx.fillRect(mx, cy - bh / 2, x1 - mx, bh);
+        }
+        for (const c of cs) {
+          const cx = x1 - (Math.min(span, p.end - c.committed) / span) * bw;
+          ctx.fillStyle = this.groupColour(c.group);
+          ctx.fillRect(Math.round(cx) - 1, cy - bh / 2 - 2, 2, bh + 4);
+        }
+        ctx.strokeStyle = th.border;
+        ctx.lineWidth = 1;
+        ctx.strokeRect(x0 + 0.5, cy - bh / 2 + 0.5, bw - 1, bh - 1);
+        if (p.online === false) {
+          // broker.down: no leader, so no appends and no fetches; said in words, not colour
+          ctx.setLineDash([3, 3]);
+          ctx.strokeStyle = th.text;
+          ctx.strokeRect(x0 - 1.5, cy - bh / 2 - 1.5, bw + 3, bh + 3);
+          ctx.setLineDash([]);
+          ctx.textAlign = "left";
+          ctx.fillStyle = th.text;
+          ctx.font = "600 10px " + F;
+          ctx.fillText("no leader", x0 + 4, cy + 3.5);
         }
       }
-      this.drawPointer(ctx);
     }
 
-    edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head) {
+    if (L.grid) {
+      ctx.font = "600 11px " + F;
+      ctx.textAlign = "left";
+      ctx.fillStyle = th.muted;
+      ctx.fillText(fit(ctx, L.grid.n + " services · green ok · amber lag · grey down · red DLQ", L.grid.w), L.grid.x, L.grid.y + 12);
+    }
+    // Consumer services: instances as chips, a status badge, their lag; DLQ tray below.
+    for (const [name, g] of Object.entries(groups)) {
+      const b = L.groups.get(name);
+      if (!b) continue;
+      if (b.cell) {
+        const st = g.status || "up";
+        const lagging = (g.lag || 0) > 5;
+        ctx.fillStyle = st === "crashed" || (g.dead_lettered || 0) > 0 ? th.dead
+          : st === "down" ? th.muted : lagging ? th.slow : th.ok;
+        roundRect(ctx, b.x, b.y, b.w, b.h, 3);
+        ctx.fill();
+        continue;
+      }
+      const status = g.status || "up";
+      const down = status === "down";
+      const crashed = status === "crashed";
       ctx.save();
-      ctx.globalAlpha = alpha;
-      ctx.strokeStyle = colour;
-      ctx.lineWidth = width;
-      if (dash) ctx.setLineDash(dash);
-      const dx = Math.max(30, (x1 - x0) * 0.5);
-      ctx.beginPath();
-      ctx.moveTo(x0, y0);
-      ctx.bezierCurveTo(x0 + dx, y0, x1 - dx, y1, x1, y1);
+      if (down) ctx.globalAlpha = 0.55;
+      const stroke = crashed ? th.dead : status === "slow" ? th.slow : status === "rebalancing" ? th.rebalancing : th.border;
+      box(ctx, b.x, b.y, b.w, b.h, down ? th.bg : th.surface, stroke, crashed || status === "slow" || status === "rebalancing" ? 2 : 1, down ? [5, 4] : null);
+      ctx.fillStyle = this.groupColour(name);
+      roundRect(ctx, b.x, b.y, 5, b.h, { tl: 8, bl: 8, tr: 0, br: 0 });
+      ctx.fill();
+      // badge
+      let badge = "up";
+      let badgeCol = th.ok;
+      if (down) [badge, badgeCol] = ["DOWN", th.muted];
+      else if (crashed) [badge, badgeCol] = ["CRASHED", th.dead];
+      else if (status === "slow") [badge, badgeCol] = ["SLOW ×" + fmtFactor(g.slow), th.slow];
+      else if (status === "rebalancing") [badge, badgeCol] = ["REBALANCING", th.rebalancing];
+      else if (status !== "up") [badge, badgeCol] = [status.toUpperCase(), th.muted];
+      ctx.font = "700 10px " + F;
+      const bwid = ctx.measureText(badge).width + 12;
+      ctx.fillStyle = badgeCol;
+      roundRect(ctx, b.x + b.w - bwid - 8, b.y + 7, bwid, 16, 8);
+      ctx.fill();
+      ctx.fillStyle = "#fff";
+      ctx.textAlign = "center";
+      ctx.fillText(badge, b.x + b.w - bwid / 2 - 8, b.y + 18.5);
+      // title
+      ctx.textAlign = "left";
+      ctx.fillStyle = th.text;
+      ctx.font = "600 13px " + F;
+      ctx.fillText(fit(ctx, g.label || name, b.w - bwid - 30), b.x + 13, b.y + 19);
+      // lag line
+      ctx.font = "12px " + F;
+      const lag = g.lag || 0;
+      const lagMs = g.lag_ms || 0;
+      ctx.fillStyle = lagMs > 1000 ? th.fail : th.muted;
+      const lagText = "lag " + compact(lag) + (lag > 0 ? " · " + secondsText(lagMs) : "");
+      ctx.fillText(fit(ctx, lagText, b.w * 0.62), b.x + 13, b.y + 37);
+      ctx.textAlign = "right";
+      ctx.fillStyle = th.muted;
+      ctx.fillText(rateText(g.throughput || 0), b.x + b.w - 8, b.y + 37);
+      if (g.filter) {
+        ctx.textAlign = "left";
+        ctx.font = "11px " + F;
+        ctx.fillText(fit(ctx, "filter: " + g.filter, b.w - 22), b.x + 13, b.y + 51);
+      }
+      // instances
+      const insts = g.instances || [];
+      for (let i = 0; i < insts.length && i < b.chips.length; i++) {
+        const c = b.chips[i];
+        const s = insts[i].state;
+        const sz = b.chipSz;
+        if (s === "dead") {
+          ctx.strokeStyle = th.dead;
+          ctx.lineWidth = 1.5;
+          ctx.strokeRect(c.x + 0.75, c.y + 0.75, sz - 1.5, sz - 1.5);
+          ctx.beginPath();
+          ctx.moveTo(c.x + 3, c.y + 3);
+          ctx.lineTo(c.x + sz - 3, c.y + sz - 3);
+          ctx.moveTo(c.x + sz - 3, c.y + 3);
+          ctx.lineTo(c.x + 3, c.y + sz - 3);
+          ctx.stroke();
+          continue;
+        }
+        ctx.fillStyle = s === "busy" ? th.busy : s === "backoff" ? th.retry : th.bg;
+        roundRect(ctx, c.x, c.y, sz, sz, 3);
+        ctx.fill();
+        ctx.strokeStyle = s === "idle" ? th.muted : "transparent";
+        ctx.lineWidth = 1;
+        if (s === "idle") ctx.stroke();
+      }
+      ctx.restore();
+      // DLQ tray
+      const tr = b.tray;
+      const waiting = g.dead_letters_waiting !== undefined ? g.dead_letters_waiting : (g.dead_letters || []).length;
+      ctx.fillStyle = waiting ? "rgba(198,47,59,0.08)" : "transparent";
+      roundRect(ctx, tr.x, tr.y, tr.w, tr.h, 4);
+      ctx.fill();
+      ctx.strokeStyle = waiting ? th.dead : th.border;
+      ctx.setLineDash([3, 3]);
+      ctx.lineWidth = 1;
       ctx.stroke();
       ctx.setLineDash([]);
-      ctx.globalAlpha = Math.min(1, alpha + 0.2);
-      arrowHead(ctx, x1, y1, x1 - dx, y1, colour, head);
-      ctx.restore();
-    }
-
-    /* ---- interaction ------------------------------------------------------------------------ */
-
-    hit(ev) {
-      if (!this.layout) return null;
-      const r = this.fg.getBoundingClientRect();
-      const x = (ev.clientX - r.left) / this.scale;
-      const y = (ev.clientY - r.top) / this.scale;
-      for (const [name, b] of this.layout.groups) {
-        const bottom = b.tray ? b.tray.y + b.tray.h : b.y + b.h;
-        if (x >= b.x && x <= b.x + b.w && y >= b.y && y <= bottom) return name;
-      }
-      return null;
-    }
-
-    click(ev) {
-      const name = this.hit(ev);
-      if (name && this.onSelect) this.onSelect(name);
-    }
-
-    /**
-     * Point at one box, as a guided lesson's card does ("Watch: Email's lag"): a dashed frame
-     * around it with the words, so it does not rely on colour. null: point at nothing.
-     */
-    point(target) {
-      const same = JSON.stringify(target || null) === JSON.stringify(this.pointed || null);
-      this.pointed = target || null;
-      if (!same) this.bgDirty = true;
-    }
-
-    drawPointer(ctx) {
-      const p = this.pointed;
-      const L = this.layout;
-      if (!p || !L) return;
-      const boxes = { group: L.groups, producer: L.producers, topic: L.topics }[p.kind];
-      const b = boxes && boxes.get(p.name);
-      if (!b || b.cell) return;
-      ctx.save();
-      ctx.strokeStyle = this.theme.text;
-      ctx.lineWidth = 2.5;
-      ctx.setLineDash([6, 4]);
-      ctx.strokeRect(b.x - 5, b.y - 5, b.w + 10, b.h + 10);
-      ctx.setLineDash([]);
-      ctx.font = "700 11px " + this.theme.font;
+      ctx.font = "600 10px " + F;
       ctx.textAlign = "left";
-      ctx.fillStyle = this.theme.text;
-      ctx.fillText(fit(ctx, "▶ watch: " + (p.label || p.name), b.w + 10), b.x - 5, b.y - 9);
-      ctx.restore();
+      ctx.fillStyle = waiting ? th.dead : th.muted;
+      ctx.fillText((g.mode === "queue" ? "DLQ " : "DLT ") + compact(waiting), tr.x + 6, tr.y + 11.5); // a dead-letter queue, or topic
+      ctx.fillStyle = th.dead;
+      const slots = Math.min(waiting, Math.floor((tr.w - 60) / 7));
+      for (let i = 0; i < slots; i++) {
+        ctx.beginPath();
+        ctx.arc(tr.x + 56 + i * 7, tr.y + tr.h / 2, 2.5, 0, TAU);
+        ctx.fill();
+      }
     }
-
-    /** Layout box of a service, for tests and for positioning. */
-    groupBox(name) {
-      return this.layout ? this.layout.groups.get(name) || null : null;
-    }
+    this.drawPointer(ctx);
   }
 
-  function fmtFactor(f) {
-    return (Math.round((f || 1) * 10) / 10).toString();
-  }
-
-  function fit(ctx, text, maxW) {
-    if (ctx.measureText(text).width <= maxW) return text;
-    let lo = 0;
-    let hi = text.length;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (ctx.measureText(text.slice(0, mid) + "…").width <= maxW) lo = mid;
-      else hi = mid - 1;
-    }
-    return text.slice(0, lo) + "…";
-  }
-
-  function roundRect(ctx, x, y, w, h, r) {
-    const rr = typeof r === "number" ? { tl: r, tr: r, br: r, bl: r } : r;
-    ctx.beginPath();
-    ctx.moveTo(x + rr.tl, y);
-    ctx.lineTo(x + w - rr.tr, y);
-    ctx.arcTo(x + w, y, x + w, y + rr.tr, rr.tr);
-    ctx.lineTo(x + w, y + h - rr.br);
-    ctx.arcTo(x + w, y + h, x + w - rr.br, y + h, rr.br);
-    ctx.lineTo(x + rr.bl, y + h);
-    ctx.arcTo(x, y + h, x, y + h - rr.bl, rr.bl);
-    ctx.lineTo(x, y + rr.tl);
-    ctx.arcTo(x, y, x + rr.tl, y, rr.tl);
-    ctx.closePath();
-  }
-
-  function box(ctx, x, y, w, h, fill, stroke, lw, dash) {
-    roundRect(ctx, x + 0.5, y + 0.5, w - 1, h - 1, 8);
-    ctx.fillStyle = fill;
-    ctx.fill();
-    ctx.strokeStyle = stroke;
-    ctx.lineWidth = lw;
+  edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head) {
+    ctx.save();
+    ctx.globalAlpha = alpha;
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = width;
     if (dash) ctx.setLineDash(dash);
-    ctx.stroke();
-    if (dash) ctx.setLineDash([]);
-  }
-
-  function arrowHead(ctx, x, y, fromX, fromY, colour, size) {
-    const a = Math.atan2(y - fromY, x - fromX);
-    const s = size || 7;
-    ctx.fillStyle = colour;
+    const dx = Math.max(30, (x1 - x0) * 0.5);
     ctx.beginPath();
-    ctx.moveTo(x, y);
-    ctx.lineTo(x - s * Math.cos(a - 0.45), y - s * Math.sin(a - 0.45));
-    ctx.lineTo(x - s * Math.cos(a + 0.45), y - s * Math.sin(a + 0.45));
-    ctx.closePath();
-    ctx.fill();
+    ctx.moveTo(x0, y0);
+    ctx.bezierCurveTo(x0 + dx, y0, x1 - dx, y1, x1, y1);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.globalAlpha = Math.min(1, alpha + 0.2);
+    arrowHead(ctx, x1, y1, x1 - dx, y1, colour, head);
+    ctx.restore();
   }
 
-  window.Fanout = window.Fanout || {};
-  window.Fanout.Diagram = Diagram;
-  window.Fanout.format = { compact, rateText, secondsText };
-})();
+  /* ---- interaction ------------------------------------------------------------------------ */
+
+  hit(ev) {
+    if (!this.layout) return null;
+    const r = this.fg.getBoundingClientRect();
+    const x = (ev.clientX - r.left) / this.scale;
+    const y = (ev.clientY - r.top) / this.scale;
+    for (const [name, b] of this.layout.groups) {
+      const bottom = b.tray ? b.tray.y + b.tray.h : b.y + b.h;
+      if (x >= b.x && x <= b.x + b.w && y >= b.y && y <= bottom) return name;
+    }
+    return null;
+  }
+
+  click(ev) {
+    const name = this.hit(ev);
+    if (name && this.onSelect) this.onSelect(name);
+  }
+
+  /**
+   * Point at one box, as a guided lesson's card does ("Watch: Email's lag"): a dashed frame
+   * around it with the words, so it does not rely on colour. null: point at nothing.
+   */
+  point(target) {
+    const same = JSON.stringify(target || null) === JSON.stringify(this.pointed || null);
+    this.pointed = target || null;
+    if (!same) this.bgDirty = true;
+  }
+
+  drawPointer(ctx) {
+    const p = this.pointed;
+    const L = this.layout;
+    if (!p || !L) return;
+    const boxes = { group: L.groups, producer: L.producers, topic: L.topics }[p.kind];
+    const b = boxes && boxes.get(p.name);
+    if (!b || b.cell) return;
+    ctx.save();
+    ctx.strokeStyle = this.theme.text;
+    ctx.lineWidth = 2.5;
+    ctx.setLineDash([6, 4]);
+    ctx.strokeRect(b.x - 5, b.y - 5, b.w + 10, b.h + 10);
+    ctx.setLineDash([]);
+    ctx.font = "700 11px " + this.theme.font;
+    ctx.textAlign = "left";
+    ctx.fillStyle = this.theme.text;
+    ctx.fillText(fit(ctx, "▶ watch: " + (p.label || p.name), b.w + 10), b.x - 5, b.y - 9);
+    ctx.restore();
+  }
+
+  /** Layout box of a service, for tests and for positioning. */
+  groupBox(name) {
+    return this.layout ? this.layout.groups.get(name) || null : null;
+  }
+}
+
+function fmtFactor(f) {
+  return (Math.round((f || 1) * 10) / 10).toString();
+}
+
+function fit(ctx, text, maxW) {
+  if (ctx.measureText(text).width <= maxW) return text;
+  let lo = 0;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ctx.measureText(text.slice(0, mid) + "…").width <= maxW) lo = mid;
+    else hi = mid - 1;
+  }
+  return text.slice(0, lo) + "…";
+}
+
+function roundRect(ctx, x, y, w, h, r) {
+  const rr = typeof r === "number" ? { tl: r, tr: r, br: r, bl: r } : r;
+  ctx.beginPath();
+  ctx.moveTo(x + rr.tl, y);
+  ctx.lineTo(x + w - rr.tr, y);
+  ctx.arcTo(x + w, y, x + w, y + rr.tr, rr.tr);
+  ctx.lineTo(x + w, y + h - rr.br);
+  ctx.arcTo(x + w, y + h, x + w - rr.br, y + h, rr.br);
+  ctx.lineTo(x + rr.bl, y + h);
+  ctx.arcTo(x, y + h, x, y + h - rr.bl, rr.bl);
+  ctx.lineTo(x, y + rr.tl);
+  ctx.arcTo(x, y, x + rr.tl, y, rr.tl);
+  ctx.closePath();
+}
+
+function box(ctx, x, y, w, h, fill, stroke, lw, dash) {
+  roundRect(ctx, x + 0.5, y + 0.5, w - 1, h - 1, 8);
+  ctx.fillStyle = fill;
+  ctx.fill();
+  ctx.strokeStyle = stroke;
+  ctx.lineWidth = lw;
+  if (dash) ctx.setLineDash(dash);
+  ctx.stroke();
+  if (dash) ctx.setLineDash([]);
+}
+
+function arrowHead(ctx, x, y, fromX, fromY, colour, size) {
+  const a = Math.atan2(y - fromY, x - fromX);
+  const s = size || 7;
+  ctx.fillStyle = colour;
+  ctx.beginPath();
+  ctx.moveTo(x, y);
+  ctx.lineTo(x - s * Math.cos(a - 0.45), y - s * Math.sin(a - 0.45));
+  ctx.lineTo(x - s * Math.cos(a + 0.45), y - s * Math.sin(a + 0.45));
+  ctx.closePath();
+  ctx.fill();
+}
+
+export { Diagram, TypeColours };
