@@ -33,6 +33,12 @@ def test_take_a_consumer_down_and_watch_temporal_decoupling(
     page.wait_for_function(
         "document.querySelector('#command-result').textContent.includes('speed')"
     )
+    # the answer is a sentence beside the control that sent it, not only at the page's top
+    beside = page.locator("#speed-select").locator(
+        "xpath=ancestor::form[1]/following-sibling::*[1]"
+    )
+    beside.and_(page.locator(".cmd-feedback")).wait_for()
+    assert "speed" in beside.inner_text()
     page.click("#btn-start")
     wait_number(page, "#frames-received", "n > 10")
     wait_number(page, "#sim-time", "n > 5")

@@ -85,6 +85,12 @@ export function topAndOthers(values, max = MAX_SERIES, top = TOP_SERIES) {
   return { top: ranked.slice(0, top), others: ranked.slice(top) };
 }
 
+/** The line pattern of the i-th series: solid for the first four colours, then dashed, dotted. */
+export function seriesDash(i) {
+  const round = Math.floor(i / 4) % 3;
+  return round === 0 ? undefined : round === 1 ? [8, 4] : [2, 3];
+}
+
 /** "the other 292 services" */
 export function othersLabel(n, noun = "service") {
   return "the other " + n + " " + noun + (n === 1 ? "" : "s");
@@ -248,6 +254,7 @@ export class SimulationCharts extends ChartSet {
     this.groupColour = opts.groupColour;
     this.topicColour = opts.topicColour;
     this.labelOf = opts.labelOf || ((g) => g);
+    this.dashOf = opts.dashOf || null; // a line pattern per service, so lines differ without colour
     this.lagT = new Table();
     this.thrT = new Table();
     this.lat = new Map(); // group -> Table with p50/p95/p99
@@ -398,10 +405,10 @@ export class SimulationCharts extends ChartSet {
         const n = this.top ? this.top.others.length : 0;
         return { label: othersLabel(n), stroke: cssVar("--text-muted", "#59636e"), dash: [2, 3] };
       }
-      return { label: this.labelOf(name), stroke: this.groupColour(name) };
+      return { label: this.labelOf(name), stroke: this.groupColour(name), dash: this.dashOf ? this.dashOf(name) : undefined };
     }
     if (kind === "t") return { label: name + " (produced)", stroke: this.topicColour(name), width: 1.5, dash: [6, 4] };
-    const latCol = { p50: cssVar("--series-lat-50", "#1f9d55"), p95: cssVar("--series-lat-95", "#d9822b"), p99: cssVar("--series-lat-99", "#c62f3b") };
+    const latCol = { p50: cssVar("--series-lat-50", "#009e73"), p95: cssVar("--series-lat-95", "#e69f00"), p99: cssVar("--series-lat-99", "#d55e00") };
     const latDash = { p50: undefined, p95: [6, 3], p99: [2, 2] }; // not by colour alone
     return { label: key, stroke: latCol[key], dash: latDash[key] };
   }
@@ -415,9 +422,9 @@ function prefixed(prefix, values) {
 
 function markColour(status) {
   if (status === "down") return cssVar("--text-muted", "#59636e");
-  if (status === "crashed" || status === "removed") return cssVar("--event-dead-lettered", "#c62f3b");
-  if (status === "up") return cssVar("--event-processed", "#1f9d55");
-  return cssVar("--event-failed", "#d9822b");
+  if (status === "crashed" || status === "removed") return cssVar("--fail-text", "#b34f00");
+  if (status === "up") return cssVar("--ok-text", "#00745a");
+  return cssVar("--warn-text", "#8a5d00");
 }
 
 /** The comparison's charts: checkout response time and errors per side, and consumer lag. */
@@ -428,6 +435,7 @@ export class CompareCharts extends ChartSet {
     this.pageTheme = opts.theme;
     this.serviceColour = opts.serviceColour;
     this.labelOf = opts.labelOf;
+    this.dashOf = opts.dashOf || null;
     this.tables = { latency: new Table(), errors: new Table(), lag: new Table() };
     this.lastRecord = 0;
     this.lastDraw = 0;
@@ -510,6 +518,6 @@ export class CompareCharts extends ChartSet {
         ? { label: "synchronous", stroke: theme.fail, width: 2, fill: "rgba(198, 47, 59, 0.08)" }
         : { label: "event-driven", stroke: theme.call, dash: [6, 4] };
     }
-    return { label: this.labelOf(key), stroke: this.serviceColour(key) };
+    return { label: this.labelOf(key), stroke: this.serviceColour(key), dash: this.dashOf ? this.dashOf(key) : undefined };
   }
 }

@@ -8,9 +8,12 @@
  * when what they show changed), the numbers when a frame arrived, the charts at most 4 times a
  * second. Chart series are bounded. Text from the server goes in with textContent, never markup.
  */
-import { CompareCharts } from "./charts.js";
+import { CompareCharts, seriesDash } from "./charts.js";
 import { intText, msText, num, pctText, secondsText, topicsBytesText } from "./format.js";
 import { LiveSocket, connectionView } from "./live.js";
+import { mountMotionToggle } from "./motion.js";
+import { mountFeedback } from "./feedback.js";
+import { mountPresenter } from "./present.js";
 
 const CHART_MS = 250; // charts: at most 4 updates a second
 const MAX_DOTS = 700; // per board
@@ -20,8 +23,12 @@ const DOT_SPEED = 0.12; // px per ms
 const FX_MS = 500;
 const LANE_MS = 90; // at most one dot per lane this often: a legible sample, whatever the rate
 const BOARD_H = 244;
+// Narrower than this (a phone), a board stacks its boxes top to bottom at full size instead of
+// squeezing them into a row (the boxes' names would be cut to "Ch…").
+const NARROW_BELOW = 480;
 const BOX_H = 124;
-const reduceMotion = !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
+// false: no moving dots or effects (a viewer's choice, or their system's reduced motion: motion.js)
+let motion = true;
 const TAU = Math.PI * 2;
 
 const fanout = (window.fanoutCompare = { framesReceived: 0, rafCount: 0, lastState: null, dots: 0 });
@@ -92,16 +99,17 @@ function readTheme() {
     surface: cssVar("--surface", "#ffffff"),
     bg: cssVar("--bg", "#f7f7f8"),
     accent: cssVar("--accent", "#2f5fd0"),
-    call: cssVar("--event-produced", "#2f6fdb"),
-    ok: cssVar("--event-processed", "#1f9d55"),
-    fail: cssVar("--event-dead-lettered", "#c62f3b"),
-    warn: cssVar("--event-failed", "#d9822b"),
-    slow: cssVar("--status-slow", "#b8860b"),
-    rebalancing: cssVar("--status-rebalancing", "#7a4fd6"),
+    call: cssVar("--event-produced", "#0072b2"),
+    // the darker shades of the status colours: text and badges on the canvas stay readable
+    ok: cssVar("--ok-text", "#00745a"),
+    fail: cssVar("--fail-text", "#b34f00"),
+    warn: cssVar("--warn-text", "#8a5d00"),
+    slow: cssVar("--warn-text", "#8a5d00"),
+    rebalancing: cssVar("--status-rebalancing", "#41505f"),
     broker: cssVar("--broker-bg", "#eef2fb"),
     logFill: cssVar("--log-fill", "rgba(47, 95, 208, 0.2)"),
-    lagFill: cssVar("--lag-fill", "rgba(217, 130, 43, 0.45)"),
-    lat: [cssVar("--series-lat-50", "#1f9d55"), cssVar("--series-lat-95", "#d9822b"), cssVar("--series-lat-99", "#c62f3b")],
+    lagFill: cssVar("--lag-fill", "rgba(230, 159, 0, 0.45)"),
+    lat: [cssVar("--series-lat-50", "#009e73"), cssVar("--series-lat-95", "#e69f00"), cssVar("--series-lat-99", "#d55e00")],
     palette,
   };
 }
@@ -283,7 +291,7 @@ function dotPile(ctx, b, count, colour, label) {
   ctx.font = "11px " + th.font;
   ctx.fillStyle = count ? colour : th.muted;
   ctx.textBaseline = "alphabetic";
-  const y = Math.min(BOARD_H - 4, b.y + b.h + 12 + rows * 9 + (count ? 6 : -3));
+  const y = b.y + b.h + 12 + rows * 9 + (count ? 6 : -3);
   ctx.fillText(fit(ctx, label, b.w + 20), b.x + 4, y);
 }
 
@@ -304,6 +312,7 @@ class Board {
     this.bgDirty = true;
     this.width = 0;
     this.dpr = 1;
+    this.zoom = 1;
     this.resize();
     if (window.ResizeObserver) {
       this.ro = new ResizeObserver(() => this.resize());
@@ -312,20 +321,31 @@ class Board {
   }
 
   resize() {
-    const w = Math.max(280, Math.floor(this.container.clientWidth));
-    const dpr = window.devicePixelRatio || 1;
+    // presenter mode draws everything a quarter larger (text a projector's back row can read)
+    const zoom = document.documentElement.classList.contains("presenting") ? 1.15 : 1;
+    const cssW = Math.floor(this.container.clientWidth);
+    const w = Math.max(240, Math.floor(cssW / zoom));
+    const dpr = (window.devicePixelRatio || 1) * zoom; // canvas pixels per layout unit
     if (w === this.width && dpr === this.dpr) return;
     this.width = w;
     this.dpr = dpr;
-    this.container.style.height = BOARD_H + "px";
-    for (const c of [this.bg, this.fg]) {
-      c.width = Math.round(w * dpr);
-      c.height = Math.round(BOARD_H * dpr);
-      c.style.width = w + "px";
-      c.style.height = BOARD_H + "px";
-    }
+    this.zoom = zoom;
+    this.narrow = cssW < NARROW_BELOW;
+    this.setHeight(this.height || BOARD_H);
     this.layout = null;
     this.bgDirty = true;
+  }
+
+  /** The board's height in CSS px: fixed in a row, what the boxes need when stacked. */
+  setHeight(h) {
+    this.height = h;
+    this.container.style.height = Math.round(h * this.zoom) + "px";
+    for (const c of [this.bg, this.fg]) {
+      c.width = Math.round(this.width * this.dpr);
+      c.height = Math.round(h * this.dpr);
+      c.style.width = Math.round(this.width * this.zoom) + "px";
+      c.style.height = Math.round(h * this.zoom) + "px";
+    }
   }
 
   setState(st) {
@@ -356,7 +376,7 @@ class Board {
   }
 
   effect(at, start, colour, ring, lane) {
-    if (reduceMotion || this.fx.length >= MAX_FX) return;
+    if (!motion || this.fx.length >= MAX_FX) return;
     if (lane) {
       const last = this.laneLast.get(lane);
       if (last !== undefined && Math.abs(start - last) < FX_MS / 2) return;
@@ -368,7 +388,9 @@ class Board {
   frame(now) {
     if (!this.state) return;
     if (!this.layout) {
-      this.layout = this.makeLayout(this.state);
+      this.layout = this.narrow ? this.makeNarrowLayout(this.state) : this.makeLayout(this.state);
+      const h = this.narrow ? this.layout.height : BOARD_H;
+      if (h !== this.height) this.setHeight(h);
       this.structureSig = this.structure(this.state);
       this.bgDirty = true;
     }
@@ -376,12 +398,12 @@ class Board {
       this.bgDirty = false;
       const ctx = this.bctx;
       ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-      ctx.clearRect(0, 0, this.width, BOARD_H);
+      ctx.clearRect(0, 0, this.width, this.height);
       this.drawBg(ctx, this.state, this.layout);
     }
     const ctx = this.fctx;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    ctx.clearRect(0, 0, this.width, BOARD_H);
+    ctx.clearRect(0, 0, this.width, this.height);
     let keep = 0;
     for (let i = 0; i < this.dots.length; i++) {
       const d = this.dots[i];
@@ -454,20 +476,43 @@ class SyncBoard extends Board {
     return { nodes, boxes, gap };
   }
 
+  /** A phone: the chain top to bottom, calls going down on the left, replies up on the right. */
+  makeNarrowLayout(st) {
+    const chain = (st.sync || {}).chain || [];
+    const nodes = ["checkout", ...chain];
+    const m = 8;
+    const h = 84;
+    const gap = 34;
+    const boxes = new Map();
+    nodes.forEach((name, i) => boxes.set(name, { x: m, y: 30 + i * (h + gap), w: this.width - 2 * m, h }));
+    return { nodes, boxes, gap, narrow: true, height: 30 + nodes.length * (h + gap) - gap + 10 };
+  }
+
+  /** The call lane from box a down (or across) to box b, and the reply lane back. */
+  lanes(a, b, narrow) {
+    if (narrow) {
+      const cx = a.x + a.w * 0.3;
+      const rx = a.x + a.w * 0.7;
+      return { call: [[cx, a.y + a.h + 2], [cx, b.y - 3]], reply: [[rx, b.y - 2], [rx, a.y + a.h + 3]] };
+    }
+    const my = a.y + a.h / 2;
+    return { call: [[a.x + a.w + 2, my - 9], [b.x - 3, my - 9]], reply: [[b.x - 2, my + 9], [a.x + a.w + 3, my + 9]] };
+  }
+
   drawBg(ctx, st, L) {
     const th = theme;
     const F = th.font;
     const s = st.sync || {};
     const services = s.services || {};
-    // the call lanes: calls above, replies below
+    // the call lanes: calls one way, replies the other
     for (let i = 1; i < L.nodes.length; i++) {
       const a = L.boxes.get(L.nodes[i - 1]);
       const b = L.boxes.get(L.nodes[i]);
-      const my = a.y + a.h / 2;
       const svc = services[L.nodes[i]] || {};
       const dead = isDown(svc.status);
-      arrow(ctx, a.x + a.w + 2, my - 9, b.x - 3, my - 9, th.border, false);
-      arrow(ctx, b.x - 2, my + 9, a.x + a.w + 3, my + 9, dead ? th.fail : th.border, dead);
+      const lane = this.lanes(a, b, L.narrow);
+      arrow(ctx, ...lane.call[0], ...lane.call[1], th.border, false);
+      arrow(ctx, ...lane.reply[0], ...lane.reply[1], dead ? th.fail : th.border, dead);
     }
     ctx.font = "600 11px " + F;
     ctx.fillStyle = th.muted;
@@ -485,7 +530,7 @@ class SyncBoard extends Board {
         [intText(waiting) + " waiting", waiting > 20 ? th.fail : th.text, true],
       ],
     });
-    dotPile(ctx, co, waiting, waiting > 20 ? th.fail : th.call, waiting ? intText(waiting) + (waiting === 1 ? " customer waiting" : " customers waiting") : "no customer waiting");
+    if (!L.narrow) dotPile(ctx, co, waiting, waiting > 20 ? th.fail : th.call, waiting ? intText(waiting) + (waiting === 1 ? " customer waiting" : " customers waiting") : "no customer waiting");
     const added = addedServices(s);
     for (const name of L.nodes.slice(1)) {
       const v = services[name] || {};
@@ -511,7 +556,7 @@ class SyncBoard extends Board {
         down: isDown(status),
         lines,
       });
-      if (v.queue > 0) dotPile(ctx, b, v.queue, th.warn, intText(v.queue) + " calls queued");
+      if (v.queue > 0 && !L.narrow) dotPile(ctx, b, v.queue, th.warn, intText(v.queue) + " calls queued");
     }
   }
 
@@ -519,21 +564,20 @@ class SyncBoard extends Board {
   enqueue(hops, when) {
     const L = this.layout;
     if (!L) return;
-    let k = 0;
     for (const h of hops) {
-      if (reduceMotion && k++ % 4) continue;
+      if (!motion) continue;
       const i = L.nodes.indexOf(h.service);
       if (i < 1) continue;
       const a = L.boxes.get(L.nodes[i - 1]);
       const b = L.boxes.get(h.service);
-      const my = a.y + a.h / 2;
+      const lane = this.lanes(a, b, L.narrow);
       const at = when(h);
       if (h.kind === "call") {
-        this.dot([a.x + a.w, my - 9], [b.x, my - 9], at, theme.call, "c" + i);
+        this.dot(lane.call[0], lane.call[1], at, theme.call, "c" + i);
       } else if (h.kind === "reply") {
-        this.dot([b.x, my + 9], [a.x + a.w, my + 9], at, theme.ok, "r" + i);
-      } else if (this.dot([b.x, my + 9], [a.x + a.w, my + 9], at, theme.fail, "f" + i)) {
-        this.effect([b.x + 4, my + 9], at, theme.fail, false);
+        this.dot(lane.reply[0], lane.reply[1], at, theme.ok, "r" + i);
+      } else if (this.dot(lane.reply[0], lane.reply[1], at, theme.fail, "f" + i)) {
+        this.effect(lane.reply[0], at, theme.fail, false);
       }
     }
   }
@@ -585,6 +629,27 @@ class EventBoard extends Board {
     return { checkout, broker, boxes, rows, rowH };
   }
 
+  /** A phone: checkout, then the broker, then each consumer, top to bottom at full size. */
+  makeNarrowLayout(st) {
+    const groups = Object.keys(((st.events || {}).groups) || {});
+    const w = this.width;
+    const m = 8;
+    const checkout = { x: m, y: 30, w: w - 2 * m, h: 80 };
+    const parts = Math.max(1, this.partitionCount(st));
+    const rowH = 18;
+    const broker = { x: m, y: checkout.y + checkout.h + 30, w: w - 2 * m, h: 56 + parts * rowH + 22 };
+    const rows = [];
+    for (let p = 0; p < parts; p++) rows.push(broker.y + 56 + p * rowH + rowH / 2);
+    const boxes = new Map();
+    const bus = m + 10; // the line the deliveries run down, left of the consumers
+    let y = broker.y + broker.h + 26;
+    for (const name of groups) {
+      boxes.set(name, { x: m + 26, y, w: w - 2 * m - 26, h: 70 });
+      y += 70 + 10;
+    }
+    return { checkout, broker, boxes, rows, rowH, narrow: true, bus, height: y + 4 };
+  }
+
   drawBg(ctx, st, L) {
     const th = theme;
     const F = th.font;
@@ -597,10 +662,26 @@ class EventBoard extends Board {
     ctx.textBaseline = "alphabetic";
     ctx.fillText(fit(ctx, "Checkout emits OrderPlaced and returns; each consumer reads at its own pace", this.width - 16), 8, 18);
 
-    arrow(ctx, co.x + co.w + 2, co.y + co.h / 2, br.x - 3, co.y + co.h / 2, th.border, false);
-    for (const [name, b] of L.boxes) {
-      const g = groups[name] || {};
-      arrow(ctx, br.x + br.w + 2, b.y + b.h / 2, b.x - 3, b.y + b.h / 2, th.border, isDown(g.status));
+    if (L.narrow) {
+      arrow(ctx, co.x + co.w / 2, co.y + co.h + 2, co.x + co.w / 2, br.y - 3, th.border, false);
+      let last = br.y + br.h;
+      for (const b of L.boxes.values()) last = b.y + b.h / 2;
+      ctx.strokeStyle = th.border;
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.moveTo(L.bus, br.y + br.h);
+      ctx.lineTo(L.bus, last);
+      ctx.stroke();
+      for (const [name, b] of L.boxes) {
+        const g = groups[name] || {};
+        arrow(ctx, L.bus, b.y + b.h / 2, b.x - 3, b.y + b.h / 2, th.border, isDown(g.status));
+      }
+    } else {
+      arrow(ctx, co.x + co.w + 2, co.y + co.h / 2, br.x - 3, co.y + co.h / 2, th.border, false);
+      for (const [name, b] of L.boxes) {
+        const g = groups[name] || {};
+        arrow(ctx, br.x + br.w + 2, b.y + b.h / 2, b.x - 3, b.y + b.h / 2, th.border, isDown(g.status));
+      }
     }
     drawBox(ctx, co, {
       title: "Checkout",
@@ -705,21 +786,21 @@ class EventBoard extends Board {
     if (!L) return;
     const co = L.checkout;
     const br = L.broker;
-    let k = 0;
     for (const e of events) {
       const row = L.rows[e.partition] !== undefined ? L.rows[e.partition] : br.y + br.h / 2;
       const at = when(e);
       if (e.kind === "produced") {
-        if (reduceMotion && k++ % 4) continue;
-        this.dot([co.x + co.w, co.y + co.h / 2], [br.x, row], at, theme.call, "p" + e.partition);
+        if (!motion) continue;
+        const from = L.narrow ? [co.x + co.w / 2, co.y + co.h] : [co.x + co.w, co.y + co.h / 2];
+        this.dot(from, [L.narrow ? br.x + 30 : br.x, row], at, theme.call, "p" + e.partition);
         continue;
       }
       const b = L.boxes.get(e.service);
       if (!b) continue;
       const target = [b.x + 6, b.y + b.h / 2];
       if (e.kind === "delivered") {
-        if (reduceMotion && k++ % 4) continue;
-        this.dot([br.x + br.w, row], target, at, theme.call, "d" + e.service);
+        if (!motion) continue;
+        this.dot(L.narrow ? [L.bus, br.y + br.h] : [br.x + br.w, row], target, at, theme.call, "d" + e.service);
       } else if (e.kind === "processed") {
         this.effect(target, at + 300, theme.ok, true, "ok" + e.service);
       } else if (e.kind === "failed" || e.kind === "dead_lettered") {
@@ -801,6 +882,16 @@ function start(opts) {
 
   syncBoard = new SyncBoard($("board-sync"));
   eventBoard = new EventBoard($("board-events"));
+  mountFeedback(document);
+  mountPresenter(document, window, () => {
+    for (const b of [syncBoard, eventBoard]) b.resize();
+  });
+  mountMotionToggle($("motion-toggle"), (on) => {
+    motion = on;
+    for (const b of [syncBoard, eventBoard]) b.clear();
+    const note = $("motion-note");
+    if (note) note.hidden = on;
+  });
   charts = new CompareCharts(
     { latency: $("chart-latency"), errors: $("chart-errors"), lag: $("chart-lag") },
     {

@@ -23,6 +23,13 @@ const MAX_EFFECTS = 400;
 const MAX_PENDING = 6000;
 // Below this width the diagram is drawn at this width and scaled down, so columns never overlap.
 const MIN_LAYOUT_W = 980;
+// Below this width (a phone) the columns stack: producers, then the broker, then consumers, at
+// full size and readable, instead of a scaled-down picture.
+const VERTICAL_BELOW = 640;
+// Directions a path leaves or enters a box with (unit vectors): rightwards, downwards, leftwards.
+const RIGHT = [1, 0];
+const DOWN = [0, 1];
+const LEFT = [-1, 0];
 
 const GRID_ABOVE = 40; // services; above this the diagram draws a grid of cells
 
@@ -43,6 +50,35 @@ function niceSpan(n) {
 
 /* A colour per event type: the order comes from the state (producers, then what services
  * emit), so every viewer of a run sees the same colours. */
+/** A shape per event type, so two types differ without colour (under colour-blindness too). */
+export const SHAPES = ["circle", "square", "triangle", "diamond"];
+
+/** The shape of the i-th event type: circle, square, triangle, diamond, then round again. */
+export function typeShape(i) {
+  return SHAPES[((i % SHAPES.length) + SHAPES.length) % SHAPES.length];
+}
+
+/** Add a dot of `shape` at (x, y), radius r, to the current path (one fill per colour). */
+function shapePath(ctx, shape, x, y, r) {
+  if (shape === "square") {
+    ctx.rect(x - r * 0.9, y - r * 0.9, r * 1.8, r * 1.8);
+  } else if (shape === "triangle") {
+    ctx.moveTo(x, y - r * 1.2);
+    ctx.lineTo(x + r * 1.1, y + r * 0.8);
+    ctx.lineTo(x - r * 1.1, y + r * 0.8);
+    ctx.closePath();
+  } else if (shape === "diamond") {
+    ctx.moveTo(x, y - r * 1.25);
+    ctx.lineTo(x + r * 1.1, y);
+    ctx.lineTo(x, y + r * 1.25);
+    ctx.lineTo(x - r * 1.1, y);
+    ctx.closePath();
+  } else {
+    ctx.moveTo(x + r, y);
+    ctx.arc(x, y, r, 0, TAU);
+  }
+}
+
 class TypeColours {
   constructor() {
     this.index = new Map();
@@ -78,8 +114,13 @@ class TypeColours {
   colour(type) {
     return this.palette[this.idx(type)] || "#888";
   }
+  shape(type) {
+    let i = this.index.get(type);
+    if (i === undefined) i = this.idx(type);
+    return typeShape(i);
+  }
   entries() {
-    return Array.from(this.index.keys()).map((t) => [t, this.colour(t)]);
+    return Array.from(this.index.keys()).map((t) => [t, this.colour(t), this.shape(t)]);
   }
 }
 
@@ -98,6 +139,8 @@ class Diagram {
     const cap = (this.cap = opts.maxDots || 2000);
     this.keepEvery = opts.keepEvery || 1;
     this.effectsOn = opts.effects !== false;
+    // false: no moving dots or effects; the edges' thickness and arrows show the flows (motion.js)
+    this.motion = true;
     this.path = new Float32Array(cap * 8); // x0 y0 c1x c1y c2x c2y x1 y1
     this.start = new Float64Array(cap);
     this.dur = new Float32Array(cap);
@@ -153,14 +196,15 @@ class Diagram {
       bg: cssVar(s, "--bg", "#f7f7f8"),
       accent: cssVar(s, "--accent", "#2f5fd0"),
       broker: cssVar(s, "--broker-bg", "#eef2fb"),
-      ok: cssVar(s, "--event-processed", "#1f9d55"),
-      fail: cssVar(s, "--event-failed", "#d9822b"),
-      dead: cssVar(s, "--event-dead-lettered", "#c62f3b"),
-      retry: cssVar(s, "--event-retried", "#b8860b"),
-      busy: cssVar(s, "--event-produced", "#2f6fdb"),
-      slow: cssVar(s, "--status-slow", "#b8860b"),
-      rebalancing: cssVar(s, "--status-rebalancing", "#7a4fd6"),
-      lagFill: cssVar(s, "--lag-fill", "rgba(217,130,43,0.35)"),
+      // the darker shades of the status colours: text and badges on the canvas stay readable
+      ok: cssVar(s, "--ok-text", "#00745a"),
+      fail: cssVar(s, "--warn-text", "#8a5d00"),
+      dead: cssVar(s, "--fail-text", "#b34f00"),
+      retry: cssVar(s, "--warn-text", "#8a5d00"),
+      busy: cssVar(s, "--event-produced", "#0072b2"),
+      slow: cssVar(s, "--warn-text", "#8a5d00"),
+      rebalancing: cssVar(s, "--status-rebalancing", "#41505f"),
+      lagFill: cssVar(s, "--lag-fill", "rgba(230,159,0,0.45)"),
       logFill: cssVar(s, "--log-fill", "rgba(47,95,208,0.18)"),
     };
     const pal = [];
@@ -168,12 +212,15 @@ class Diagram {
     this.types.setPalette(pal);
   }
 
-  resize() {
+  resize(force) {
     const cssW = Math.max(240, Math.floor(this.container.clientWidth));
     const dpr = window.devicePixelRatio || 1;
-    if (cssW === this.cssW && dpr === this.dpr && this.layout) return;
+    if (!force && cssW === this.cssW && dpr === this.dpr && this.layout) return;
     this.cssW = cssW;
-    this.scale = Math.min(1, cssW / MIN_LAYOUT_W);
+    this.vertical = cssW < VERTICAL_BELOW;
+    // presenter mode (present.js) lets a wide screen draw larger than life: readable at the back
+    const most = document.documentElement.classList.contains("presenting") ? 1.15 : 1;
+    this.scale = this.vertical ? 1 : Math.min(most, cssW / MIN_LAYOUT_W);
     this.width = cssW / this.scale; // layout units
     this.dpr = dpr;
     this.relayout();
@@ -208,6 +255,10 @@ class Diagram {
   }
 
   relayout() {
+    if (this.vertical) {
+      this.relayoutVertical();
+      return;
+    }
     const st = this.state || {};
     const W = this.width;
     const pad = 14;
@@ -220,6 +271,13 @@ class Diagram {
     const gx = W - pad - gW;
     const bx = Math.round((px + pW + gx) / 2 - bW / 2);
     L.cols = { px, pW, bx, bW, gx, gW };
+    L.heads = [
+      { text: "PRODUCERS (PUBLISHERS)", x: px, y: 18, align: "left" },
+      { text: "EVENT BROKER · TOPICS & PARTITIONS", x: bx + bW / 2, y: 18, align: "center" },
+      { text: "CONSUMERS (SUBSCRIBERS)", x: gx, y: 18, align: "left" },
+    ];
+    // where paths leave and enter boxes: left to right
+    L.dirs = { produce: [RIGHT, RIGHT], deliver: [RIGHT, RIGHT], emit: null, bundle: [RIGHT, RIGHT] };
 
     const prods = Object.entries(st.producers || {});
     const topics = Object.entries(st.topics || {});
@@ -307,16 +365,138 @@ class Diagram {
       y += gb.total + gGap;
     }
 
+    this.applyLayout(L);
+  }
+
+  applyLayout(L) {
     this.layout = L;
     const ratio = this.dpr * this.scale;
     const cssH = Math.round(L.height * this.scale);
     for (const c of [this.bg, this.fg]) {
-      c.width = Math.round(W * ratio);
+      c.width = Math.round(this.width * ratio);
       c.height = Math.round(L.height * ratio);
       c.style.height = cssH + "px";
     }
     this.container.style.height = cssH + "px";
     this.bgDirty = true;
+  }
+
+  /**
+   * A phone's layout: producers (two a row), then the broker, then the consumer services, each
+   * full width, at full size. Deliveries run down the right margin into a service's right side;
+   * emitted events go back up the left margin into their topic.
+   */
+  relayoutVertical() {
+    const st = this.state || {};
+    const W = this.width;
+    const pad = 10;
+    const margin = 22; // beside the services: where the delivery and emit paths run
+    const L = { producers: new Map(), topics: new Map(), groups: new Map(), width: W, vertical: true, heads: [] };
+    const prods = Object.entries(st.producers || {});
+    const topics = Object.entries(st.topics || {});
+    const groups = Object.entries(st.groups || {});
+    let y = 6;
+
+    // producers, two a row
+    const perRow = W >= 300 ? 2 : 1;
+    const pGap = 10;
+    const pW = Math.floor((W - 2 * pad - (perRow - 1) * pGap) / perRow);
+    const pH = 62;
+    L.heads.push({ text: "PRODUCERS (PUBLISHERS)", x: pad, y: y + 12, align: "left" });
+    y += 22;
+    prods.forEach(([name], i) => {
+      const r = Math.floor(i / perRow);
+      const c = i % perRow;
+      L.producers.set(name, { x: pad + c * (pW + pGap), y: y + r * (pH + pGap), w: pW, h: pH });
+    });
+    y += prods.length ? Math.ceil(prods.length / perRow) * (pH + pGap) : 0;
+    y += 30; // room for the paths down into the broker
+
+    // the broker, full width
+    L.heads.push({ text: "EVENT BROKER · TOPICS & PARTITIONS", x: pad, y: y - 6, align: "left" });
+    const bx = pad;
+    const bW = W - 2 * pad - margin + 10;
+    const bHead = 48;
+    const tGap = 10;
+    const by = y + 4;
+    let ty = by + bHead;
+    for (const [name, t] of topics) {
+      const n = (t.partitions || []).length;
+      const rowH = n <= 6 ? 15 : Math.max(5, Math.floor(96 / n));
+      const h = 26 + n * rowH + 6;
+      const box = { x: bx + 10, y: ty, w: bW - 20, h, rowH, parts: [] };
+      for (let i = 0; i < n; i++) box.parts.push(ty + 26 + i * rowH + rowH / 2);
+      box.barX0 = box.x + 30;
+      box.barX1 = box.x + box.w - 50;
+      L.topics.set(name, box);
+      ty += h + tGap;
+    }
+    const bH = ty - by - tGap + 12;
+    L.broker = { x: bx, y: by, w: bW, h: Math.max(bH, bHead + 12) };
+    y = by + L.broker.h + 34;
+
+    // consumer services, full width less the margins, each with its DLQ tray
+    L.heads.push({ text: "CONSUMERS (SUBSCRIBERS)", x: pad, y: y - 10, align: "left" });
+    const gx = pad + margin;
+    const gW = W - 2 * pad - 2 * margin;
+    const grid = groups.length > GRID_ABOVE;
+    const trayH = 16;
+    const gGap = 12;
+    if (grid) {
+      const cell = 16;
+      const cellGap = 3;
+      const cols = Math.max(1, Math.floor((gW + cellGap) / (cell + cellGap)));
+      L.grid = { x: gx, y, w: gW, n: groups.length };
+      groups.forEach(([name], i) => {
+        const cx = gx + (i % cols) * (cell + cellGap);
+        const cy = y + 26 + Math.floor(i / cols) * (cell + cellGap);
+        L.groups.set(name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
+      });
+      y += 26 + Math.ceil(groups.length / cols) * (cell + cellGap);
+    } else {
+      L.grid = null;
+      const chipSz = 12;
+      const chipGap = 4;
+      const chipsPerRow = Math.max(1, Math.floor((gW - 20 + chipGap) / (chipSz + chipGap)));
+      for (const [name, g] of groups) {
+        const n = (g.instances || []).length;
+        const rows = Math.max(1, Math.ceil(n / chipsPerRow));
+        const chipsY = 46 + (g.filter ? 14 : 0);
+        const h = chipsY + rows * (chipSz + chipGap) + 4;
+        const box = { x: gx, y, w: gW, h, chips: [], chipSz, chipsY };
+        for (let i = 0; i < n; i++) {
+          const r = Math.floor(i / chipsPerRow);
+          const c = i % chipsPerRow;
+          box.chips.push({ x: gx + 10 + c * (chipSz + chipGap), y: y + chipsY + r * (chipSz + chipGap) });
+        }
+        box.tray = { x: gx + 10, y: y + h + 3, w: gW - 20, h: trayH };
+        L.groups.set(name, box);
+        y += h + 3 + trayH + gGap;
+      }
+    }
+    L.height = y + pad;
+    L.dirs = { produce: [DOWN, RIGHT], deliver: [RIGHT, LEFT], emit: [LEFT, RIGHT], bundle: [DOWN, DOWN] };
+    this.applyLayout(L);
+  }
+
+  /* ---- path anchors: where a path leaves and enters a box, in either layout ------------ */
+
+  /** Producer box -> its topic's partition row. */
+  produceAnchors(b, t, py) {
+    if (this.layout.vertical) return [b.x + b.w / 2, b.y + b.h, t.x, py];
+    return [b.x + b.w, b.y + b.h / 2, t.x, py];
+  }
+
+  /** Topic -> a service that reads it. */
+  deliverAnchors(t, g) {
+    if (this.layout.vertical) return [t.x + t.w, t.y + t.h / 2, g.x + g.w, g.y + Math.min(24, g.h / 2)];
+    return [t.x + t.w, t.y + t.h / 2, g.x, g.y + g.h / 2];
+  }
+
+  /** A service emitting an event -> the topic it goes to. */
+  emitAnchors(g, t) {
+    if (this.layout.vertical) return [g.x, g.y + g.h - 8, t.x, t.y + t.h - 6];
+    return [g.x, g.y + g.h - 8, t.x + t.w, t.y + t.h - 6];
   }
 
   /* ---- anchors ----------------------------------------------------------------------- */
@@ -342,6 +522,7 @@ class Diagram {
 
   /** Queue a frame's sampled events; `at(e)` gives the wall time (ms) each one should start. */
   enqueue(events, at) {
+    if (!this.motion) return;
     for (let i = 0; i < events.length; i++) {
       const e = events[i];
       if (this.keepEvery > 1 && this.seen++ % this.keepEvery !== 0) continue;
@@ -352,6 +533,13 @@ class Diagram {
       this.pendingHead += (size - MAX_PENDING) * 2;
       this.dropped += size - MAX_PENDING;
     }
+  }
+
+  /** Moving dots on or off (a viewer's choice, or their system's reduced-motion setting). */
+  setMotion(on) {
+    this.motion = !!on;
+    if (!this.motion) this.clear();
+    this.bgDirty = true;
   }
 
   clear() {
@@ -395,13 +583,13 @@ class Diagram {
         let src = null;
         for (const [name, p] of Object.entries(this.state.producers || {})) {
           if (p.topic === e.topic && p.event === e.event_type) {
-            const b = L.producers.get(name);
-            if (b) src = { x: b.x + b.w, y: b.y + b.h / 2 };
+            src = L.producers.get(name) || null;
             break;
           }
         }
         if (src) {
-          this.addDot(src.x, src.y, t.x, py, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 0);
+          const [x0, y0, x1, y1] = this.produceAnchors(src, t, py);
+          this.addDot(x0, y0, x1, y1, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 0, L.dirs.produce);
           return;
         }
         // Emitted by a consumer service: it is a producer too. Learn which topic it goes to.
@@ -409,7 +597,8 @@ class Diagram {
         const gname = this.emitterOf(e.event_type);
         const g = gname && L.groups.get(gname);
         if (g) {
-          this.addDot(g.x, g.y + g.h - 8, t.x + t.w, t.y + t.h - 6, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 1);
+          const [x0, y0, x1, y1] = this.emitAnchors(g, t);
+          this.addDot(x0, y0, x1, y1, start, DOT_MS.produced, this.types.idx(e.event_type), K_MOVE, 1, L.dirs.emit);
         }
         return;
       }
@@ -418,7 +607,8 @@ class Diagram {
         const t = L.topics.get(e.topic);
         const g = L.groups.get(e.service);
         if (!t || !g) return;
-        this.addDot(t.x + t.w, t.y + t.h / 2, g.x, g.y + g.h / 2, start, DOT_MS.delivered, this.types.idx(e.event_type), K_MOVE, 0);
+        const [x0, y0, x1, y1] = this.deliverAnchors(t, g);
+        this.addDot(x0, y0, x1, y1, start, DOT_MS.delivered, this.types.idx(e.event_type), K_MOVE, 0, L.dirs.deliver);
         return;
       }
       case "dead_lettered": {
@@ -458,7 +648,7 @@ class Diagram {
     return g;
   }
 
-  addDot(x0, y0, x1, y1, start, dur, col, kind, style) {
+  addDot(x0, y0, x1, y1, start, dur, col, kind, style, dirs) {
     let i = this.count;
     if (i >= this.cap) {
       this.dropped++;
@@ -472,7 +662,15 @@ class Diagram {
     P[o + 1] = y0;
     P[o + 6] = x1;
     P[o + 7] = y1;
-    if (kind === K_DLQ) {
+    if (dirs && this.layout && this.layout.vertical && kind !== K_DLQ) {
+      // the phone layout: the same curves as its edges
+      const reach = dirs[1] === LEFT ? 26 : dirs[0] === LEFT ? 18 : 0;
+      const c = controls(x0, y0, x1, y1, dirs[0], dirs[1], reach);
+      P[o + 2] = c[0];
+      P[o + 3] = c[1];
+      P[o + 4] = c[2];
+      P[o + 5] = c[3];
+    } else if (kind === K_DLQ) {
       P[o + 2] = x0;
       P[o + 3] = y0 + 10;
       P[o + 4] = x1;
@@ -579,8 +777,9 @@ class Diagram {
     if (!n) return;
     const pal = this.types.palette;
     const cols = pal.length;
-    const r = 3.2;
+    const r = 3.4;
     for (let c = -1; c < cols; c++) {
+      const shape = c < 0 ? "circle" : typeShape(c);
       let any = false;
       ctx.beginPath();
       for (let i = 0; i < n; i++) {
@@ -596,8 +795,7 @@ class Diagram {
         const d = t * t * t;
         const x = a * P[o] + b * P[o + 2] + cc * P[o + 4] + d * P[o + 6];
         const y = a * P[o + 1] + b * P[o + 3] + cc * P[o + 5] + d * P[o + 7];
-        ctx.moveTo(x + r, y);
-        ctx.arc(x, y, r, 0, TAU);
+        shapePath(ctx, shape, x, y, r);
         any = true;
       }
       if (any) {
@@ -632,12 +830,10 @@ class Diagram {
     // Column headings, in the lesson's words.
     ctx.font = "600 11px " + F;
     ctx.fillStyle = th.muted;
-    ctx.textAlign = "left";
-    ctx.fillText("PRODUCERS (PUBLISHERS)", L.cols.px, 18);
-    ctx.textAlign = "center";
-    ctx.fillText("EVENT BROKER · TOPICS & PARTITIONS", L.cols.bx + L.cols.bW / 2, 18);
-    ctx.textAlign = "left";
-    ctx.fillText("CONSUMERS (SUBSCRIBERS)", L.cols.gx, 18);
+    for (const h of L.heads) {
+      ctx.textAlign = h.align;
+      ctx.fillText(h.text, h.x, h.y);
+    }
 
     const producers = st.producers || {};
     const topics = st.topics || {};
@@ -656,7 +852,8 @@ class Diagram {
       for (const py of t.parts) {
         // nothing flows while the rate is 0 or the registry refuses everything it sends
         const blocked = !(p.rate > 0) || ((p.rejected || 0) > 0 && p.rejected >= p.produced);
-        this.edge(ctx, b.x + b.w, b.y + b.h / 2, t.x, py, lw, blocked ? th.muted : this.types.colour(p.event), blocked ? 0.35 : 0.3 + 0.45 * f, blocked ? [4, 4] : null, 5);
+        const [x0, y0, x1, y1] = this.produceAnchors(b, t, py);
+        this.edge(ctx, x0, y0, x1, y1, lw, blocked ? th.muted : this.types.colour(p.event), blocked ? 0.35 : 0.3 + 0.45 * f, blocked ? [4, 4] : null, 5, L.dirs.produce);
       }
     }
     let maxThr = 1;
@@ -665,7 +862,8 @@ class Diagram {
       // one bundled edge from each topic to the grid, not hundreds of separate ones
       const gy = L.grid.y + 26;
       for (const t of L.topics.values()) {
-        this.edge(ctx, t.x + t.w, t.y + t.h / 2, L.grid.x - 4, gy + 60, 6, th.accent, 0.45, null);
+        if (L.vertical) this.edge(ctx, t.x + t.w / 2, L.broker.y + L.broker.h, L.grid.x + L.grid.w / 2, L.grid.y + 16, 6, th.accent, 0.45, null, 7, L.dirs.bundle);
+        else this.edge(ctx, t.x + t.w, t.y + t.h / 2, L.grid.x - 4, gy + 60, 6, th.accent, 0.45, null);
       }
     }
     for (const [name, g] of Object.entries(groups)) {
@@ -677,7 +875,8 @@ class Diagram {
       for (const tn of g.topics || []) {
         const t = L.topics.get(tn);
         if (!t) continue;
-        this.edge(ctx, t.x + t.w, t.y + t.h / 2, b.x, b.y + b.h / 2, down ? 1 : 1 + 4 * f, down ? th.muted : th.accent, down ? 0.35 : 0.22 + 0.5 * f, down ? [3, 4] : null);
+        const [x0, y0, x1, y1] = this.deliverAnchors(t, b);
+        this.edge(ctx, x0, y0, x1, y1, down ? 1 : 1 + 4 * f, down ? th.muted : th.accent, down ? 0.35 : 0.22 + 0.5 * f, down ? [3, 4] : null, 7, L.dirs.deliver);
       }
       for (const em of g.emits || []) {
         const type = typeof em === "string" ? em : em.event;
@@ -690,15 +889,13 @@ class Diagram {
         ctx.globalAlpha = 0.6;
         ctx.lineWidth = 1.5;
         ctx.beginPath();
-        const sx = b.x;
-        const sy = b.y + b.h - 8;
-        const ex = t.x + t.w;
-        const ey = t.y + t.h - 6;
+        const [sx, sy, ex, ey] = this.emitAnchors(b, t);
+        const [c1x, c1y, c2x, c2y] = L.vertical ? controls(sx, sy, ex, ey, LEFT, RIGHT, 18) : [sx - 40, sy + 34, ex + 60, ey + 34];
         ctx.moveTo(sx, sy);
-        ctx.bezierCurveTo(sx - 40, sy + 34, ex + 60, ey + 34, ex, ey);
+        ctx.bezierCurveTo(c1x, c1y, c2x, c2y, ex, ey);
         ctx.stroke();
         ctx.setLineDash([]);
-        arrowHead(ctx, ex, ey, ex + 60, ey + 34, this.types.colour(type));
+        arrowHead(ctx, ex, ey, c2x, c2y, this.types.colour(type));
         ctx.restore();
       }
     }
@@ -936,20 +1133,21 @@ class Diagram {
     this.drawPointer(ctx);
   }
 
-  edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head) {
+  edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head, dirs) {
     ctx.save();
     ctx.globalAlpha = alpha;
     ctx.strokeStyle = colour;
     ctx.lineWidth = width;
     if (dash) ctx.setLineDash(dash);
-    const dx = Math.max(30, (x1 - x0) * 0.5);
+    const [d0, d1] = dirs || [RIGHT, RIGHT];
+    const [c1x, c1y, c2x, c2y] = controls(x0, y0, x1, y1, d0, d1, this.layout && this.layout.vertical && d1 === LEFT ? 26 : 0);
     ctx.beginPath();
     ctx.moveTo(x0, y0);
-    ctx.bezierCurveTo(x0 + dx, y0, x1 - dx, y1, x1, y1);
+    ctx.bezierCurveTo(c1x, c1y, c2x, c2y, x1, y1);
     ctx.stroke();
     ctx.setLineDash([]);
     ctx.globalAlpha = Math.min(1, alpha + 0.2);
-    arrowHead(ctx, x1, y1, x1 - dx, y1, colour, head);
+    arrowHead(ctx, x1, y1, c2x, c2y, colour, head);
     ctx.restore();
   }
 
@@ -1010,6 +1208,16 @@ class Diagram {
 
 function fmtFactor(f) {
   return (Math.round((f || 1) * 10) / 10).toString();
+}
+
+/**
+ * A path's two bezier control points: it leaves (x0, y0) heading d0 and arrives at (x1, y1)
+ * heading d1. `reach`: how far the controls go (0: half the distance, at least 30).
+ */
+function controls(x0, y0, x1, y1, d0, d1, reach) {
+  const k0 = reach || Math.max(30, Math.abs(d0[0] ? x1 - x0 : y1 - y0) * 0.5);
+  const k1 = reach || Math.max(30, Math.abs(d1[0] ? x1 - x0 : y1 - y0) * 0.5);
+  return [x0 + d0[0] * k0, y0 + d0[1] * k0, x1 - d1[0] * k1, y1 - d1[1] * k1];
 }
 
 function fit(ctx, text, maxW) {

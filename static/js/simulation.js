@@ -9,17 +9,19 @@
  * `frame.state`; `frame.events` is a bounded sample, used for animation and the event log only.
  * Text from the server (names, payloads, details) is inserted with textContent, never as markup.
  */
-import { SimulationCharts } from "./charts.js";
+import { SimulationCharts, seriesDash } from "./charts.js";
 import { Diagram } from "./diagram.js";
 import { correlationFromText, num, secondsText } from "./format.js";
 import { LiveSocket, connectionView } from "./live.js";
+import { mountMotionToggle } from "./motion.js";
+import { mountFeedback } from "./feedback.js";
+import { mountPresenter } from "./present.js";
 
 const LOG_KEEP = 2000; // sampled events kept for filtering
 const LOG_ROWS = 300; // rows shown
 const LOG_ROWS_PER_UPDATE = 60; // newest rows added per update: a readable sample, cheap to lay out
 const PANEL_MS = 250; // charts and dead letters: at most 4 updates a second
 const LOG_MS = 500; // the event log: twice a second is as fast as anyone reads it
-const reduceMotion = !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
 
 const fanout = (window.fanout = { framesReceived: 0, rafCount: 0, dotsInFlight: 0, lastState: null });
 
@@ -127,17 +129,22 @@ function start(opts) {
   }
 
   diagram = new Diagram($("diagram"), {
-    maxDots: reduceMotion ? 200 : 2000,
-    keepEvery: reduceMotion ? 5 : 1,
-    effects: !reduceMotion,
+    maxDots: 2000,
     groupColour,
     onSelect: selectGroup,
+  });
+  mountFeedback(document);
+  mountPresenter(document, window, () => diagram.resize(true));
+  mountMotionToggle($("motion-toggle"), (on) => {
+    diagram.setMotion(on);
+    const note = $("motion-note");
+    if (note) note.hidden = on;
   });
   // a guided lesson's card points at the box whose number it names (static/js/guide.js)
   document.addEventListener("fanout:point", (ev) => diagram.point(ev.detail));
   charts = new SimulationCharts(
     { lag: $("chart-lag"), lagTime: $("chart-lag-time"), throughput: $("chart-throughput"), latency: $("chart-latency") },
-    { groupColour, topicColour, labelOf }
+    { groupColour, topicColour, labelOf, dashOf: (name) => seriesDash(groupIndex.get(name) || 0) }
   );
 
   bindUi();
@@ -317,10 +324,12 @@ function syncProducers(producers) {
         row.field = td.querySelector('[data-field="rate"]');
       }
       body.append(tr);
+      labelCells(tr);
       if (ctrl && window.htmx) window.htmx.process(tr);
       producerRows.set(name, row);
     }
     row.sw.style.setProperty("--swatch", diagram.types.colour(p.event));
+    row.sw.className = "swatch swatch--" + diagram.types.shape(p.event);
     setText(row.emits, (p.event || "") + " → " + p.topic);
     // publishes the schema registry refused were never stored: counted apart, said in words
     const refused = p.rejected || 0;
@@ -414,6 +423,7 @@ function addGroupRow(body, name) {
   cell("dead", "dead-lettered", "num");
   cell("p95", "p95", "num");
   body.append(tr);
+  labelCells(tr);
   const row = { tr, label, ...cells, ctl: null };
   const ctrl = cloneTemplate("tpl-group-controls", { consumer: name });
   if (ctrl) {
@@ -430,6 +440,15 @@ function addGroupRow(body, name) {
   groupRows.set(name, row);
   refreshLatencySelect();
   return row;
+}
+
+/** Each cell names its column (data-label), so a narrow screen can show a row as a card. */
+function labelCells(tr) {
+  const table = tr.closest("table");
+  const heads = table ? [...table.tHead.rows[0].cells].map((th) => th.textContent.trim()) : [];
+  [...tr.cells].forEach((cell, i) => {
+    if (i > 0 && heads[i]) cell.dataset.label = heads[i];
+  });
 }
 
 /** Show the server's value in a form field, unless the user is editing it. */
@@ -483,9 +502,9 @@ function renderTypeLegend() {
   const sel = el["log-type"];
   const chosen = sel.value;
   while (sel.options.length > 1) sel.remove(1);
-  for (const [type, colour] of diagram.types.entries()) {
+  for (const [type, colour, shape] of diagram.types.entries()) {
     const li = make("li");
-    const sw = make("span", "swatch");
+    const sw = make("span", "swatch swatch--" + shape);
     sw.style.setProperty("--swatch", colour);
     li.append(sw, type);
     ul.append(li);
@@ -671,6 +690,7 @@ function dlqEntry(group, d, open) {
   btn.type = "button";
   const sw = make("span", "swatch");
   sw.style.setProperty("--swatch", diagram.types.colour(d.event_type));
+  sw.classList.add("swatch--" + diagram.types.shape(d.event_type));
   btn.append(
     make("span", "mono muted", "t=" + Number(d.t).toFixed(2) + " s"),
     " ",

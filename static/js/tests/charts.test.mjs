@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { MAX_POINTS, Table, chartValue, othersLabel, statusMarks, topAndOthers } from "../charts.js";
+import { MAX_POINTS, Table, chartValue, othersLabel, seriesDash, statusMarks, topAndOthers } from "../charts.js";
 
 test("a table keeps its columns aligned, the newest MAX_POINTS rows, and refuses going back", () => {
   const t = new Table();
@@ -51,4 +51,12 @@ test("chart numbers are short and readable", () => {
   assert.equal(chartValue(420.4), "420");
   assert.equal(chartValue(12), "12");
   assert.equal(chartValue(0.254), "0.25");
+});
+
+test("services past the first four colours are drawn dashed, then dotted", () => {
+  assert.equal(seriesDash(0), undefined);
+  assert.equal(seriesDash(3), undefined);
+  assert.deepEqual(seriesDash(4), [8, 4]);
+  assert.deepEqual(seriesDash(8), [2, 3]);
+  assert.equal(seriesDash(12), undefined);
 });
