@@ -7,6 +7,7 @@ simulation from it. Invalid text may be saved as a draft, which cannot be starte
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -21,12 +22,12 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from simulator import Scenario, ScenarioError, parse_scenario
-from simulator.scenario import compose_yaml
+from simulator.scenario import compose_yaml, load_text
 
 from . import services
 from .clients import client_ip
 from .models import SavedScenario
-from .views import preset_list, preset_text
+from .views import limit_message, preset_list, preset_text
 
 MAX_TEXT_BYTES = 256 * 1024
 MAX_PER_SESSION = 50
@@ -163,6 +164,88 @@ def detect_format(text: str) -> str:
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
+# --- one name: the scenario's name is its text's ``name:`` ----------------------------------
+
+
+def _name_pair(root: yaml.Node | None) -> tuple[yaml.Node, yaml.Node] | None:
+    """The top-level ``name`` key and its value (the last one: YAML's loader keeps the last)."""
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    pairs = [(k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "name"]
+    return pairs[-1] if pairs else None
+
+
+def text_name(text: str) -> str | None:
+    """The text's top-level ``name:`` (None: it has none, or the text does not parse)."""
+    pair = _name_pair(_compose(text))
+    if pair is None or not isinstance(pair[1], yaml.ScalarNode):
+        return None
+    return str(pair[1].value)
+
+
+def _scalar(name: str, *, flow: bool) -> str:
+    """``name`` as a scalar the text can hold: plain YAML when that reads back the same, else
+    double-quoted (a JSON string is a YAML double-quoted scalar too)."""
+    if not flow:
+        try:
+            if yaml.safe_load(f"name: {name}\n") == {"name": name}:
+                return name
+        except yaml.YAMLError:
+            pass
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _same_but_name(before: str, after: str, name: str) -> bool:
+    """``after`` is ``before`` with the name ``name`` and nothing else changed."""
+    try:
+        old, new = load_text(before), load_text(after)
+    except (ScenarioError, RecursionError):
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict) or new.get("name") != name:
+        return False
+    old.pop("name", None)
+    new.pop("name", None)
+    return bool(old == new)
+
+
+def with_name(text: str, name: str) -> str | None:
+    """The text with its top-level ``name:`` set to ``name`` (added when it has none), every
+    other line as typed; the text itself when it already says so. None: the text does not
+    parse (or its name is not a plain value), so it cannot be changed safely."""
+    if text_name(text) == name:
+        return text
+    root = _compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    flow = bool(root.flow_style)
+    scalar = _scalar(name, flow=flow)
+    pair = _name_pair(root)
+    if pair is not None:
+        value = pair[1]
+        if not isinstance(value, yaml.ScalarNode):
+            return None
+        start, end = value.start_mark.index, value.end_mark.index
+        # a block scalar (name: >) ends with its line break: keep it
+        tail = "\n" if text[start:end].endswith("\n") else ""
+        changed = text[:start] + scalar + tail + text[end:]
+    elif flow:
+        at = root.start_mark.index + 1  # just after the "{"
+        if not root.value:
+            changed = f'{text[:at]}"name": {scalar}{text[at:]}'
+        else:
+            first = root.value[0][0].start_mark
+            if first.line == root.start_mark.line:
+                changed = f'{text[:at]}"name": {scalar}, {text[at:]}'
+            else:  # keys on their own lines: a line of its own, indented as they are
+                indent = " " * first.column
+                changed = f'{text[:at]}\n{indent}"name": {scalar},{text[at:]}'
+    else:
+        first = root.start_mark  # the first key: the new line goes above it, as indented
+        at = first.index - first.column
+        changed = f"{text[:at]}{' ' * first.column}name: {scalar}\n{text[at:]}"
+    return changed if _same_but_name(text, changed, name) else None
+
+
 # --- helpers ----------------------------------------------------------------------------
 
 
@@ -211,9 +294,11 @@ def _create(
     if SavedScenario.objects.filter(owner_session=owner).count() >= MAX_PER_SESSION:
         messages.error(request, ERR_TOO_MANY)
         return None
+    name = _clean_name(name)
+    text = with_name(text, name) or text  # one name: the text says it too, where it can
     scenario, _ = validate_text(text)
     return SavedScenario.objects.create(
-        name=_clean_name(name),
+        name=name,
         text=text,
         format=detect_format(text),
         valid=scenario is not None,
@@ -254,7 +339,8 @@ def scenario_new(request: HttpRequest) -> HttpResponse:
         scenario, _ = validate_text(text)
         name = scenario.name if scenario is not None and scenario.name else slug
     else:
-        text, name = BLANK_TEXT, UNTITLED
+        text = BLANK_TEXT
+        name = text_name(text) or UNTITLED
     saved = _create(request, name=name, text=text)
     if saved is None:
         return redirect("scenario_list")
@@ -280,8 +366,7 @@ def scenario_import(request: HttpRequest) -> HttpResponse:
     except UnicodeDecodeError:
         messages.error(request, ERR_NOT_UTF8)
         return redirect("scenario_list")
-    scenario, _ = validate_text(text)
-    name = scenario.name if scenario is not None and scenario.name else PurePath(filename).stem
+    name = (text_name(text) or "").strip() or PurePath(filename).stem
     saved = _create(request, name=name, text=text)
     if saved is None:
         return redirect("scenario_list")
@@ -307,6 +392,7 @@ def scenario_editor(request: HttpRequest, scenario_id: str) -> HttpResponse:
         return _render_editor(request, saved, name=name, text=text, error=ERR_TOO_LARGE, status=400)
     if request.POST.get("action") == "validate":
         return _render_editor(request, saved, name=name, text=text, checked=True)
+    name, text, renamed = one_name(saved=saved, name=name, text=text)
     scenario, problems = validate_text(text)
     saved.name, saved.text = name, text
     saved.format, saved.valid = detect_format(text), scenario is not None
@@ -320,7 +406,40 @@ def scenario_editor(request: HttpRequest, scenario_id: str) -> HttpResponse:
         )
     else:
         messages.success(request, "Saved.")
+    if renamed:
+        messages.info(request, renamed)
     return redirect("scenario_editor", scenario_id=saved.id)
+
+
+RENAMED = "Renamed to \u201c{name}\u201d: the text's name: says so too."
+RENAMED_FROM_TEXT = "Renamed to \u201c{name}\u201d, as the text's name: now says."
+ERR_NAME_NOT_IN_TEXT = (
+    "Renamed to \u201c{name}\u201d, but the text's name: could not be changed to match: the "
+    "text does not parse as a mapping with a plain name. Fix it, then Save again."
+)
+
+
+def one_name(*, saved: SavedScenario, name: str, text: str) -> tuple[str, str, str]:
+    """A saved scenario has one name, its text's ``name:``. Renamed in the Name field, the text
+    follows; with a new ``name:`` typed in the text (and the field left alone), the scenario
+    takes it. Returns the name, the text, and a sentence saying what was renamed ("" if
+    nothing was)."""
+    in_text = (text_name(text) or "").strip()
+    # the text's name: counts as changed against one the saved text said (a saved draft that
+    # did not parse said none: then the Name field is the name)
+    was = text_name(saved.text)
+    if name == saved.name and in_text and was is not None and text_name(text) != was:
+        name = _clean_name(in_text)  # the text's name: changed, and the Name field did not
+        synced = with_name(text, name)
+        if name == saved.name:
+            return name, synced or text, ""
+        return name, synced or text, RENAMED_FROM_TEXT.format(name=name)
+    synced = with_name(text, name)
+    if name == saved.name:
+        return name, synced or text, ""
+    if synced is None:
+        return name, text, ERR_NAME_NOT_IN_TEXT.format(name=name)
+    return name, synced, RENAMED.format(name=name)
 
 
 def _render_editor(
@@ -405,7 +524,10 @@ def scenario_start(request: HttpRequest, scenario_id: str) -> HttpResponse:
             owner_ip=client_ip(request),
             mode="compare" if scenario.chain else "live",
         )
-    except (services.LimitReached, services.TooCostly) as e:
+    except services.LimitReached as e:
+        limit_message(request, e)
+        return redirect("scenario_editor", scenario_id=saved.id)
+    except services.TooCostly as e:
         messages.error(request, str(e))
         return redirect("scenario_editor", scenario_id=saved.id)
     return redirect("simulation_page", sim_id=record.id)

@@ -7,10 +7,12 @@ import logging
 import secrets
 import weakref
 from collections import OrderedDict
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from simulator import Scenario, parse_scenario
@@ -28,12 +30,26 @@ MAX_LIVE_PER_OWNER = env_int("FANOUT_MAX_SIMULATIONS_PER_USER", 5, 1, 10_000)
 MAX_LIVE_PER_ADDRESS = env_int("FANOUT_MAX_SIMULATIONS_PER_ADDRESS", 60, 1, 100_000)
 MAX_LIVE_TOTAL = env_int("FANOUT_MAX_SIMULATIONS", 100, 1, 100_000)
 ERR_TOO_MANY = (
-    "you already have {n} live simulations, the most one user may run: stop using one (idle "
-    "simulations stop by themselves after {idle:.0f} minutes)"
+    "you already have {n} live simulations, the most one user may run: stop one you no longer "
+    "need on your My simulations page (idle simulations stop by themselves after {idle:.0f} "
+    "minutes)"
+)
+# The API has no browser session: its caller is its network address, and it stops a run with
+# the run's control token. Runs started in a browser are listed on that browser's page.
+ERR_TOO_MANY_API = (
+    "you already have {n} live simulations, the most one user may run: stop one with "
+    "POST /api/simulations/<id>/stop and its control_token (simulations started in a browser "
+    "are listed on that browser's My simulations page, {mine}), or wait: idle simulations stop "
+    "by themselves after {idle:.0f} minutes"
 )
 ERR_TOO_MANY_ADDRESS = (
     "{n} live simulations already come from your network address, the most it may run: stop "
-    "some, or wait for idle ones to stop (after {idle:.0f} minutes)"
+    "some (a browser lists its own on its My simulations page), or wait for idle ones to stop "
+    "(after {idle:.0f} minutes)"
+)
+ERR_NO_ROOM_TO_REOPEN = (
+    "this simulation was stopped, and opening it would start it again, which its owner has no "
+    "room for just now ({reason})"
 )
 ERR_SERVER_FULL = (
     "this server already runs {n} live simulations, as many as it serves well: try again when "
@@ -45,7 +61,15 @@ log = logging.getLogger(__name__)
 
 
 class LimitReached(Exception):
-    """A user asked for more than their share; the message says what and how to get on."""
+    """A user asked for more than their share; the message says what and how to get on.
+
+    ``yours``: stopping one of the user's own simulations makes room, so a page shows the
+    message with a link to My simulations.
+    """
+
+    def __init__(self, message: str, *, yours: bool = False) -> None:
+        super().__init__(message)
+        self.yours = yours
 
 
 class TooCostly(Exception):
@@ -75,6 +99,14 @@ UNBUILDABLE_KEPT = 1000
 
 class Unbuildable(Exception):
     """A stored simulation that cannot be run again here; the message says why."""
+
+
+class NoRoom(Unbuildable):
+    """A stopped simulation whose owner has no live slot left to run it again."""
+
+    def __init__(self, message: str, *, yours: bool = False) -> None:
+        super().__init__(message)
+        self.yours = yours
 
 
 def _start_lock(sim_id: str) -> asyncio.Lock:
@@ -114,6 +146,38 @@ async def _persist(runner: runners.LiveRunner) -> None:
         runner.fence()
 
 
+def _live() -> QuerySet[SimulationRecord]:
+    """The simulations that hold a live slot: every one not stopped (running, paused or
+    finished, its runner still in memory). Stopping one frees its slot at once."""
+    return SimulationRecord.objects.filter(stopped=False)
+
+
+async def _check_room(*, owner_session: str, owner_ip: str) -> None:
+    """Raise :class:`LimitReached` when one more live simulation of this owner would be one too
+    many (for the browser session, the network address, or the server)."""
+    live = _live()
+    idle = runners.IDLE_SECONDS / 60
+    if owner_session:
+        n = await live.filter(owner_session=owner_session).acount()
+        if n >= MAX_LIVE_PER_OWNER:
+            raise LimitReached(ERR_TOO_MANY.format(n=n, idle=idle), yours=True)
+    if owner_ip:
+        mine = live.filter(owner_ip=owner_ip)
+        if not owner_session:  # the API: an address is its user
+            n = await mine.filter(owner_session="").acount()
+            if n >= MAX_LIVE_PER_OWNER:
+                where = reverse("my_simulations")
+                raise LimitReached(ERR_TOO_MANY_API.format(n=n, idle=idle, mine=where))
+        n = await mine.acount()
+        if n >= MAX_LIVE_PER_ADDRESS:
+            raise LimitReached(
+                ERR_TOO_MANY_ADDRESS.format(n=n, idle=idle), yours=bool(owner_session)
+            )
+    n = await live.acount()
+    if n >= MAX_LIVE_TOTAL:
+        raise LimitReached(ERR_SERVER_FULL.format(n=n))
+
+
 async def simulation_create(
     *,
     scenario: Scenario,
@@ -131,24 +195,7 @@ async def simulation_create(
     reasons = estimate(scenario).refusals()
     if reasons:
         raise TooCostly(reasons)
-    live = SimulationRecord.objects.filter(stopped=False)
-    idle = runners.IDLE_SECONDS / 60
-    if owner_session:
-        n = await live.filter(owner_session=owner_session).acount()
-        if n >= MAX_LIVE_PER_OWNER:
-            raise LimitReached(ERR_TOO_MANY.format(n=n, idle=idle))
-    if owner_ip:
-        mine = live.filter(owner_ip=owner_ip)
-        if not owner_session:  # the API: an address is its user
-            n = await mine.filter(owner_session="").acount()
-            if n >= MAX_LIVE_PER_OWNER:
-                raise LimitReached(ERR_TOO_MANY.format(n=n, idle=idle))
-        n = await mine.acount()
-        if n >= MAX_LIVE_PER_ADDRESS:
-            raise LimitReached(ERR_TOO_MANY_ADDRESS.format(n=n, idle=idle))
-    n = await live.acount()
-    if n >= MAX_LIVE_TOTAL:
-        raise LimitReached(ERR_SERVER_FULL.format(n=n))
+    await _check_room(owner_session=owner_session, owner_ip=owner_ip)
     token = secrets.token_urlsafe(24)
     record = await SimulationRecord.objects.acreate(
         scenario=dict(scenario.source),
@@ -203,6 +250,14 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
         pong = await runners.request(record.id, {"type": "sim.ping"}, timeout=1.0)
         if pong is not None:
             return
+        # A stopped run (by its owner, or for being idle) takes a live slot again when it is
+        # opened: only if its owner has one free, or stopping would not free anything.
+        current = await SimulationRecord.objects.filter(pk=record.id).afirst()
+        if current is not None and current.stopped:
+            try:
+                await _check_room(owner_session=current.owner_session, owner_ip=current.owner_ip)
+            except LimitReached as e:
+                raise NoRoom(ERR_NO_ROOM_TO_REOPEN.format(reason=e), yours=e.yours) from None
         # Claim the lease atomically: free, stale, or last held by this very process. If another
         # live process holds it, its runner is just slow to answer: do not start a second one.
         now = timezone.now()
@@ -306,3 +361,128 @@ def parse_scenario_or_errors(doc: Any) -> tuple[Scenario | None, list[dict[str, 
         return parse_scenario(doc), []
     except ScenarioError as e:
         return None, e.as_list()
+
+
+# --- a browser's own simulations: list, stop, delete ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One of a browser's simulations, as its My simulations page lists it."""
+
+    id: str
+    name: str
+    kind: str  # "simulation", "comparison" or "lesson"
+    lesson: str  # "Lesson 2: Temporal decoupling" for a guided lesson, else ""
+    sim_time: float  # simulated seconds reached
+    status: str  # "running", "paused", "finished" or "stopped"
+    live: bool  # holds one of the owner's live slots
+    created: datetime
+
+
+def run_kind(record: SimulationRecord) -> str:
+    if isinstance(record.guide, dict) and record.guide.get("slug"):
+        return "lesson"
+    return "comparison" if record.mode == "compare" else "simulation"
+
+
+def run_status(record: SimulationRecord) -> tuple[str, float]:
+    """``(status, simulated time)``: from the runner when it runs in this process (its clock is
+    exact), otherwise from what it last saved (every 2 s)."""
+    runner = runners.RUNNERS.get(record.id)
+    if runner is not None:
+        run = runner.run
+        if run.finished:
+            return "finished", runner.sim.now
+        running = run.running or run.stepping_to is not None
+        return ("running" if running else "paused"), runner.sim.now
+    if record.stopped:
+        return "stopped", record.sim_time
+    duration = record.scenario.get("duration", 60.0) if isinstance(record.scenario, dict) else 0
+    if isinstance(duration, int | float) and record.sim_time >= duration:
+        return "finished", record.sim_time
+    return ("running" if record.running else "paused"), record.sim_time
+
+
+def lesson_title(record: SimulationRecord) -> str:
+    """``Lesson 2: Temporal decoupling`` for a guided lesson's run, else ""."""
+    from simulator.lessons import lesson
+
+    slug = record.guide.get("slug") if isinstance(record.guide, dict) else None
+    found = lesson(slug) if isinstance(slug, str) else None
+    return f"Lesson {found.number}: {found.title}" if found is not None else ""
+
+
+MAX_LISTED = 200  # a browser's newest simulations on its page
+
+
+async def simulations_of(*, owner_session: str) -> list[RunSummary]:
+    """The browser session's simulations, newest first (at most ``MAX_LISTED``)."""
+    if not owner_session:
+        return []
+    out = []
+    query = SimulationRecord.objects.filter(owner_session=owner_session).order_by("-created")
+    async for record in query[:MAX_LISTED]:
+        status, sim_time = run_status(record)
+        out.append(
+            RunSummary(
+                id=record.id,
+                name=record.name,
+                kind=run_kind(record),
+                lesson=lesson_title(record),
+                sim_time=sim_time,
+                status=status,
+                live=not record.stopped,
+                created=record.created,
+            )
+        )
+    return out
+
+
+async def live_count(*, owner_session: str) -> int:
+    """How many of the session's live slots are taken (what the limit counts)."""
+    if not owner_session:
+        return 0
+    return await _live().filter(owner_session=owner_session).acount()
+
+
+async def simulation_stop(*, record: SimulationRecord) -> bool:
+    """End the simulation's runner and free its live slot at once. False: it had stopped.
+
+    The run is saved where it was, paused, as an idle stop leaves it, so opening it again
+    rebuilds it there. A runner in this process stops now; one in another process is fenced:
+    the lease's epoch moves on, so its next save (within ``PERSIST_INTERVAL``) fails and it
+    stops itself, saving nothing over this.
+    """
+    runner = runners.RUNNERS.get(record.id)
+    if runner is None and record.stopped:
+        return False
+    if runner is not None:
+        # stopped for good, as the idle stop does it: the last save marks the record stopped
+        # and lets the lease go
+        runner.run.running = False
+        runner.run.stepping_to = None
+        runner.stopped_idle = True
+        # That save is made here, in the caller's context, not by stop() from a task of the
+        # runner's own: from there the database call waits for the thread a request's sync
+        # middleware holds, and the request waits for the stop (Django's test client runs
+        # every request on that one thread).
+        save, runner.on_change = runner.on_change, None
+        await runner.stop()
+        if save is not None:
+            await save(runner)
+    await SimulationRecord.objects.filter(pk=record.id).aupdate(
+        stopped=True,
+        running=False,
+        runner_token="",
+        runner_seen=None,
+        runner_epoch=F("runner_epoch") + 1,
+    )
+    _unbuildable.pop(record.id, None)
+    return True
+
+
+async def simulation_delete(*, record: SimulationRecord) -> None:
+    """Stop the simulation if it is live, then forget it: its page answers 404 from now on."""
+    await simulation_stop(record=record)
+    await SimulationRecord.objects.filter(pk=record.id).adelete()

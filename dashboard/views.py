@@ -7,14 +7,18 @@ The API is for scripts and tests and authenticates with the ``control_token`` it
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import capfirst
+from django.utils.timesince import timesince
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -46,11 +50,39 @@ ERR_SEED = "seed must be a whole number from 0 to 2**63 - 1"
 MAX_SEED = 2**63 - 1
 
 
-def preset_list() -> list[dict[str, str]]:
-    out = []
+def preset_list() -> list[dict[str, Any]]:
+    """Every preset: ``slug``, ``name``, ``description``, and ``compare`` when it names a
+    synchronous ``chain`` (it opens as the side-by-side comparison)."""
+    out: list[dict[str, Any]] = []
     for path in sorted(PRESETS.glob("*.yaml")):
         sc = load_scenario(path)
-        out.append({"slug": path.stem, "name": sc.name, "description": sc.description})
+        out.append(
+            {
+                "slug": path.stem,
+                "name": sc.name,
+                "description": sc.description,
+                "compare": bool(sc.chain),
+            }
+        )
+    return out
+
+
+# A preset named lesson-* is a lesson's own scenario: the home page offers it through its lesson
+# ("Open it live" there plays the lesson's steps), not a second time as a preset.
+LESSON_PRESET_PREFIX = "lesson-"
+
+
+def home_presets() -> list[dict[str, Any]]:
+    """The presets the home page offers, each once, each with the page it opens (``url``)."""
+    from simulator.lessons import LESSONS
+
+    lessons_own = {item.preset for item in LESSONS}
+    out = []
+    for preset in preset_list():
+        if preset["slug"] in lessons_own and preset["slug"].startswith(LESSON_PRESET_PREFIX):
+            continue
+        target = "compare_create" if preset["compare"] else "simulation_create"
+        out.append({**preset, "url": reverse(target)})
     return out
 
 
@@ -62,19 +94,26 @@ def preset_text(slug: str) -> str | None:
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page: presets to start, lessons to follow."""
+    """The landing page: the lessons first (the teaching path), then the comparison, then the
+    presets to play with."""
     from .lessons import lesson_links
 
     if not request.session.session_key:
         request.session.save()  # the forms below create simulations owned by this session
+    presets = home_presets()
     return render(
         request,
         "home.html",
         {
-            "presets": preset_list(),
+            "comparisons": [p for p in presets if p["compare"]],
+            "presets": [p for p in presets if not p["compare"]],
             "create_url": reverse("simulation_create"),
             "compare_url": reverse("compare_create"),
             "lessons": lesson_links(),
+            "live_count": async_to_sync(services.live_count)(
+                owner_session=request.session.session_key or ""
+            ),
+            "max_live": services.MAX_LIVE_PER_OWNER,
         },
     )
 
@@ -136,13 +175,23 @@ def _create_from_form(request: HttpRequest, *, mode: str) -> HttpResponse:
             guide=guide,
         )
     except services.LimitReached as e:
-        messages.error(request, str(e))
+        limit_message(request, e)
         return redirect("home")
     except services.TooCostly as e:
         for reason in e.reasons:
             messages.error(request, reason)
         return redirect("home")
     return redirect("simulation_page", sim_id=record.id)
+
+
+# A message with this tag is shown with a link to the My simulations page (templates/_messages.html)
+MY_SIMULATIONS_TAG = "my-simulations"
+
+
+def limit_message(request: HttpRequest, error: services.LimitReached) -> None:
+    """A refusal for want of a live slot, as a message; a link to My simulations goes with it
+    when stopping one of the user's own runs makes room."""
+    messages.error(request, str(error), extra_tags=MY_SIMULATIONS_TAG if error.yours else "")
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -165,6 +214,14 @@ def simulation_page(request: HttpRequest, sim_id: str) -> HttpResponse:
         return render(request, "404.html", {"message": f"No simulation {sim_id!r}."}, status=404)
     try:
         st = async_to_sync(services.simulation_state)(record=record)
+    except services.NoRoom as e:
+        owner = services.can_control(record, session_key=request.session.session_key, bearer=None)
+        return render(
+            request,
+            "simulation_no_room.html",
+            {"message": str(e), "name": record.name, "link": owner and e.yours},
+            status=409,
+        )
     except services.Unbuildable as e:
         return render(request, "404.html", {"message": str(e)}, status=409)
     # the page's first frame has the shape of the runner's frames
@@ -247,6 +304,175 @@ def _control_answer(
     if status == 404:
         return redirect("home")
     return redirect("simulation_page", sim_id=sim_id)
+
+
+# --- My simulations: the runs this browser owns ----------------------------------------------
+
+ERR_NOT_YOURS = (
+    "You have no simulation {sim_id!r}: it was deleted, or it was started in another browser "
+    "(only the browser that started a simulation can stop or delete it)."
+)
+ERR_POST_ONLY = (
+    "Stop and Delete are buttons on the My simulations page ({path}): they send a POST, and "
+    "this address takes nothing else."
+)
+STOPPED = "Stopped \u201c{name}\u201d at t = {t}: it no longer holds one of your live slots."
+ALREADY_STOPPED = "\u201c{name}\u201d had already stopped: nothing changed."
+DELETED = (
+    "Deleted \u201c{name}\u201d: it is gone from this list, and its page now answers "
+    "\u201cnot found\u201d."
+)
+STATUS_WORDS = {
+    "running": "live and running",
+    "paused": "live, paused",
+    "finished": "finished",
+    "stopped": "stopped",
+}
+KIND_WORDS = {"simulation": "simulation", "comparison": "comparison", "lesson": "lesson"}
+
+
+def format_sim_time(seconds: float) -> str:
+    """Simulated time for a reader: ``42.5 s``, ``3 min 05 s``, ``2 h 04 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def created_ago(when: datetime) -> str:
+    """``just now``, ``5 minutes ago``, ``2 days ago``."""
+    if timezone.now() - when < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(when, depth=1)} ago"
+
+
+UNTITLED_RUN = "Untitled simulation"
+
+
+def run_title(record: SimulationRecord) -> str:
+    """What the list calls a run: its lesson's title, else its scenario's name."""
+    return services.lesson_title(record) or record.name or UNTITLED_RUN
+
+
+def _scenario_line(run: services.RunSummary) -> str:
+    """Under a lesson's title, its scenario's name, when that says something the title does
+    not ("Lesson 2: Temporal decoupling" runs "Lesson: the Email service restarts at 3 AM")."""
+    if not run.lesson or not run.name:
+        return ""
+    bare = run.name.removeprefix("Lesson:").strip()
+    return "" if run.lesson.casefold().endswith(bare.casefold()) else capfirst(bare)
+
+
+def _session_key(request: HttpRequest) -> str:
+    return request.session.session_key or ""
+
+
+def my_simulations(request: HttpRequest) -> HttpResponse:
+    """``GET /simulations/mine/``: every simulation this browser started, with Stop and Delete."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    if not request.session.session_key:
+        request.session.save()  # the forms it links to create simulations owned by this session
+    return _render_mine(request)
+
+
+def _render_mine(
+    request: HttpRequest, *, outcome: str = "", ok: bool = True, status: int = 200
+) -> HttpResponse:
+    key = _session_key(request)
+    runs = async_to_sync(services.simulations_of)(owner_session=key)
+    context = {
+        "runs": [
+            {
+                "id": run.id,
+                "name": run.lesson or run.name or UNTITLED_RUN,
+                "scenario": _scenario_line(run),
+                "kind": KIND_WORDS[run.kind],
+                "sim_time": format_sim_time(run.sim_time),
+                "status": run.status,
+                "status_words": STATUS_WORDS[run.status],
+                "live": run.live,
+                "created": run.created,
+                "created_ago": created_ago(run.created),
+                "url": reverse("simulation_page", args=[run.id]),
+                "stop_url": reverse("simulation_stop", args=[run.id]),
+                "delete_url": reverse("simulation_delete", args=[run.id]),
+            }
+            for run in runs
+        ],
+        "live_count": sum(run.live for run in runs),
+        "max_live": services.MAX_LIVE_PER_OWNER,
+        "max_listed": services.MAX_LISTED,
+        "outcome": outcome,
+        "ok": ok,
+    }
+    template = "_my_simulations.html" if getattr(request, "htmx", False) else "my_simulations.html"
+    return render(request, template, context, status=status)
+
+
+async def _own_record(request: HttpRequest, sim_id: str) -> SimulationRecord | None:
+    """The simulation, if this browser started it; None for an unknown id and for someone
+    else's run alike (the answer must not tell whether another user's run exists)."""
+    key = _session_key(request)
+    if not key:
+        return None
+    return await SimulationRecord.objects.filter(pk=sim_id, owner_session=key).afirst()
+
+
+def _post_only(request: HttpRequest) -> HttpResponse | None:
+    if request.method == "POST":
+        return None
+    return HttpResponseNotAllowed(
+        ["POST"],
+        ERR_POST_ONLY.format(path=reverse("my_simulations")),
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+def _mine_answer(request: HttpRequest, message: str, *, ok: bool, status: int) -> HttpResponse:
+    """After Stop or Delete: htmx gets the list again with the sentence; a plain form is
+    redirected to the page (which shows the sentence), an error is answered in place."""
+    if getattr(request, "htmx", False) or not ok:
+        return _render_mine(request, outcome=message, ok=ok, status=status)
+    messages.success(request, message)
+    return redirect("my_simulations")
+
+
+# Stop and Delete are async views: they wait for the runner, which lives on the event loop.
+
+
+async def simulation_stop(request: HttpRequest, sim_id: str) -> HttpResponse:
+    """``POST /simulations/<id>/stop``: end the runner and free the live slot at once."""
+    refused = _post_only(request)
+    if refused is not None:
+        return refused
+    record = await _own_record(request, sim_id)
+    if record is None:
+        message = ERR_NOT_YOURS.format(sim_id=sim_id)
+        return await sync_to_async(_mine_answer)(request, message, ok=False, status=404)
+    name = run_title(record)
+    if not await services.simulation_stop(record=record):
+        message = ALREADY_STOPPED.format(name=name)
+    else:
+        await record.arefresh_from_db(fields=["sim_time"])
+        message = STOPPED.format(name=name, t=format_sim_time(record.sim_time))
+    return await sync_to_async(_mine_answer)(request, message, ok=True, status=200)
+
+
+async def simulation_delete(request: HttpRequest, sim_id: str) -> HttpResponse:
+    """``POST /simulations/<id>/delete``: stop it if live, then delete it (its page is a 404)."""
+    refused = _post_only(request)
+    if refused is not None:
+        return refused
+    record = await _own_record(request, sim_id)
+    if record is None:
+        message = ERR_NOT_YOURS.format(sim_id=sim_id)
+        return await sync_to_async(_mine_answer)(request, message, ok=False, status=404)
+    await services.simulation_delete(record=record)
+    message = DELETED.format(name=run_title(record))
+    return await sync_to_async(_mine_answer)(request, message, ok=True, status=200)
 
 
 # --- JSON API --------------------------------------------------------------------------------
@@ -340,9 +566,48 @@ async def api_simulations(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_http_methods(["GET"])
+# The API's controls go by the control token alone (no cookie counts there, so no other site's
+# page can use them from its visitors' browsers).
+ERR_TOKEN_HINT = " (send Authorization: Bearer <control_token>)"
+
+
+async def _api_controlled(
+    request: HttpRequest, sim_id: str
+) -> tuple[SimulationRecord | None, JsonResponse | None]:
+    record = await services.simulation_get(sim_id=sim_id)
+    if record is None:
+        return None, _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
+    if not services.can_control(record, session_key=None, bearer=_bearer(request)):
+        return None, _api_error(services.ERR_READ_ONLY + ERR_TOKEN_HINT, 403)
+    return record, None
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+async def api_stop(request: HttpRequest, sim_id: str) -> JsonResponse:
+    """``POST /api/simulations/<id>/stop`` -> 200 {ok, id, stopped}: its runner ends and its live
+    slot is free at once (``stopped`` false: it had stopped already). Reading it again rebuilds
+    it, paused where it stopped."""
+    record, error = await _api_controlled(request, sim_id)
+    if error is not None:
+        return error
+    assert record is not None
+    stopped = await services.simulation_stop(record=record)
+    return JsonResponse({"ok": True, "id": record.id, "stopped": stopped})
+
+
+@csrf_exempt
+@require_http_methods(["GET", "DELETE"])
 async def api_simulation(request: HttpRequest, sim_id: str) -> JsonResponse:
-    """``GET /api/simulations/<id>`` -> the current snapshot (a frame's ``state``)."""
+    """``GET /api/simulations/<id>`` -> the current snapshot (a frame's ``state``).
+    ``DELETE`` (with the control token) stops it and deletes it -> 200 {ok, id, deleted}."""
+    if request.method == "DELETE":
+        record, error = await _api_controlled(request, sim_id)
+        if error is not None:
+            return error
+        assert record is not None
+        await services.simulation_delete(record=record)
+        return JsonResponse({"ok": True, "id": record.id, "deleted": True})
     record = await services.simulation_get(sim_id=sim_id)
     if record is None:
         return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
@@ -395,9 +660,7 @@ async def api_commands(request: HttpRequest, sim_id: str) -> JsonResponse:
     if record is None:
         return _api_error(services.ERR_UNKNOWN_SIMULATION.format(sim_id=sim_id), 404)
     if not services.can_control(record, session_key=None, bearer=_bearer(request)):
-        return _api_error(
-            services.ERR_READ_ONLY + " (send Authorization: Bearer <control_token>)", 403
-        )
+        return _api_error(services.ERR_READ_ONLY + ERR_TOKEN_HINT, 403)
     doc, error = _json_body(request)
     if error is not None:
         return error

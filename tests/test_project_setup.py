@@ -195,7 +195,7 @@ def test_home_page_in_chromium(page: Page, live_server_url: str, artifacts_dir: 
     event_colour = page.evaluate(
         "getComputedStyle(document.documentElement).getPropertyValue('--event-produced')"
     )
-    assert event_colour.strip() == "#2f6fdb"
+    assert event_colour.strip() == "#0072b2"  # Okabe-Ito blue: an event on its way
     assert page.evaluate("typeof window.htmx") == "object"
     page.screenshot(path=artifacts_dir / "home.png", full_page=True)
     assert errors == []

@@ -16,6 +16,7 @@ import { LiveSocket, connectionView } from "./live.js";
 import { mountMotionToggle } from "./motion.js";
 import { mountFeedback } from "./feedback.js";
 import { mountPresenter } from "./present.js";
+import { labelCells, othersSentence, rowsToShow } from "./tables.js";
 
 const LOG_KEEP = 2000; // sampled events kept for filtering
 const LOG_ROWS = 300; // rows shown
@@ -31,6 +32,9 @@ const S = {
   wsPath: "",
   apiUrl: "",
   live: null, // the shared LiveSocket (static/js/live.js)
+  shownGroups: null, // the services the table lists (all, or the furthest behind: tables.js)
+  shownAt: 0,
+  showAllGroups: false,
   state: null,
   t: 0,
   latency: {}, // group -> last known {t, wait_ms, end_to_end_ms, processing_ms}
@@ -123,7 +127,7 @@ function start(opts) {
     "seed-input", "producer-rows", "group-rows", "type-legend", "insight", "dlq-list", "dlq-empty",
     "log-type", "log-kind", "log-corr", "log-freeze", "log-count", "event-log-rows", "trace",
     "trace-title", "trace-hops", "latency-service", "latency-now", "add-topics", "fill-fraud",
-    "btn-start", "btn-pause", "command-result",
+    "btn-start", "btn-pause", "command-result", "groups-more", "groups-more-text", "groups-more-toggle",
   ]) {
     el[id] = $(id);
   }
@@ -344,16 +348,37 @@ function syncProducers(producers) {
 
 function syncGroups(groups) {
   const body = el["group-rows"];
+  // hundreds of services: the ones furthest behind, re-chosen every few seconds (not every
+  // frame, so rows don't jump under the reader's eyes), and a sentence on the rest
+  const now = performance.now();
+  if (!S.shownGroups || now - S.shownAt > 3000 || S.shownGroups.some((n) => !groups[n])) {
+    S.shownGroups = rowsToShow(groups, S.showAllGroups);
+    S.shownAt = now;
+  }
+  const shown = new Set(S.shownGroups);
   for (const [name, row] of groupRows) {
-    if (!groups[name]) {
+    if (!groups[name] || !shown.has(name)) {
       row.tr.remove();
       if (row.ctl) row.ctl.remove();
       groupRows.delete(name);
     }
   }
-  for (const [name, g] of Object.entries(groups)) {
+  const more = el["groups-more"];
+  if (more) {
+    const total = Object.keys(groups).length;
+    const sentence = othersSentence(groups, S.shownGroups);
+    more.hidden = !sentence && !S.showAllGroups;
+    setText(el["groups-more-text"], sentence || total + " services listed.");
+    setText(el["groups-more-toggle"], S.showAllGroups ? "List only the furthest behind" : "List all " + total);
+  }
+  for (const name of S.shownGroups) {
+    const g = groups[name];
     let row = groupRows.get(name);
     if (!row) row = addGroupRow(body, name);
+    else if (row.tr.parentNode !== body || body.lastElementChild !== (row.ctl || row.tr)) {
+      body.append(row.tr); // keep the listed order
+      if (row.ctl) body.append(row.ctl);
+    }
     const insts = g.instances || [];
     const alive = insts.filter((i) => i.state !== "dead").length;
     const status = g.status || "up";
@@ -440,15 +465,6 @@ function addGroupRow(body, name) {
   groupRows.set(name, row);
   refreshLatencySelect();
   return row;
-}
-
-/** Each cell names its column (data-label), so a narrow screen can show a row as a card. */
-function labelCells(tr) {
-  const table = tr.closest("table");
-  const heads = table ? [...table.tHead.rows[0].cells].map((th) => th.textContent.trim()) : [];
-  [...tr.cells].forEach((cell, i) => {
-    if (i > 0 && heads[i]) cell.dataset.label = heads[i];
-  });
 }
 
 /** Show the server's value in a form field, unless the user is editing it. */
@@ -976,6 +992,13 @@ function bindUi() {
     });
   }
   if (el["fill-fraud"]) el["fill-fraud"].addEventListener("click", fillFraud);
+  if (el["groups-more-toggle"]) {
+    el["groups-more-toggle"].addEventListener("click", () => {
+      S.showAllGroups = !S.showAllGroups;
+      S.shownGroups = null;
+      S.numbersDirty = true;
+    });
+  }
   // A command's answer is news for a while, then it goes.
   let resultTimer = 0;
   document.body.addEventListener("htmx:afterSwap", (ev) => {
