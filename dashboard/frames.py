@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator import EventSampler, Simulation
+from simulator.charts import comparison_history, simulation_history
 from simulator.compare import Comparison
+from simulator.story import comparison_story, simulation_story
 
 MAX_EVENTS_PER_FRAME = 150
 DEAD_LETTERS_SHOWN = 20
@@ -33,12 +35,20 @@ class RunState:
     error: str | None = None
     # paused because nobody watched or controlled it for a while (``UNWATCHED_SECONDS``)
     paused_unwatched: bool = False
+    # a backward ``seek`` replays the run's recorded commands from t = 0: how many are still
+    # to apply on the way to ``stepping_to``
+    replaying: int = 0
 
 
 def run_note(run: RunState, now: float) -> str:
     """A sentence for the run header when the run is in a state its badges don't say."""
     if run.error:
         return run.error + " — reset to run it again"
+    if run.stepping_to is not None and run.replaying:
+        return (
+            f"replaying the run to t = {run.stepping_to:.2f} s (now {now:.2f} s, "
+            f"{run.replaying} recorded command{'s' if run.replaying != 1 else ''} to go)"
+        )
     if run.stepping_to is not None:
         return f"stepping to t = {run.stepping_to:.2f} s (now {now:.2f} s)"
     if run.paused_unwatched and not run.running:
@@ -60,9 +70,11 @@ def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, 
         error=run.error,
         paused_unwatched=run.paused_unwatched,
         run_note=run_note(run, sim.now),
-        duration=sim.scenario.duration,
+        duration=sim.duration,
         marks=list(sim.metrics_observer.marks)[-50:],
         commands=len(sim.command_log),
+        timeline=sim.timeline.state(sim.now, sim.duration),
+        story=simulation_story(sim),
     )
     if not snap["compact"]:
         for name, group in sim.groups.items():
@@ -71,18 +83,9 @@ def state(sim: Simulation, run: RunState, *, latency: bool = True) -> dict[str, 
     return snap
 
 
-def history(sim: Simulation) -> dict[str, Any]:
-    """The bounded lag history the engine sampled, for charts a late joiner starts with."""
-    out: dict[str, Any] = {}
-    for name in sim.groups:
-        rows = sim.history(name)[-600:]
-        out[name] = {
-            "t": [round(r[0], 3) for r in rows],
-            "lag": [r[1] for r in rows],
-            "lag_ms": [round(r[2], 1) for r in rows],
-            "processed": [r[3] for r in rows],
-        }
-    return out
+def history(sim: Simulation, comparison: Comparison | None = None) -> dict[str, Any]:
+    """Every chart's bounded history, for a viewer who joins late (docs/api.md, "history")."""
+    return comparison_history(comparison) if comparison is not None else simulation_history(sim)
 
 
 def compare_state(cmp: Comparison, run: RunState, *, latency: bool = True) -> dict[str, Any]:
@@ -100,10 +103,12 @@ def compare_state(cmp: Comparison, run: RunState, *, latency: bool = True) -> di
         error=run.error,
         paused_unwatched=run.paused_unwatched,
         run_note=run_note(run, cmp.now),
-        duration=cmp.scenario.duration,
+        duration=cmp.duration,
         marks=list(cmp.sim.metrics_observer.marks)[-50:],
         commands=len(cmp.switch_log),
+        timeline=cmp.timeline.state(cmp.now, cmp.duration),
     )
+    st["story"] = comparison_story(cmp, st)
     return st
 
 
@@ -138,5 +143,5 @@ def build_frame(
     if comparison is not None:
         frame["sync_hops"] = comparison.sync.drain_hops() if not full else []
     if full:
-        frame["history"] = history(sim)
+        frame["history"] = history(sim, comparison)
     return frame

@@ -18,6 +18,7 @@ import contextvars
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -27,6 +28,8 @@ from simulator import CommandError, EventSampler, Scenario, Simulation, parse_sc
 from simulator.compare import Comparison
 from simulator.cost import refusal_for
 from simulator.observe import valid_correlation_id
+from simulator.timeline import Moment, Timeline, jump_sentence
+from simulator.wording import plural, seconds_text
 
 from .config import env_number
 from .frames import RunState, build_frame, compare_state, state
@@ -60,9 +63,21 @@ RUNNER_COMMANDS = (
     "reset",
     "speed",
     "seed",
+    "seek",
     "lesson.reveal",
     "lesson.card",
 )
+# What a finished run still takes: commands that read or restart it, or lengthen it. Anything
+# else would change a run that is over (it is refused with ERR_FINISHED).
+FINISHED_ALLOWS = frozenset(
+    {"pause", "speed", "reset", "seed", "seek", "extend", "lesson.reveal", "lesson.card"}
+)
+EXTEND_EXAMPLE = 60
+ERR_FINISHED = (
+    "The run finished at t = {t}, its length: Reset to play it again, or extend it with "
+    '{{"command": "extend", "value": ' + str(EXTEND_EXAMPLE) + "}}"
+)
+ERR_SEEK = "seek needs a time in seconds from 0 to {duration} (the run's length), got {value!r}"
 ERR_NO_GUIDE = "this simulation is not a guided lesson: open one live from its lesson page"
 # Messages waiting for the runner's next turn, at most; past that a sender is told to wait
 INBOX_LIMIT = 1000
@@ -181,8 +196,20 @@ class LiveRunner:
     guide: Guide | None = None  # a guided lesson's cards and the class's predictions
     _discard: asyncio.Task[None] | None = None
 
+    @property
+    def duration(self) -> float:
+        """The run's length: the scenario's, plus what ``extend`` commands added."""
+        return self.sim.duration
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.comparison.timeline if self.comparison is not None else self.sim.timeline
+
     def _build(self, log_: list[tuple[float, dict[str, Any]]], until: float) -> None:
         self.sampler = EventSampler(200, seed=self.seed)
+        # recorded commands a backward seek replays as the clock passes their times
+        self._replay: deque[tuple[float, dict[str, Any]]] = deque()
+        self.run.replaying = 0
         self._make_model()
         for t, command in log_:
             self.sim.run_until(t)
@@ -190,7 +217,7 @@ class LiveRunner:
         if until > self.sim.now:
             self.sim.run_until(until)
         self.sampler.drain()
-        self.run.finished = self.sim.now >= self.scenario.duration
+        self.run.finished = self.sim.now >= self.duration
 
     async def catch_up(self) -> None:
         """Replay the stored command log up to the time reached, in slices.
@@ -201,11 +228,17 @@ class LiveRunner:
         log_, until, running = self._catch_up_to
         self._catch_up_to = ([], 0.0, False)
         for t, command in log_:
+            if t > until:
+                # saved while a backward seek replayed: the rest is applied as the clock
+                # passes it, as it would have been
+                self._replay.append((t, command))
+                continue
             await self._run_in_slices(t)
             self._apply_engine(command)
+        self.run.replaying = len(self._replay)
         await self._run_in_slices(until)
         self.sampler.drain()
-        self.run.finished = self.sim.now >= self.scenario.duration
+        self.run.finished = self.sim.now >= self.duration
         self.run.running = running and not self.run.finished
 
     async def _run_in_slices(self, t: float) -> None:
@@ -213,13 +246,16 @@ class LiveRunner:
             await asyncio.sleep(0)
 
     def _make_model(self) -> None:
-        self.sim = Simulation(self.scenario, self.seed, observers=(self.sampler,), trace=True)
+        self.sim = Simulation(
+            self.scenario, self.seed, observers=(self.sampler,), trace=True, chart_history=True
+        )
 
     def _apply_engine(self, command: dict[str, Any]) -> dict[str, Any]:
         return self.sim.apply(command)
 
     def command_log(self) -> list[tuple[float, dict[str, Any]]]:
-        return self.sim.command_log
+        """The run's commands: those applied, then those a backward seek is still replaying."""
+        return self.sim.command_log + list(self._replay)
 
     def current_state(self) -> dict[str, Any]:
         if self.comparison is not None:
@@ -414,13 +450,13 @@ class LiveRunner:
         sim = self.sim
         wall_dt = min(wall_dt, 0.25)  # a stalled loop does not become a huge jump
         start_t = sim.now
-        target = min(start_t + wall_dt * self.run.speed, self.scenario.duration)
+        target = min(start_t + wall_dt * self.run.speed, self.duration)
         if self.guide is not None:
             target = self.guide.stop_at(start_t, target)  # a guided lesson asks on time
         self._run_within(target, engine_budget(self))
         self.run.behind = sim.now < target - 1e-9
         self.run.effective_speed = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
-        if sim.now >= self.scenario.duration:
+        if sim.now >= self.duration:
             self.run.running = False
             self.run.finished = True
         self._maybe_ask()
@@ -442,6 +478,22 @@ class LiveRunner:
         """
         sim = self.sim
         deadline = time.perf_counter() + budget_s
+        pending = self._replay
+        while pending and pending[0][0] <= target:
+            # a backward seek replays the run's recorded commands at their times: run to the
+            # next one, apply it (as ``simulator.replay`` does), go on
+            at = pending[0][0]
+            while not sim.run_some(at, EVENTS_PER_SLICE):
+                if time.perf_counter() > deadline:
+                    return False
+            _, command = pending.popleft()
+            self.run.replaying = len(pending)
+            try:
+                self._apply_engine(command)
+            except CommandError as e:  # it took effect then; a replay that cannot is a bug
+                log.warning("runner %s: a recorded command did not replay (%s)", self.sim_id, e)
+            if time.perf_counter() > deadline:
+                return False
         while not sim.run_some(target, EVENTS_PER_SLICE):
             if time.perf_counter() > deadline:
                 return False
@@ -470,9 +522,70 @@ class LiveRunner:
         self.run.behind = False
         self.run.error = None
         self._build([], 0.0)
-        self.run.stepping_to = min(cards[index].at, self.scenario.duration)
+        self.run.stepping_to = min(cards[index].at, self.duration)
         self._step_on(STEP_REPLY_BUDGET)
         return {"card": index, "stepping_to": self.run.stepping_to}
+
+    def _seek(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Jump to a time: forward, the run plays there in slices (as a long ``step``);
+        backward, it is rebuilt from t = 0 with the same seed and plays there again, replaying
+        its recorded commands up to that time (the engine is deterministic, so it is the same
+        run); the commands sent after that time are dropped. Replies with a sentence."""
+        from simulator.commands import Shown, number
+
+        duration = self.duration
+        try:
+            to = number(command, lo=0, hi=duration)
+        except CommandError:
+            raise CommandError(
+                ERR_SEEK.format(duration=seconds_text(duration), value=Shown(command.get("value")))
+            ) from None
+        now = self.sim.now
+        if abs(to - now) < 1e-9 and not self._replay:
+            return {
+                "message": f"Already at t = {seconds_text(now)}",
+                "stepping_to": None,
+                "t": now,
+                "dropped": 0,
+            }
+        old: list[Moment] = [m for m in self.timeline.commands if m.t <= to]
+        near = self.timeline.near(to, duration, before=old)
+        message = jump_sentence(to, near)
+        self.run.running = False
+        self.run.behind = False
+        self.run.error = None
+        if to < now:
+            recorded = self.command_log()
+            kept = [(t, c) for t, c in recorded if t <= to]
+            dropped = len(recorded) - len(kept)
+            self._build([], 0.0)
+            self._replay = deque(kept)
+            self.run.replaying = len(kept)
+            message = message.replace("Jumping to", "Jumping back to", 1)
+            message += ": the run plays again from t = 0 with the same seed"
+            if kept:
+                message += f" and its {plural(len(kept), 'command')} up to then"
+            if dropped:
+                sent = "one sent after it is" if dropped == 1 else f"{dropped:,} sent after it are"
+                message += f"; the {sent} dropped"
+        else:  # forward: a replay under way keeps what comes before the new time
+            kept_later = [(t, c) for t, c in self._replay if t <= to]
+            dropped = len(self._replay) - len(kept_later)
+            self._replay = deque(kept_later)
+            self.run.replaying = len(kept_later)
+        self.run.finished = False
+        self.run.stepping_to = to
+        try:
+            self._step_on(STEP_REPLY_BUDGET)
+        except Exception as e:
+            self._engine_failed(e)
+            raise CommandError(str(self.run.error)) from None
+        return {
+            "message": message,
+            "stepping_to": self.run.stepping_to,
+            "t": self.sim.now,
+            "dropped": dropped,
+        }
 
     def _engine_failed(self, e: Exception) -> None:
         log.exception("runner %s: the engine failed at t=%.3f", self.sim_id, self.sim.now)
@@ -491,7 +604,7 @@ class LiveRunner:
             target = self.guide.stop_at(self.sim.now, target)
         if self._run_within(target, engine_budget(self) if budget_s is None else budget_s):
             self.run.stepping_to = None
-            if self.sim.now >= self.scenario.duration:
+            if self.sim.now >= self.duration:
                 self.run.finished = True
             self._maybe_ask()
 
@@ -722,15 +835,25 @@ class LiveRunner:
         from simulator.commands import command_name, number
 
         name = command_name(command)
+        if self.run.finished and name not in FINISHED_ALLOWS:
+            raise CommandError(ERR_FINISHED.format(t=seconds_text(self.duration)))
         if name not in RUNNER_COMMANDS:
             refusal = refusal_for(self.sim, command)
             if refusal is not None:
                 raise CommandError(refusal.replace("this scenario", "this simulation", 1))
-            return self._apply_engine(command)
+            result = self._apply_engine(command)
+            if name == "extend":
+                self.run.finished = self.sim.now >= self.duration
+                more = seconds_text(result["extended_by"])
+                result["message"] = (
+                    f"The run now lasts {seconds_text(self.duration)} ({more} more): "
+                    "Start to play on"
+                )
+            return result
+        if name == "seek":
+            return self._seek(command)
         self.run.stepping_to = None  # any runner command ends a step under way
         if name == "start":
-            if self.run.finished:
-                raise CommandError("the run reached its duration: reset it to run again")
             if self.run.error:
                 raise CommandError(self.run.error + "; reset it to run again")
             self.run.running = True
@@ -742,7 +865,7 @@ class LiveRunner:
             if command.get("value") not in (None, ""):
                 seconds = number(command, lo=0.001, hi=3600)
             self.run.running = False
-            self.run.stepping_to = min(self.sim.now + seconds, self.scenario.duration)
+            self.run.stepping_to = min(self.sim.now + seconds, self.duration)
             try:
                 self._step_on(STEP_REPLY_BUDGET)
             except Exception as e:
@@ -785,7 +908,7 @@ class CompareRunner(LiveRunner):
 
     def command_log(self) -> list[tuple[float, dict[str, Any]]]:
         assert self.comparison is not None
-        return self.comparison.switch_log
+        return self.comparison.switch_log + list(self._replay)
 
 
 def make_runner(

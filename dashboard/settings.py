@@ -10,7 +10,10 @@ Everything that differs between a laptop and a deployment comes from the environ
 - DJANGO_SECURE_PROXY_SSL_HEADER: "1" when behind a TLS-terminating proxy that sets
   X-Forwarded-Proto.
 - DJANGO_HSTS_SECONDS: HSTS max-age when DEBUG is off (default one year; 0 to ten years).
-- DJANGO_DB_PATH: the SQLite file (default BASE_DIR/db.sqlite3).
+- DJANGO_DB_PATH: the SQLite file (default BASE_DIR/db.sqlite3), when DATABASE_URL is unset.
+- DATABASE_URL: e.g. "postgres://fanout:secret@db.internal:5432/fanout": the store is that
+  PostgreSQL database, so daphne processes on several machines share simulations, their runner
+  leases and saved scenarios (with REDIS_URL for the channel layer). docs/deploy.md.
 - DJANGO_STATIC_ROOT: where `collectstatic` puts the static files (default BASE_DIR/staticfiles).
   With DEBUG off they are served from there, so run `collectstatic` before starting.
 - REDIS_URL: when set, the channel layer is channels_redis (several server processes can
@@ -117,12 +120,27 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": Path(os.environ.get("DJANGO_DB_PATH") or BASE_DIR / "db.sqlite3"),
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+if DATABASE_URL:
+    import dj_database_url
+
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django knows: {e}") from e
+    if _db.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_URL must name a PostgreSQL database (postgres://...); leave it unset for "
+            "SQLite"
+        )
+    DATABASES = {"default": dict(_db)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": Path(os.environ.get("DJANGO_DB_PATH") or BASE_DIR / "db.sqlite3"),
+        }
     }
-}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -31,6 +31,11 @@ ENGINE_COMMANDS = (
     "broker.delay",
 )
 
+# Commands about the run itself that the command log records (a rebuild replays them): ``extend``
+# lengthens the run. Not world commands, so a scenario's script cannot use them.
+RUN_COMMANDS = ("extend",)
+LOGGED_COMMANDS = ENGINE_COMMANDS + RUN_COMMANDS
+
 ERR_NOT_A_MAPPING = "a command must be a JSON object with a 'command' field"
 ERR_NO_COMMAND = "missing 'command': say which command to run"
 ERR_UNKNOWN_COMMAND = "unknown command {name!r}; known commands: {known}"
@@ -47,6 +52,10 @@ ERR_RESET_BUSY = (
 )
 ERR_RESET_QUEUE = "a queue has no offsets to reset: only stream consumers have them"
 ERR_CONSUMER_EXISTS = "a consumer named {name!r} exists already"
+ERR_EXTEND = (
+    "extend needs a number of seconds to add to the run, more than 0 and at most {most} "
+    "(a run may last {limit} in all), got {value!r}"
+)
 ERR_LOG_FULL = (
     "the command log is full ({n} commands): reset the simulation or start a new one to go on"
 )
@@ -93,6 +102,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "broker.down": ("topic", "partition"),
     "broker.up": ("topic", "partition"),
     "broker.delay": ("value",),
+    "extend": ("value",),
 }
 NUMBER_FIELDS = frozenset({"value", "instance", "partition", "event_id"})
 

@@ -45,6 +45,7 @@ from .scenario import (
     parse_consumer_spec,
 )
 from .simulation import Simulation
+from .timeline import Timeline
 
 ERR_NO_CHAIN = "a comparison needs a 'chain': the services checkout calls, in order"
 SWITCHES = (
@@ -60,6 +61,8 @@ SWITCHES = (
     "broker.down",
     "broker.up",
     "broker.delay",
+    # the run's length (both sides share the clock)
+    "extend",
 )
 # what the switch log keeps of each switch: the fields it reads (a comparison has one producer)
 SWITCH_FIELDS = {
@@ -188,11 +191,38 @@ class RecentWindow:
         return {"count": len(ms), "p50": q(0.5), "p95": q(0.95), "p99": q(0.99)}
 
 
+class CompareHistory:
+    """A comparison's own chart history, sampled on simulated time at the engine's sample
+    ticks (deterministic: a rebuild samples the same): each side's recent checkout time
+    (p50/p95/p99 over the last 5 s, None when no checkout finished in them) and the share of
+    recent checkouts that failed."""
+
+    def __init__(self, cmp: Comparison, maxlen: int = 3600) -> None:
+        self.cmp = cmp
+        # (t, sync p50, p95, p99, sync error rate, events p50, p95, p99, events error rate)
+        self.rows: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
+
+    def sample(self, now: float) -> None:
+        cmp = self.cmp
+        s = cmp.sync.recent.summary(now)
+        e = cmp.events_recent.summary(now)
+        self.rows.append(
+            (
+                now,
+                *((s["p50"], s["p95"], s["p99"]) if s["count"] else (None, None, None)),
+                _rate(cmp.sync.recent_errors, cmp.sync.recent.values, now),
+                *((e["p50"], e["p95"], e["p99"]) if e["count"] else (None, None, None)),
+                cmp._events_error_rate(),
+            )
+        )
+
+
 class SyncService:
     def __init__(self, spec: ConsumerSpec) -> None:
         self.name = spec.name
         self.label = spec.label
         self.instances = spec.instances
+        self.mean_ms = spec.processing.mean_ms  # one call's mean processing time, unslowed
         self.busy = 0
         self.queue: deque[_Call] = deque()
         self.status = "up"
@@ -440,6 +470,8 @@ class Comparison:
         self.rate = producer.rate
         # The event side's order producer is driven from here, so both sides get the same orders.
         quiet = dataclasses.replace(producer, rate=0.0)
+        # the narrative and the charts read each service's sampled processing time and latency
+        kwargs.setdefault("chart_history", True)
         # the script plays through the comparison's switches (both sides), not the engine's
         self.sim = Simulation(
             dataclasses.replace(scenario, producers=(quiet,), script=()), self.seed, **kwargs
@@ -486,6 +518,14 @@ class Comparison:
             self.sim.at(fault.at, self._fault, fault)
         for step in scenario.script:
             self.sim.at(step.at, self._scripted, step.command)
+        # the faults it applies (a broker fault has no synchronous side, and is not one)
+        self.timeline = Timeline(
+            [f for f in scenario.faults if f.producer is not None or f.consumer in specs],
+            scenario.script,
+            self.sim.service_name,
+        )
+        self.history = CompareHistory(self)
+        self.sim.on_sample.append(self.history.sample)
         self._schedule_arrival()
 
     def _scripted(self, command: Any) -> None:
@@ -618,6 +658,11 @@ class Comparison:
         self.sim.run_until(t)
 
     @property
+    def duration(self) -> float:
+        """The run's length (the scenario's, until ``extend`` lengthens it)."""
+        return self.sim.duration
+
+    @property
     def now(self) -> float:
         return self.sim.now
 
@@ -627,7 +672,9 @@ class Comparison:
         if len(self.switch_log) >= MAX_COMMAND_LOG:
             raise CommandError(ERR_LOG_FULL.format(n=MAX_COMMAND_LOG))
         result = self._execute(command)
-        self.switch_log.append((self.now, logged_command(command, SWITCH_FIELDS)))
+        logged = logged_command(command, SWITCH_FIELDS)
+        self.switch_log.append((self.now, logged))
+        self.timeline.record(self.now, logged)
         return result
 
     def _execute(self, command: Any) -> dict[str, Any]:
@@ -642,6 +689,8 @@ class Comparison:
             self._schedule_arrival()
         elif name == "service.add":
             self._add_service(command)
+        elif name == "extend":
+            return self.sim.extend(command)
         elif name.startswith("broker."):
             self.sim.apply(command)
         else:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import mul
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,17 @@ class Histogram:
     ``Simulation._sample``), so the buffer stays small and each fold is worth its fixed cost.
     """
 
-    __slots__ = ("_buf", "_count", "_max", "_min", "_total", "add", "counts")
+    __slots__ = (
+        "_buf",
+        "_buf_seen",
+        "_buf_total",
+        "_count",
+        "_max",
+        "_min",
+        "_total",
+        "add",
+        "counts",
+    )
 
     def __init__(self) -> None:
         self.counts = [0] * _BUCKETS
@@ -49,6 +60,9 @@ class Histogram:
         self._max = 0.0
         self._buf = array("d")
         self.add: Callable[[float], None] = self._buf.append
+        # the sum of the buffer's first _buf_seen values (``sums`` adds only what came since)
+        self._buf_seen = 0
+        self._buf_total = 0.0
 
     def fold_at(self, at_least: int) -> None:
         """Fold the buffer if it holds at least ``at_least`` values."""
@@ -86,6 +100,8 @@ class Histogram:
                 i = k + shift
                 counts[i if 0 < i < top else (0 if i <= 0 else top)] += n
         del self._buf[:]
+        self._buf_seen = 0
+        self._buf_total = 0.0
 
     @property
     def count(self) -> int:
@@ -112,21 +128,25 @@ class Histogram:
         self.fold()
         if not self._count:
             return [0.0 for _ in qs]
-        targets = [max(1, math.ceil(q * self._count)) for q in qs]
-        out: list[float] = [0.0] * len(qs)
-        order = sorted(range(len(qs)), key=lambda k: targets[k])
-        cumulative = 0
-        k = 0
-        for i, c in enumerate(self.counts):
-            if not c:
-                continue
-            cumulative += c
-            while k < len(order) and cumulative >= targets[order[k]]:
-                out[order[k]] = self._value(i)
-                k += 1
-            if k == len(order):
-                break
-        return out
+        # the first bucket whose running count reaches each target: one C-level pass
+        # (accumulate) over the buckets between the smallest and the largest value, and a
+        # bisection per quantile, no Python frame per bucket
+        lo, hi = _index(self._min), _index(self._max)
+        cumulative = list(accumulate(self.counts[lo : hi + 1]))
+        return [
+            self._value(lo + bisect_left(cumulative, max(1, math.ceil(q * self._count))))
+            for q in qs
+        ]
+
+    def sums(self) -> tuple[int, float]:
+        """(count, total) of every value added, folded or not, without folding (the values
+        buffered since the last call are summed, not the whole buffer again)."""
+        buf = self._buf
+        n = len(buf)
+        if n > self._buf_seen:
+            self._buf_total += math.fsum(buf[self._buf_seen :])
+            self._buf_seen = n
+        return self._count + n, self._total + self._buf_total
 
     def _value(self, i: int) -> float:
         # the geometric middle of bucket i, which spans [F*g^(i-1), F*g^i)
@@ -145,11 +165,27 @@ class Histogram:
         }
 
 
+def _index(ms: float) -> int:
+    """The bucket ``fold`` puts ``ms`` in."""
+    if ms <= 0.0:
+        return 0
+    i = math.floor(math.log2(ms) * _STEPS) + 1 - _EXP0
+    return i if 0 < i < _BUCKETS - 1 else (0 if i <= 0 else _BUCKETS - 1)
+
+
 FOLD_AT = 2048  # values a histogram buffers before a sample tick folds them (16 KB)
 
 
 class GroupStats:
-    __slots__ = ("e2e", "history", "processing", "wait")
+    __slots__ = (
+        "_e2e_seen",
+        "e2e",
+        "history",
+        "latency_history",
+        "processing",
+        "processing_history",
+        "wait",
+    )
 
     def fold(self, at_least: int = 1) -> None:
         """Fold the histograms' buffers, those holding at least ``at_least`` values."""
@@ -163,6 +199,41 @@ class GroupStats:
         self.processing = Histogram()
         # (t, lag, lag_ms, processed, dead_lettered)
         self.history: deque[tuple[float, int, float, int, int]] = deque(maxlen=history)
+        # sampled with ``Simulation(chart_history=True)``, at the same ticks as ``history``:
+        # (t, end-to-end p50, p95, p99 in ms since the run began; None before the first), and
+        # (t, successful processings so far, their total milliseconds)
+        self.latency_history: deque[tuple[float, float | None, float | None, float | None]] = deque(
+            maxlen=history
+        )
+        self.processing_history: deque[tuple[float, int, float]] = deque(maxlen=history)
+        self._e2e_seen = 0  # end-to-end values measured at the last sample
+
+    def sample_charts(self, now: float, percentiles: bool = True) -> None:
+        """Sample what charts and the narrative need beyond ``history``. The percentiles are
+        computed again only when something was measured since the last sample, and when
+        ``percentiles`` (else the last ones are repeated)."""
+        e2e = self.e2e
+        latest = self.latency_history[-1] if self.latency_history else None
+        count = e2e._count + len(e2e._buf)
+        if count == 0:
+            self.latency_history.append((now, None, None, None))
+        elif (
+            latest is not None
+            and latest[1] is not None
+            and (count == self._e2e_seen or not percentiles)
+        ):
+            self.latency_history.append((now, latest[1], latest[2], latest[3]))
+            self._sample_processing(now)
+            return
+        else:
+            p50, p95, p99 = e2e.percentiles(0.5, 0.95, 0.99)
+            self.latency_history.append((now, p50, p95, p99))
+        self._e2e_seen = count
+        self._sample_processing(now)
+
+    def _sample_processing(self, now: float) -> None:
+        n, total = self.processing.sums()
+        self.processing_history.append((now, n, total))
 
 
 class Metrics(Observer):

@@ -17,9 +17,11 @@ from random import Random
 from typing import Any
 
 from .broker import DLT_SUFFIX, CorrelationId, DeadLetterTopic, Partition, Record, Topic
+from .charts import end_to_end_p95, throughput, top_services
 from .commands import (
     ENGINE_COMMANDS,
     ERR_CONSUMER_EXISTS,
+    ERR_EXTEND,
     ERR_LOG_FULL,
     ERR_RESET_BUSY,
     ERR_RESET_QUEUE,
@@ -27,6 +29,7 @@ from .commands import (
     ERR_UNKNOWN_COMMAND,
     ERR_UNKNOWN_CONSUMER,
     ERR_UNKNOWN_PRODUCER,
+    LOGGED_COMMANDS,
     MAX_COMMAND_LOG,
     VALUE_BOUNDS,
     CommandError,
@@ -55,9 +58,15 @@ from .scenario import (
     build_registry,
     parse_consumer_spec,
 )
+from .timeline import Timeline, fault_command
+from .wording import seconds_text, service_name
 
 FAULT_ERRORS_KEPT = 100  # the latest faults and script steps the run could not apply
 
+
+# services whose end-to-end percentiles one sample tick computes again, at most (the others
+# repeat their last ones: a run of 300 services has each one's at most 8 ticks old)
+CHART_PERCENTILES_PER_TICK = 40
 
 RECORDS_KEPT = 200_000  # records a run's topics keep in all (Fanout's memory bound)
 MIN_RECORDS_PER_PARTITION = 50
@@ -74,10 +83,25 @@ class Simulation(Scheduler):
         observers: tuple[Observer, ...] = (),
         trace: bool = False,
         history: int = 3600,
+        chart_history: bool = False,
     ) -> None:
         super().__init__()
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
+        # the run's length: the scenario's, until an ``extend`` command lengthens it
+        self.duration = scenario.duration
+        # Also sample, at each sample tick, every service's end-to-end percentiles and its
+        # processing time (what charts and the narrative need): the live runner's runs do,
+        # a fast-forward (lessons' measures, the CLI, benchmarks) need not pay for it.
+        self.chart_history = chart_history
+        # called at each sample tick with the time (a comparison samples its own figures)
+        self.on_sample: list[Callable[[float], None]] = []
+        # the time of every sample tick (the newest ``history``): the charts' time column
+        self.sample_times: deque[float] = deque(maxlen=history)
+        self._chart_ticks = 0
+        # (t, services, lag summed, lag_ms summed, processed summed) at each sample tick
+        self.totals_history: deque[tuple[float, int, int, float, int]] = deque(maxlen=history)
+        self.story_cache: tuple[Any, list[dict[str, str]]] | None = None  # see story.py
         self.rng = Random(self.seed)
         for hook in HOOKS:
             setattr(self, f"on_{hook}", [])
@@ -147,6 +171,7 @@ class Simulation(Scheduler):
         self.removed: dict[str, ConsumerGroup] = {}
         for spec in scenario.consumers:
             self._add_group(spec, spec.start)
+        self.timeline = Timeline(scenario.faults, scenario.script, self.service_name)
         for fault in scenario.faults:
             self.at(fault.at, self._fault, fault)
         for step in scenario.script:
@@ -300,22 +325,14 @@ class Simulation(Scheduler):
 
     # --- faults and commands -----------------------------------------------------------
 
+    def service_name(self, name: str) -> str:
+        """What a person calls a service or producer: "Email" for ``email`` labelled "Email
+        Service"."""
+        group = self.groups.get(name) or self.removed.get(name)
+        return service_name(group.spec.label if group is not None else "", name)
+
     def _fault(self, fault: FaultSpec) -> None:
-        cmd: dict[str, Any]
-        if fault.broker is not None:
-            cmd = {"command": f"broker.{fault.action}", "topic": fault.broker}
-            if fault.partition is not None:
-                cmd["partition"] = fault.partition
-            if fault.value is not None:
-                cmd["value"] = fault.value
-        elif fault.producer is not None:
-            cmd = {"command": "producer.rate", "producer": fault.producer, "value": fault.value}
-        else:
-            cmd = {"command": f"consumer.{fault.action}", "consumer": fault.consumer}
-            if fault.value is not None:
-                cmd["value"] = fault.value
-            if fault.instance is not None:
-                cmd["instance"] = fault.instance
+        cmd = fault_command(fault)
         if fault.consumer is not None and fault.consumer not in self.groups:
             return  # removed at run time: its scheduled faults no longer apply
         try:
@@ -348,6 +365,7 @@ class Simulation(Scheduler):
         self.run_until(self.now)
         logged = logged_command(command)
         self.command_log.append((self.now, logged))
+        self.timeline.record(self.now, logged)
         for hook in self.on_command_applied:
             hook(self.now, logged)
         return result
@@ -368,10 +386,12 @@ class Simulation(Scheduler):
 
     def _execute(self, cmd: Any) -> dict[str, Any]:
         name = command_name(cmd)
-        if name not in ENGINE_COMMANDS:
+        if name not in LOGGED_COMMANDS:
             raise CommandError(
                 ERR_UNKNOWN_COMMAND.format(name=Shown(name), known=", ".join(ENGINE_COMMANDS))
             )
+        if name == "extend":
+            return self.extend(cmd)
         if name == "producer.rate":
             producer = self.producer(require(cmd, "producer"))
             producer.set_rate(bounded(cmd, VALUE_BOUNDS[name]))
@@ -430,6 +450,26 @@ class Simulation(Scheduler):
                 event_id = int(number(cmd, "event_id", lo=1, integer=True))
             return {"redriven": group.redrive_dead_letters(event_id)}
         return {}
+
+    def extend(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``{"command": "extend", "value": S}``: the run lasts ``S`` seconds longer (in all at
+        most the scenario's duration limit). Returns the new length."""
+        limit = float(LIMITS["duration"])
+        most = max(0.0, limit - self.duration)
+        try:
+            seconds = number(cmd, lo=0, hi=most, strict_lo=True)
+        except CommandError:
+            raise CommandError(
+                ERR_EXTEND.format(
+                    most=seconds_text(most),
+                    limit=seconds_text(limit),
+                    value=Shown(cmd.get("value")),
+                )
+            ) from None
+        self.duration += seconds
+        for hook in self.on_status_changed:
+            hook(self.now, "run", "run", f"extended by {seconds_text(seconds)}")
+        return {"duration": self.duration, "extended_by": seconds}
 
     def _broker_command(self, name: str, cmd: dict[str, Any]) -> dict[str, Any]:
         if name == "broker.delay":
@@ -492,6 +532,7 @@ class Simulation(Scheduler):
     def _sample(self, _: Any) -> None:
         now = self.now
         m = self.metrics_observer
+        self.sample_times.append(now)
         for topic in self.topics.values():
             topic.enforce_age(now)
             hist = m.topic_history.get(topic.name)
@@ -501,17 +542,30 @@ class Simulation(Scheduler):
         for sender in self._senders():  # the send paths' ack times, folded like the rest
             sender.flush()
             sender.ack_ms.fold_at(FOLD_AT)
+        lags = 0
+        ages = 0.0
+        done = 0
         for group in self.groups.values():
             group.stats.fold(FOLD_AT)
-            group.stats.history.append(
-                (
-                    now,
-                    group.lag(),
-                    group.lag_seconds() * 1000.0,
-                    group.processed,
-                    group.dead_lettered,
-                )
-            )
+            lag = group.lag()
+            age = group.lag_seconds() * 1000.0
+            lags += lag
+            ages += age
+            done += group.processed
+            group.stats.history.append((now, lag, age, group.processed, group.dead_lettered))
+        # every service together: what a chart of hundreds of services aggregates "the others"
+        # from (charts.simulation_history), without reading each one's history
+        self.totals_history.append((now, len(self.groups), lags, ages, done))
+        if self.chart_history:
+            # percentiles cost a pass over a histogram: with many services, each tick
+            # computes them again for CHART_PERCENTILES_PER_TICK of them in turn
+            every = -(-len(self.groups) // CHART_PERCENTILES_PER_TICK) or 1
+            turn = self._chart_ticks % every
+            self._chart_ticks += 1
+            for i, group in enumerate(self.groups.values()):
+                group.stats.sample_charts(now, i % every == turn)
+        for hook in self.on_sample:
+            hook(now)
         self.after(self.scenario.sample_interval_s, self._sample, None)
 
     # --- reading the state ---------------------------------------------------------------
@@ -526,7 +580,9 @@ class Simulation(Scheduler):
         self, group: ConsumerGroup, *, latency: bool = True, compact: bool = False
     ) -> dict[str, Any]:
         if compact:
-            # the headline numbers only: what a diagram of hundreds of services can show
+            # the headline numbers only: what a diagram and a table of hundreds of services
+            # show (the p95 is the one sampled at the last tick: computing 300 percentiles
+            # for every frame would cost more than the frame)
             return {
                 "status": group.display_status,
                 "label": group.spec.label,
@@ -537,6 +593,10 @@ class Simulation(Scheduler):
                 "processed": group.processed,
                 "dead_lettered": group.dead_lettered,
                 "in_flight": group.in_flight,
+                "instances_alive": sum(1 for i in group.instances if i.alive),
+                "instances_total": len(group.instances),
+                "throughput": throughput(group, self.now),
+                "end_to_end_p95_ms": end_to_end_p95(group),
             }
         spec = group.spec
         state: dict[str, Any] = {
@@ -581,12 +641,7 @@ class Simulation(Scheduler):
             state["unacked"] = group.unacked
             state["ready"] = len(group.ready)
             state["returned"] = group.returned
-        hist = group.stats.history
-        if len(hist) >= 2:
-            (t0, *_, p0, _d0), (t1, *_, p1, _d1) = hist[-2], hist[-1]
-            state["throughput"] = round((p1 - p0) / (t1 - t0), 3) if t1 > t0 else 0.0
-        else:
-            state["throughput"] = round(group.processed / self.now, 3) if self.now else 0.0
+        state["throughput"] = throughput(group, self.now)
         if latency:
             s = group.stats
             state["wait_ms"] = s.wait.summary()
@@ -634,7 +689,11 @@ class Simulation(Scheduler):
         """
         if compact is None:
             compact = len(self.groups) > self.COMPACT_ABOVE
-        return {
+        groups = {
+            name: self.group_state(g, latency=latency and not compact, compact=compact)
+            for name, g in self.groups.items()
+        }
+        snap = {
             "t": round(self.now, 6),
             "seed": self.seed,
             "scenario": self.scenario.name,
@@ -671,11 +730,13 @@ class Simulation(Scheduler):
             },
             "compact": compact,
             "fault_errors": self.fault_errors_state(),
-            "groups": {
-                name: self.group_state(g, latency=latency and not compact, compact=compact)
-                for name, g in self.groups.items()
-            },
+            "groups": groups,
         }
+        if compact:
+            # what charts of hundreds of services draw: the few furthest behind, and the rest
+            # as one aggregate
+            snap["top"] = top_services(self, groups)
+        return snap
 
     def metrics(self) -> dict[str, Any]:
         """The metrics document (what ``python -m simulator run --json`` prints)."""

@@ -14,6 +14,7 @@ import { LiveSocket, connectionView } from "./live.js";
 import { mountMotionToggle } from "./motion.js";
 import { mountFeedback } from "./feedback.js";
 import { mountPresenter } from "./present.js";
+import { renderStory, storyItems, storySig } from "./story.js";
 
 const CHART_MS = 250; // charts: at most 4 updates a second
 const MAX_DOTS = 700; // per board
@@ -1061,7 +1062,7 @@ function renderNumbers(st) {
   );
   syncLags(e.groups || {});
   syncSwitches(st);
-  renderStory(st);
+  renderStoryList(st);
 }
 
 function syncLags(groups) {
@@ -1200,70 +1201,18 @@ function serverValue(field, value) {
 
 /* ---- the story: the lesson, applied to what is on screen ----------------------------------- */
 
-function renderStory(st) {
-  const s = st.sync;
-  const e = st.events || {};
-  const services = s.services || {};
-  const groups = e.groups || {};
-  const sr = s.recent_checkout_ms || {};
-  const er = e.recent_checkout_ms || {};
-  const syncP50 = sr.count ? msText(sr.p50) + " ms" : "–";
-  const evP50 = er.count ? msText(er.p50) + " ms" : "–";
-  const syncErr = pctText(s.recent_error_rate) + "%";
-  const lines = [];
-  const down = [];
-  const slow = [];
-  const failing = [];
-  for (const name of s.chain || []) {
-    const v = services[name];
-    if (!v) continue;
-    if (isDown(v.status)) down.push(name);
-    else if (v.delay_ms > 0 || v.slow > 1) slow.push(name);
-    if (v.failure_rate > 0) failing.push(name);
+/** The narrative: the server's sentences from the present figures (state.story, story.js). */
+function renderStoryList(st) {
+  if (!el.story) return;
+  let items = storyItems(st.story);
+  if (!items.length) {
+    const text = "Same orders, same services, same luck on both sides." + (S.canControl ? " Press Start, then flip a switch." : "");
+    items = [{ level: "ok", text }];
   }
-  const lab = (n) => shortLabel((services[n] || {}).label, n);
-  const lagOf = (n) => (groups[n] ? intText(groups[n].lag) : "–");
-  for (const n of down) {
-    lines.push(
-      lab(n) + " is DOWN. Synchronous: every checkout that reaches it fails — one failure cascades (" + syncErr + " of checkouts fail). " +
-        "Event-driven: checkout still answers in " + evP50 + " with no errors; the broker keeps OrderPlaced for " + lab(n) +
-        " (lag " + lagOf(n) + ") until it is back — temporal decoupling."
-    );
-  }
-  for (const n of slow) {
-    const v = services[n];
-    const how = v.delay_ms > 0 ? "+" + intText(v.delay_ms) + " ms" : "×" + num(v.slow);
-    lines.push(
-      lab(n) + " is slow (" + how + "). Synchronous: checkout waits for it — p50 " + syncP50 + ", " + syncErr + " of checkouts fail" +
-        (s.checkout_timeouts ? " (timeouts)" : "") + ". Event-driven: checkout still answers in " + evP50 + "; " + lab(n) +
-        " falls behind (lag " + lagOf(n) + ") and catches up on its own."
-    );
-  }
-  if (failing.length) {
-    lines.push(
-      failing.map(lab).join(", ") + " fail" + (failing.length === 1 ? "s" : "") + " some calls. Synchronous: each failure is a failed checkout (" +
-        syncErr + "). Event-driven: the customer never sees it; the consumer retries on its own."
-    );
-  }
-  if (s.producer_changes > 0) {
-    const added = addedServices(s).map(lab).join(", ");
-    lines.push(
-      added + " was added. Synchronous: checkout's code had to change to call it (producer changes: " + s.producer_changes +
-        ") and every checkout waits for one more call. Event-driven: it subscribed to OrderPlaced — producer changes: " + (e.producer_changes || 0) + "."
-    );
-  }
-  if (!lines.length) {
-    lines.push(
-      st.t > 0
-        ? "All services healthy. Synchronous checkout p50 " + syncP50 + " (it waits for every call); event-driven " + evP50 + " (it waits for the broker only)."
-        : "Same orders, same services, same luck on both sides." + (S.canControl ? " Press Start, then flip a switch." : "")
-    );
-  }
-  const sig = lines.join("\n");
-  if (sig === S.story || !el.story) return;
+  const sig = storySig(items);
+  if (sig === S.story) return;
   S.story = sig;
-  el.story.textContent = "";
-  for (const l of lines) el.story.append(make("li", "", l));
+  renderStory(document, el.story, items);
 }
 
 /* ---- WebSocket ------------------------------------------------------------------------------ */
