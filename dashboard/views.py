@@ -280,11 +280,16 @@ def simulation_control(request: HttpRequest, sim_id: str) -> HttpResponse:
     command = command_from_form(request.POST)
     reply = async_to_sync(services.simulation_command)(record=record, command=command)
     if reply.get("ok"):
-        return _control_answer(request, sim_id, ok=True, message=_describe(command))
+        return _control_answer(request, sim_id, ok=True, message=_describe(command, reply))
     return _control_answer(request, sim_id, ok=False, message=str(reply.get("error")), status=400)
 
 
-def _describe(command: dict[str, Any]) -> str:
+def _describe(command: dict[str, Any], reply: dict[str, Any] | None = None) -> str:
+    """What a command did, in words: the runner's own sentence when it has one (a seek, an
+    extend), else the command and its target."""
+    result = (reply or {}).get("result")
+    if isinstance(result, dict) and isinstance(result.get("message"), str):
+        return str(result["message"])
     name = command.get("command", "")
     target = command.get("consumer") or command.get("producer") or ""
     if isinstance(target, dict):

@@ -232,6 +232,23 @@ function splitKey(key) {
   return i < 0 ? [key, key] : [key.slice(0, i), key.slice(i + 1)];
 }
 
+/**
+ * The engine's marks a page knows: a full frame's history brings the older ones, each frame the
+ * latest 50. Merged by moment, service and status, in time order, at most `keep`.
+ */
+export function mergeMarks(known, more, keep = 300) {
+  const byKey = new Map();
+  for (const m of [...(known || []), ...(more || [])]) byKey.set(m.t + "|" + m.target + "|" + m.name + "|" + m.status, m);
+  const out = Array.from(byKey.values()).sort((a, b) => a.t - b.t);
+  return out.length > keep ? out.slice(out.length - keep) : out;
+}
+
+/** A full frame's columnar history as rows: [{t, i}] for each sample, oldest first. */
+export function historyRows(history) {
+  const t = (history && history.t) || [];
+  return t.map((x, i) => ({ t: x, i }));
+}
+
 /** The engine's status marks as chart marks: the changes only (never the start-up "up"s). */
 export function statusMarks(marks, colourOf) {
   const last = new Map();
@@ -271,6 +288,7 @@ export class SimulationCharts extends ChartSet {
     this.lat.clear();
     this.lastT = -Infinity;
     this.top = null;
+    this.engineMarks = [];
     this.dirty = true;
   }
 
@@ -306,31 +324,44 @@ export class SimulationCharts extends ChartSet {
     return out;
   }
 
-  /** Fill the charts from a full frame's history (per group: t, lag, lag_ms, processed). */
-  loadHistory(history, groupsNow) {
-    if (!history) return;
-    const groups = Object.entries(history).filter(([, h]) => h && h.t && h.t.length);
-    if (!groups.length) return;
-    if (groupsNow) this.chooseTop(groupsNow, -Infinity);
-    // The engine samples every group at the same ticks; align on the longest.
-    let xs = [];
-    for (const [, h] of groups) if (h.t.length > xs.length) xs = h.t;
-    const n = xs.length;
-    for (let i = 0; i < n; i++) {
+  /**
+   * Fill every chart from a full frame's history (docs/api.md, "history"): columns aligned on
+   * history.t; a compact run's top services and the others as one series.
+   */
+  loadHistory(history, groupsNow, top) {
+    if (!history || !history.t || !history.t.length) return;
+    const groups = history.groups || {};
+    const topics = history.topics || {};
+    const others = history.others || null;
+    if (top) this.top = { top: top.services || [], others: new Array((top.others || {}).services || 0) };
+    else if (groupsNow) this.chooseTop(groupsNow, -Infinity);
+    for (const { t, i } of historyRows(history)) {
       const lag = {};
       const lagS = {};
       const thr = {};
-      for (const [g, h] of groups) {
-        const j = i - (n - h.t.length);
-        if (j < 0) continue;
-        lag[g] = h.lag[j];
-        lagS[g] = h.lag_ms[j] / 1000;
-        if (j > 0 && h.t[j] > h.t[j - 1]) thr[g] = (h.processed[j] - h.processed[j - 1]) / (h.t[j] - h.t[j - 1]);
+      for (const [g, h] of Object.entries(groups)) {
+        if (h.lag && h.lag[i] != null) lag[g] = h.lag[i];
+        if (h.lag_ms && h.lag_ms[i] != null) lagS[g] = h.lag_ms[i] / 1000;
+        if (h.throughput && h.throughput[i] != null) thr[g] = h.throughput[i];
+        if (h.p50 && h.p50[i] != null) {
+          let tab = this.lat.get(g);
+          if (!tab) this.lat.set(g, (tab = new Table()));
+          tab.push(t, { p50: h.p50[i], p95: h.p95[i], p99: h.p99[i] });
+        }
       }
-      this.lagT.push(xs[i], { ...prefixed("lag:", this.perGroup(lag)), ...prefixed("lagS:", this.perGroup(lagS)) });
-      this.thrT.push(xs[i], prefixed("g:", this.perGroup(thr)));
+      const row = { ...prefixed("lag:", this.top && !top ? this.perGroup(lag) : lag), ...prefixed("lagS:", this.top && !top ? this.perGroup(lagS) : lagS) };
+      const thrRow = prefixed("g:", this.top && !top ? this.perGroup(thr) : thr);
+      if (others) {
+        if (others.lag && others.lag[i] != null) row["lag:"] = others.lag[i];
+        if (others.lag_ms && others.lag_ms[i] != null) row["lagS:"] = others.lag_ms[i] / 1000;
+        if (others.throughput && others.throughput[i] != null) thrRow["g:"] = others.throughput[i];
+      }
+      for (const [name, h] of Object.entries(topics)) if (h.throughput && h.throughput[i] != null) thrRow["t:" + name] = h.throughput[i];
+      this.lagT.push(t, row);
+      this.thrT.push(t, thrRow);
+      this.lastT = t;
     }
-    this.lastT = xs[n - 1];
+    if (history.marks) this.setEngineMarks(history.marks);
     this.dirty = true;
   }
 
@@ -350,6 +381,32 @@ export class SimulationCharts extends ChartSet {
     if (t - this.lastT < minDt && wallNow - this.lastWall < 2000) return;
     this.lastT = t;
     this.lastWall = wallNow;
+    const topics = {};
+    for (const [name, tp] of Object.entries(state.topics || {})) topics["t:" + name] = tp.throughput || 0;
+    const top = state.top;
+    if (top && top.services) {
+      // a compact run: the server ranks the services and sums the others (docs/api.md, "top")
+      this.top = { top: top.services, others: new Array((top.others || {}).services || 0) };
+      const lag = {};
+      const thr = {};
+      for (const g of top.services) {
+        const s = groups[g];
+        if (!s) continue;
+        lag["lag:" + g] = s.lag;
+        lag["lagS:" + g] = (s.lag_ms || 0) / 1000;
+        thr["g:" + g] = s.throughput || 0;
+      }
+      const o = top.others || {};
+      if (o.services) {
+        lag["lag:"] = o.lag;
+        lag["lagS:"] = (o.lag_ms || 0) / 1000;
+        thr["g:"] = o.throughput || 0;
+      }
+      this.lagT.push(t, lag);
+      this.thrT.push(t, { ...topics, ...thr });
+      this.dirty = true;
+      return;
+    }
     this.chooseTop(groups, wallNow);
     const lag = {};
     const lagS = {};
@@ -359,15 +416,14 @@ export class SimulationCharts extends ChartSet {
       lagS[g] = (s.lag_ms || 0) / 1000;
       thr[g] = s.throughput || 0;
     }
-    const topics = {};
-    for (const [name, tp] of Object.entries(state.topics || {})) topics["t:" + name] = tp.throughput || 0;
     this.lagT.push(t, { ...prefixed("lag:", this.perGroup(lag)), ...prefixed("lagS:", this.perGroup(lagS)) });
     this.thrT.push(t, { ...topics, ...prefixed("g:", this.perGroup(thr)) });
     this.dirty = true;
   }
 
   setEngineMarks(marks) {
-    this.setMarks(statusMarks(marks, markColour));
+    this.engineMarks = mergeMarks(this.engineMarks, marks);
+    this.setMarks(statusMarks(this.engineMarks, markColour));
   }
 
   setLatencyGroup(g) {
@@ -452,20 +508,30 @@ export class CompareCharts extends ChartSet {
     this.dirty = true;
   }
 
+  /** Fill every chart from a full frame's history (docs/api.md, "history", a comparison). */
   loadHistory(history) {
-    if (!history) return;
-    const groups = Object.entries(history).filter(([, h]) => h && h.t && h.t.length);
-    if (!groups.length) return;
-    let xs = [];
-    for (const [, h] of groups) if (h.t.length > xs.length) xs = h.t;
-    const n = xs.length;
-    for (let i = 0; i < n; i++) {
-      const row = {};
-      for (const [g, h] of groups) {
-        const j = i - (n - h.t.length);
-        if (j >= 0) row[g] = h.lag[j];
+    if (!history || !history.t || !history.t.length) return;
+    const side = (name) => history[name] || {};
+    const sync = side("sync");
+    const events = side("events");
+    const groups = history.groups || {};
+    const at = (col, i) => (col && col[i] != null ? col[i] : undefined);
+    for (const { t, i } of historyRows(history)) {
+      const lat = {};
+      for (const [name, h] of [["sync", sync], ["events", events]]) {
+        for (const p of ["p50", "p95", "p99"]) {
+          const v = at(h[p], i);
+          if (v !== undefined) lat[name + ":" + p] = v;
+        }
       }
-      this.tables.lag.push(xs[i], row);
+      this.tables.latency.push(t, lat);
+      const errs = {};
+      if (at(sync.error_pct, i) !== undefined) errs.sync = sync.error_pct[i];
+      if (at(events.error_pct, i) !== undefined) errs.events = events.error_pct[i];
+      this.tables.errors.push(t, errs);
+      const lag = {};
+      for (const [g, h] of Object.entries(groups)) if (at(h.lag, i) !== undefined) lag[g] = h.lag[i];
+      this.tables.lag.push(t, lag);
     }
     this.dirty = true;
   }

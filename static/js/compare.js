@@ -8,7 +8,7 @@
  * when what they show changed), the numbers when a frame arrived, the charts at most 4 times a
  * second. Chart series are bounded. Text from the server goes in with textContent, never markup.
  */
-import { CompareCharts, seriesDash } from "./charts.js";
+import { CompareCharts, mergeMarks, seriesDash } from "./charts.js";
 import { intText, msText, num, pctText, secondsText, topicsBytesText } from "./format.js";
 import { LiveSocket, connectionView } from "./live.js";
 import { mountMotionToggle } from "./motion.js";
@@ -33,6 +33,15 @@ let motion = true;
 const TAU = Math.PI * 2;
 
 const fanout = (window.fanoutCompare = { framesReceived: 0, rafCount: 0, lastState: null, dots: 0 });
+/** For tests and the curious: what each chart holds (first time, rows, series) and its marks. */
+fanout.chartSummary = () => {
+  const out = {};
+  for (const [id, t] of Object.entries(charts ? charts.tables : {})) {
+    out[id] = { first: t.x.length ? t.x[0] : null, rows: t.x.length, series: Array.from(t.cols.keys()) };
+  }
+  out.marks = charts ? charts.marks.map((m) => m.label) : [];
+  return out;
+};
 
 const S = {
   started: false,
@@ -831,7 +840,7 @@ function chartMarks(st) {
   for (const [n, g] of Object.entries(((st.events || {}).groups) || {})) labels.set(n, shortLabel(g.label, n));
   const last = new Map();
   const byMoment = new Map();
-  for (const m of st.marks || []) {
+  for (const m of S.engineMarks || st.marks || []) {
     const text = String(m.status || "");
     const who = labels.get(m.name) || m.name;
     let mark = null;
@@ -932,8 +941,13 @@ function feed(frame) {
     eventBoard.clear();
     if (t + 1e-9 < S.t || (prev && st.id !== prev.id)) S.rateMarks = [];
     S.lastRate = null;
-    if (frame.history) charts.loadHistory(frame.history);
+    S.engineMarks = [];
+    if (frame.history) {
+      charts.loadHistory(frame.history);
+      S.engineMarks = mergeMarks([], frame.history.marks);
+    }
   }
+  S.engineMarks = mergeMarks(S.engineMarks, st.marks);
   if (S.lastRate !== null && st.rate !== S.lastRate) S.rateMarks.push({ t, rate: st.rate });
   S.lastRate = st.rate;
   if (S.rateMarks.length > 50) S.rateMarks.splice(0, S.rateMarks.length - 50);

@@ -25,6 +25,13 @@ const PANEL_MS = 250; // charts and dead letters: at most 4 updates a second
 const LOG_MS = 500; // the event log: twice a second is as fast as anyone reads it
 
 const fanout = (window.fanout = { framesReceived: 0, rafCount: 0, dotsInFlight: 0, lastState: null });
+/** For tests and the curious: what each chart holds (first time, rows, series) and its marks. */
+fanout.chartSummary = () => {
+  if (!charts) return {};
+  const one = (t) => ({ first: t.x.length ? t.x[0] : null, rows: t.x.length, series: Array.from(t.cols.keys()) });
+  const lat = charts.lat.get(charts.latencyGroup);
+  return { lag: one(charts.lagT), throughput: one(charts.thrT), latency: lat ? one(lat) : null, marks: charts.marks.map((m) => m.label) };
+};
 
 const S = {
   started: false,
@@ -187,7 +194,7 @@ function feed(frame) {
     S.logRebuild = true;
     S.latency = {};
     S.wasDown.clear();
-    if (frame.history) charts.loadHistory(frame.history, st.groups);
+    if (frame.history) charts.loadHistory(frame.history, st.groups, st.top);
   }
   if (S.lastFrameWall) S.frameGap = S.frameGap * 0.8 + clamp(now - S.lastFrameWall, 10, 250) * 0.2;
   S.lastFrameWall = now;
@@ -379,14 +386,16 @@ function syncGroups(groups) {
       body.append(row.tr); // keep the listed order
       if (row.ctl) body.append(row.ctl);
     }
+    // a compact state (hundreds of services) carries the counts, not each instance
     const insts = g.instances || [];
-    const alive = insts.filter((i) => i.state !== "dead").length;
+    const alive = g.instances_alive !== undefined ? g.instances_alive : insts.filter((i) => i.state !== "dead").length;
+    const total = g.instances_total !== undefined ? g.instances_total : insts.length;
     const status = g.status || "up";
     setText(row.label, g.label || name);
     setText(row.status, status);
     row.status.className = "status status--" + status;
     setText(row.notes, (g.notes || []).join("\n"));
-    setText(row.instances, alive + "/" + insts.length);
+    setText(row.instances, alive + "/" + total);
     setText(row.lag, String(g.lag));
     setText(row.lagMs, String(Math.round(g.lag_ms || 0)));
     setText(row.processed, String(g.processed));
@@ -394,7 +403,8 @@ function syncGroups(groups) {
     setText(row.retries, String(g.retries || 0));
     setText(row.dead, String(g.dead_lettered || 0));
     const lat = S.latency[name];
-    setText(row.p95, lat && lat.end_to_end_ms && lat.end_to_end_ms.count ? String(Math.round(lat.end_to_end_ms.p95)) : "–");
+    const p95 = lat && lat.end_to_end_ms && lat.end_to_end_ms.count ? lat.end_to_end_ms.p95 : g.end_to_end_p95_ms;
+    setText(row.p95, p95 != null ? String(Math.round(p95)) : "–");
     row.tr.classList.toggle("is-down", status === "down" || status === "crashed");
     if (row.ctl) {
       const isDown = status === "down" || status === "crashed";
@@ -406,7 +416,7 @@ function syncGroups(groups) {
       }
       serverValue(row.ctl.querySelector('[data-field="slow"]'), g.slow);
       serverValue(row.ctl.querySelector('[data-field="failure_rate"]'), g.failure_rate);
-      serverValue(row.ctl.querySelector('[data-field="instances"]'), insts.length);
+      serverValue(row.ctl.querySelector('[data-field="instances"]'), total);
     }
   }
 }

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { MAX_POINTS, Table, chartValue, othersLabel, seriesDash, statusMarks, topAndOthers } from "../charts.js";
+import { MAX_POINTS, Table, chartValue, historyRows, mergeMarks, othersLabel, seriesDash, statusMarks, topAndOthers } from "../charts.js";
 
 test("a table keeps its columns aligned, the newest MAX_POINTS rows, and refuses going back", () => {
   const t = new Table();
@@ -59,4 +59,25 @@ test("services past the first four colours are drawn dashed, then dotted", () =>
   assert.deepEqual(seriesDash(4), [8, 4]);
   assert.deepEqual(seriesDash(8), [2, 3]);
   assert.equal(seriesDash(12), undefined);
+});
+
+test("marks from a full frame's history and from later frames merge once each, in time order", () => {
+  const old = [
+    { t: 20, target: "group", name: "email", status: "down" },
+    { t: 50, target: "group", name: "email", status: "up" },
+  ];
+  const latest = [
+    { t: 50, target: "group", name: "email", status: "up" },
+    { t: 70, target: "group", name: "payment", status: "slow" },
+  ];
+  assert.deepEqual(
+    mergeMarks(old, latest).map((m) => m.t + " " + m.status),
+    ["20 down", "50 up", "70 slow"],
+  );
+  assert.equal(mergeMarks([], Array.from({ length: 400 }, (_, t) => ({ t, target: "g", name: "a", status: "up" }))).length, 300);
+});
+
+test("a history's rows follow its time column", () => {
+  assert.deepEqual(historyRows({ t: [1, 2] }), [{ t: 1, i: 0 }, { t: 2, i: 1 }]);
+  assert.deepEqual(historyRows(null), []);
 });
