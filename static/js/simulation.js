@@ -16,6 +16,7 @@ import { LiveSocket, connectionView } from "./live.js";
 import { mountMotionToggle } from "./motion.js";
 import { mountFeedback } from "./feedback.js";
 import { mountPresenter } from "./present.js";
+import { renderStory, storyItems, storySig } from "./story.js";
 import { labelCells, othersSentence, rowsToShow } from "./tables.js";
 
 const LOG_KEEP = 2000; // sampled events kept for filtering
@@ -58,7 +59,6 @@ const S = {
   traceCorr: null,
   traceWanted: null,
   logVisible: true,
-  wasDown: new Map(), // group -> true while catching up after being down
 };
 
 const el = {};
@@ -193,7 +193,6 @@ function feed(frame) {
     S.logPending.length = 0;
     S.logRebuild = true;
     S.latency = {};
-    S.wasDown.clear();
     if (frame.history) charts.loadHistory(frame.history, st.groups, st.top);
   }
   if (S.lastFrameWall) S.frameGap = S.frameGap * 0.8 + clamp(now - S.lastFrameWall, 10, 250) * 0.2;
@@ -887,39 +886,17 @@ function renderTrace(msg) {
 
 /* ---- the insight line: the lesson, applied to what is on screen ---------------------------- */
 
+/** The narrative: the server's sentences from the present figures (state.story, story.js). */
 function renderInsight(st) {
-  const groups = st.groups || {};
-  const producers = Object.entries(st.producers || {});
-  const rate = producers.reduce((a, [, p]) => a + (p.rate || 0), 0);
-  const who = producers.length === 1 ? producers[0][0] : producers.length + " producers";
-  let text;
-  const down = Object.entries(groups).filter(([, g]) => g.status === "down" || g.status === "crashed");
-  for (const [n] of down) S.wasDown.set(n, true);
-  if (down.length) {
-    const [n, g] = down[0];
-    const label = g.label || n;
-    text =
-      label + " is " + (g.status === "crashed" ? "CRASHED" : "DOWN") + ". The producer carries on (" + who + ": " + num(rate) + " events/s) " +
-      "and the Event Broker keeps every event: lag " + g.lag + " and growing. When " + label +
-      " returns it catches up from its committed offset — temporal decoupling.";
-  } else {
-    let back = null;
-    for (const n of Array.from(S.wasDown.keys())) {
-      const g = groups[n];
-      if (!g || (g.lag_ms || 0) < 250) S.wasDown.delete(n);
-      else if (!back) back = [n, g];
-    }
-    if (back) {
-      const [n, g] = back;
-      text = (g.label || n) + " is back and catching up from its committed offset: lag " + g.lag + " (" +
-        secondsText(g.lag_ms || 0) + "). Nothing was lost while it was away.";
-    } else if (st.behind) {
-      text = "The engine cannot keep up with ×" + num(st.speed) + ", so it runs at ×" + num(st.effective_speed) + " and says so.";
-    } else {
-      text = "Each consumer group reads at its own pace from its committed offset; the producer never waits for any of them. Take a consumer down to watch temporal decoupling.";
-    }
+  if (!el.insight) return;
+  let items = storyItems(st.story);
+  if (!items.length) {
+    items = [{ level: "ok", text: "Each consumer group reads at its own pace from its committed offset; the producer never waits for any of them. Take a consumer down to watch temporal decoupling." }];
   }
-  setText(el.insight, text);
+  const sig = storySig(items);
+  if (sig === S.insightSig) return;
+  S.insightSig = sig;
+  renderStory(document, el.insight, items);
 }
 
 function syncTopicOptions(topics) {
