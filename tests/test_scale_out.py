@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -63,7 +64,7 @@ def two_servers(redis_url: str, tmp_path: Path, artifacts_dir: Path) -> Iterator
 
 
 def test_a_viewer_on_process_b_watches_and_controls_the_run_process_a_owns(
-    two_servers: list[str],
+    two_servers: list[str], tmp_path: Path
 ) -> None:
     a, b = two_servers
     scenario = {
@@ -114,6 +115,12 @@ def test_a_viewer_on_process_b_watches_and_controls_the_run_process_a_owns(
             assert seen["state"]["producers"]["checkout"]["produced"] == 120
     with urllib.request.urlopen(f"{b}/api/simulations/{sim_id}", timeout=10) as r:
         assert json.load(r)["t"] == 3.0
+    # both processes served it and one runner ran it: its lease was claimed once, in all
+    with sqlite3.connect(tmp_path / "shared.sqlite3") as db:
+        (epoch,) = db.execute(
+            "SELECT runner_epoch FROM dashboard_simulationrecord WHERE id = ?", (sim_id,)
+        ).fetchone()
+    assert epoch == 1
 
 
 def browser_session(base: str, path: str) -> tuple[Any, str]:
