@@ -3,7 +3,9 @@
  *
  * The background canvas (boxes, edges, labels, partition logs) is redrawn only when the state
  * changed; the foreground canvas (dots, rings, flashes) every animation frame. Dots live in
- * typed arrays with a fixed capacity, so 1,000+ of them cost one pass and one fill() per colour.
+ * typed arrays with a fixed capacity, so 1,000+ of them cost one pass and one fill() per colour;
+ * rings and flashes too, one path per kind, colour and fade step. Hundreds of services are a grid
+ * of square cells, one path per colour, without text (docs/performance.md, "The page").
  * Nothing here touches the DOM outside the two canvases. An ES module: simulation.js imports it.
  */
 import { bytesText, compact, rateText, secondsText } from "./format.js";
@@ -20,6 +22,9 @@ const DOT_MS = { produced: 650, delivered: 750, dead_lettered: 700, redriven: 70
 const RING_MS = 450;
 const FLASH_MS = 600;
 const MAX_EFFECTS = 400;
+// Effects fade in this many alpha steps: those of one kind, colour and step share one path and
+// one stroke() or fill(), so hundreds of rings cost a few draw calls, not one each.
+const FX_LEVELS = 8;
 const MAX_PENDING = 6000;
 // Below this width the diagram is drawn at this width and scaled down, so columns never overlap.
 const MIN_LAYOUT_W = 980;
@@ -148,7 +153,21 @@ class Diagram {
     this.kind = new Uint8Array(cap);
     this.count = 0;
     this.dropped = 0;
-    this.effects = [];
+    // Effects (rings, flashes) in typed arrays too, oldest first; `fxBox` holds the service box a
+    // dead letter tints. Colours are indices into `fxColours` (a handful of theme colours).
+    this.fxX = new Float32Array(MAX_EFFECTS);
+    this.fxY = new Float32Array(MAX_EFFECTS);
+    this.fxStart = new Float64Array(MAX_EFFECTS);
+    this.fxType = new Uint8Array(MAX_EFFECTS);
+    this.fxCol = new Uint8Array(MAX_EFFECTS);
+    this.fxHalf = new Float32Array(MAX_EFFECTS); // 0: a circle at a chip; > 0: a square round a cell
+    this.fxBox = new Array(MAX_EFFECTS).fill(null);
+    this.fxLevel = new Int16Array(MAX_EFFECTS); // scratch, per frame: the alpha step (-1: not yet)
+    this.fxHead = 0;
+    this.fxCount = 0;
+    this.fxColours = [];
+    this.fxUsed = new Uint8Array(0); // scratch, per frame: which (kind, colour, step) occur
+    this.tint = new Map(); // scratch, per frame: service box -> strongest dead-letter tint
     this.pending = [];
     this.pendingHead = 0;
     this.seen = 0;
@@ -225,7 +244,7 @@ class Diagram {
     this.dpr = dpr;
     this.relayout();
     this.count = 0; // in-flight dots were placed for the old geometry
-    this.effects.length = 0;
+    this.clearEffects();
   }
 
   /* ---- state & layout -------------------------------------------------------------- */
@@ -510,6 +529,7 @@ class Diagram {
   chipXY(group, instance) {
     const g = this.layout.groups.get(group);
     if (!g) return null;
+    if (g.cell) return { x: g.x + g.w / 2, y: g.y + g.h / 2 }; // the grid: one cell a service
     const insts = (this.state.groups[group] || {}).instances || [];
     let pos = -1;
     for (let i = 0; i < insts.length; i++) if (insts[i].index === instance) pos = i;
@@ -544,7 +564,7 @@ class Diagram {
 
   clear() {
     this.count = 0;
-    this.effects.length = 0;
+    this.clearEffects();
     this.pending.length = 0;
     this.pendingHead = 0;
   }
@@ -629,10 +649,13 @@ class Diagram {
         if (!this.effectsOn) return;
         const at = this.chipXY(e.service, e.instance);
         if (!at) return;
-        if (e.kind === "processed") this.addEffect(E_RING, at.x, at.y, start, this.theme.ok);
-        else if (e.kind === "failed") this.addEffect(E_FLASH, at.x, at.y, start, this.theme.dead, null);
-        else if (e.kind === "retried") this.addEffect(E_RING, at.x, at.y, start, this.theme.retry);
-        else if (e.kind === "deduplicated") this.addEffect(E_RING, at.x, at.y, start, this.theme.muted);
+        // in the grid, square and the cell's size: a ring round it, not over its neighbours
+        const g = L.groups.get(e.service);
+        const half = g && g.cell ? g.w / 2 : 0;
+        if (e.kind === "processed") this.addEffect(E_RING, at.x, at.y, start, this.theme.ok, null, half);
+        else if (e.kind === "failed") this.addEffect(E_FLASH, at.x, at.y, start, this.theme.dead, null, half);
+        else if (e.kind === "retried") this.addEffect(E_RING, at.x, at.y, start, this.theme.retry, null, half);
+        else if (e.kind === "deduplicated") this.addEffect(E_RING, at.x, at.y, start, this.theme.muted, null, half);
       }
     }
   }
@@ -699,9 +722,44 @@ class Diagram {
     this.kind[i] = kind;
   }
 
-  addEffect(type, x, y, start, colour, box) {
-    if (this.effects.length >= MAX_EFFECTS) this.effects.shift();
-    this.effects.push({ type, x, y, start, colour, box: type === E_FLASH ? box : null });
+  /** The number of effects (rings, flashes) alive or waiting to start. */
+  get effectCount() {
+    return this.fxCount;
+  }
+
+  clearEffects() {
+    this.fxHead = 0;
+    this.fxCount = 0;
+    this.fxBox.fill(null);
+  }
+
+  /**
+   * An effect at (x, y) from `start` (ms). `half` > 0: on a grid cell of that half-size, drawn
+   * square (axis-aligned shapes are the cheap ones to rasterise). The effects are a ring buffer
+   * in insertion order; when it is full the oldest goes (a ring lasts under half a second).
+   */
+  addEffect(type, x, y, start, colour, box, half) {
+    let i;
+    if (this.fxCount >= MAX_EFFECTS) {
+      i = this.fxHead;
+      this.fxHead = i + 1 === MAX_EFFECTS ? 0 : i + 1;
+    } else {
+      i = this.fxHead + this.fxCount;
+      if (i >= MAX_EFFECTS) i -= MAX_EFFECTS;
+      this.fxCount++;
+    }
+    let c = this.fxColours.indexOf(colour);
+    if (c < 0) {
+      c = this.fxColours.length;
+      this.fxColours.push(colour);
+    }
+    this.fxX[i] = x;
+    this.fxY[i] = y;
+    this.fxStart[i] = start;
+    this.fxType[i] = type;
+    this.fxCol[i] = c;
+    this.fxHalf[i] = half || 0;
+    this.fxBox[i] = type === E_FLASH ? box || null : null;
   }
 
   /* ---- drawing --------------------------------------------------------------------------- */
@@ -722,45 +780,7 @@ class Diagram {
     ctx.clearRect(0, 0, this.fg.width, this.fg.height);
     ctx.setTransform(px, 0, 0, px, 0, 0);
 
-    // Effects: rings where an instance finished something, red flashes on failures; a dead
-    // letter also tints its whole service box (once, at the strongest level, not stacked).
-    const fx = this.effects;
-    const tint = new Map();
-    let w = 0;
-    for (let i = 0; i < fx.length; i++) {
-      const f = fx[i];
-      const age = now - f.start;
-      if (age < 0) {
-        fx[w++] = f;
-        continue;
-      }
-      const life = f.type === E_FLASH ? FLASH_MS : RING_MS;
-      if (age > life) continue;
-      fx[w++] = f;
-      const p = age / life;
-      ctx.globalAlpha = 1 - p;
-      if (f.type === E_RING) {
-        ctx.strokeStyle = f.colour;
-        ctx.lineWidth = 2;
-        ctx.beginPath();
-        ctx.arc(f.x, f.y, 6 + p * 9, 0, TAU);
-        ctx.stroke();
-      } else {
-        ctx.fillStyle = f.colour;
-        if (f.box) tint.set(f.box, Math.max(tint.get(f.box) || 0, 1 - p));
-        ctx.beginPath();
-        ctx.arc(f.x, f.y, 6, 0, TAU);
-        ctx.fill();
-      }
-    }
-    fx.length = w;
-    ctx.fillStyle = this.theme.dead;
-    for (const [b, level] of tint) {
-      ctx.globalAlpha = 0.16 * level;
-      roundRect(ctx, b.x, b.y, b.w, b.h, 8);
-      ctx.fill();
-    }
-    ctx.globalAlpha = 1;
+    this.drawEffects(ctx, now);
 
     // Dots: retire the finished ones, then one path + fill per colour.
     const P = this.path;
@@ -803,6 +823,118 @@ class Diagram {
         ctx.fill();
       }
     }
+  }
+
+  /**
+   * Effects: rings where an instance finished something, red flashes on failures; a dead letter
+   * also tints its whole service box (once, at the strongest level, not stacked). One pass retires
+   * the finished ones and gives each an alpha step; then one path per (kind, colour, step).
+   */
+  drawEffects(ctx, now) {
+    const n0 = this.fxCount;
+    if (!n0) return;
+    const X = this.fxX;
+    const Y = this.fxY;
+    const T0 = this.fxStart;
+    const K = this.fxType;
+    const C = this.fxCol;
+    const H = this.fxHalf;
+    const B = this.fxBox;
+    const lvl = this.fxLevel;
+    const ncol = this.fxColours.length;
+    if (this.fxUsed.length < 2 * ncol * FX_LEVELS) this.fxUsed = new Uint8Array(2 * ncol * FX_LEVELS + 16);
+    const used = this.fxUsed;
+    used.fill(0);
+    const tint = this.tint;
+    tint.clear();
+    // retire the finished ones: the survivors close up behind the head, in order
+    const head = this.fxHead;
+    let r = head;
+    let w = head;
+    let n = 0;
+    for (let k = 0; k < n0; k++) {
+      const i = r;
+      r = r + 1 === MAX_EFFECTS ? 0 : r + 1;
+      const age = now - T0[i];
+      const life = K[i] === E_FLASH ? FLASH_MS : RING_MS;
+      if (age > life) continue;
+      if (w !== i) {
+        X[w] = X[i];
+        Y[w] = Y[i];
+        T0[w] = T0[i];
+        K[w] = K[i];
+        C[w] = C[i];
+        H[w] = H[i];
+        B[w] = B[i];
+      }
+      if (age < 0) {
+        lvl[w] = -1; // not started yet
+      } else {
+        const step = alphaStep(age / life, FX_LEVELS);
+        lvl[w] = step;
+        used[(K[w] * ncol + C[w]) * FX_LEVELS + step] = 1;
+        const b = B[w];
+        if (b) tint.set(b, Math.max(tint.get(b) || 0, 1 - age / life));
+      }
+      w = w + 1 === MAX_EFFECTS ? 0 : w + 1;
+      n++;
+    }
+    for (let k = n; k < n0; k++) {
+      B[w] = null; // the freed slots hold no box
+      w = w + 1 === MAX_EFFECTS ? 0 : w + 1;
+    }
+    this.fxCount = n;
+    // then one path per (kind, colour, step)
+    for (let kind = 0; kind < 2; kind++) {
+      for (let c = 0; c < ncol; c++) {
+        for (let step = 0; step < FX_LEVELS; step++) {
+          if (!used[(kind * ncol + c) * FX_LEVELS + step]) continue;
+          ctx.globalAlpha = (step + 0.5) / FX_LEVELS;
+          if (kind === E_RING) {
+            ctx.strokeStyle = this.fxColours[c];
+            ctx.lineWidth = 2;
+          } else {
+            ctx.fillStyle = this.fxColours[c];
+          }
+          ctx.beginPath();
+          for (let k = 0, i = head; k < n; k++, i = i + 1 === MAX_EFFECTS ? 0 : i + 1) {
+            if (lvl[i] !== step || K[i] !== kind || C[i] !== c) continue;
+            const x = X[i];
+            const y = Y[i];
+            const h = H[i];
+            if (kind === E_RING) {
+              const p = Math.max(0, now - T0[i]) / RING_MS;
+              if (h > 0) {
+                // a square ring in the gap just outside the cell (not over its neighbours)
+                const e = Math.round(h + 1 + p);
+                ctx.rect(x - e, y - e, 2 * e, 2 * e);
+              } else {
+                const rr = 6 + p * 9;
+                ctx.moveTo(x + rr, y);
+                ctx.arc(x, y, rr, 0, TAU);
+              }
+            } else if (h > 0) {
+              ctx.rect(x - h, y - h, 2 * h, 2 * h);
+            } else {
+              ctx.moveTo(x + 6, y);
+              ctx.arc(x, y, 6, 0, TAU);
+            }
+          }
+          if (kind === E_RING) ctx.stroke();
+          else ctx.fill();
+        }
+      }
+    }
+    ctx.fillStyle = this.theme.dead;
+    for (const [b, level] of tint) {
+      ctx.globalAlpha = 0.16 * level;
+      if (b.cell) ctx.fillRect(b.x, b.y, b.w, b.h);
+      else {
+        roundRect(ctx, b.x, b.y, b.w, b.h, 8);
+        ctx.fill();
+      }
+    }
+    ctx.globalAlpha = 1;
   }
 
   move(from, to) {
@@ -1021,20 +1153,13 @@ class Diagram {
       ctx.textAlign = "left";
       ctx.fillStyle = th.muted;
       ctx.fillText(fit(ctx, L.grid.n + " services · green ok · amber lag · grey down · red DLQ", L.grid.w), L.grid.x, L.grid.y + 12);
+      this.drawCells(ctx, groups);
     }
     // Consumer services: instances as chips, a status badge, their lag; DLQ tray below.
     for (const [name, g] of Object.entries(groups)) {
       const b = L.groups.get(name);
       if (!b) continue;
-      if (b.cell) {
-        const st = g.status || "up";
-        const lagging = (g.lag || 0) > 5;
-        ctx.fillStyle = st === "crashed" || (g.dead_lettered || 0) > 0 ? th.dead
-          : st === "down" ? th.muted : lagging ? th.slow : th.ok;
-        roundRect(ctx, b.x, b.y, b.w, b.h, 3);
-        ctx.fill();
-        continue;
-      }
+      if (b.cell) continue; // drawn above, a path per colour
       const status = g.status || "up";
       const down = status === "down";
       const crashed = status === "crashed";
@@ -1133,6 +1258,36 @@ class Diagram {
     this.drawPointer(ctx);
   }
 
+  /**
+   * The grid: one small cell a service, coloured by its state (cellState). No text in a cell (too
+   * small to read): the numbers table names the services furthest behind. The cells of one
+   * colour are one path and one fill(), so 300 services cost four draw calls; they are square,
+   * because a software rasteriser fills 300 rounded corners about twice as slowly.
+   */
+  drawCells(ctx, groups) {
+    const th = this.theme;
+    const colours = [th.ok, th.slow, th.muted, th.dead]; // by cellState
+    const boxes = this.layout.groups;
+    const names = Object.keys(groups);
+    const states = this.cellStates && this.cellStates.length >= names.length ? this.cellStates : (this.cellStates = new Uint8Array(names.length + 64));
+    let seen = 0;
+    for (let i = 0; i < names.length; i++) {
+      states[i] = cellState(groups[names[i]]);
+      seen |= 1 << states[i];
+    }
+    for (let c = 0; c < colours.length; c++) {
+      if (!(seen & (1 << c))) continue;
+      ctx.beginPath();
+      for (let i = 0; i < names.length; i++) {
+        if (states[i] !== c) continue;
+        const b = boxes.get(names[i]);
+        if (b && b.cell) ctx.rect(b.x, b.y, b.w, b.h); // square: curves cost more to fill
+      }
+      ctx.fillStyle = colours[c];
+      ctx.fill();
+    }
+  }
+
   edge(ctx, x0, y0, x1, y1, width, colour, alpha, dash, head, dirs) {
     ctx.save();
     ctx.globalAlpha = alpha;
@@ -1204,6 +1359,23 @@ class Diagram {
   groupBox(name) {
     return this.layout ? this.layout.groups.get(name) || null : null;
   }
+}
+
+/** A grid cell's colour by its service's state: 0 ok, 1 lag (> 5 records), 2 down, 3 crashed or dead letters. */
+export function cellState(g) {
+  const st = g.status || "up";
+  if (st === "crashed" || (g.dead_lettered || 0) > 0) return 3;
+  if (st === "down") return 2;
+  return (g.lag || 0) > 5 ? 1 : 0;
+}
+
+/**
+ * The alpha step of an effect `p` (0..1) through its life, out of `levels`: it fades from the
+ * top step to 0. Effects on one step share a draw call, drawn at alpha (step + 0.5) / levels.
+ */
+export function alphaStep(p, levels) {
+  const s = Math.floor((1 - p) * levels);
+  return s < 0 ? 0 : s >= levels ? levels - 1 : s;
 }
 
 function fmtFactor(f) {
