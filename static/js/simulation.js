@@ -550,6 +550,9 @@ function refreshLatencySelect() {
   if (!sel || !S.state) return;
   const groups = S.state.groups || {};
   const names = Object.keys(groups);
+  const sig = names.join("|");
+  if (sig === sel.__names && charts.latencyGroup && groups[charts.latencyGroup]) return; // unchanged
+  sel.__names = sig;
   const current = sel.value;
   sel.textContent = "";
   for (const n of names) sel.append(new Option(groups[n].label || n, n));
