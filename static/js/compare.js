@@ -8,6 +8,7 @@
  * when what they show changed), the numbers when a frame arrived, the charts at most 4 times a
  * second. Chart series are bounded. Text from the server goes in with textContent, never markup.
  */
+import { $, clamp, make, setText } from "./dom.js";
 import { CompareCharts, mergeMarks, seriesDash } from "./charts.js";
 import { intText, msText, num, pctText, secondsText, topicsBytesText } from "./format.js";
 import { LiveSocket, connectionView } from "./live.js";
@@ -70,28 +71,6 @@ const switchRows = new Map();
 const lagChips = new Map();
 
 /* ---- small helpers ------------------------------------------------------------------- */
-
-function $(id) {
-  return document.getElementById(id);
-}
-
-function clamp(v, lo, hi) {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
-function setText(node, text) {
-  if (node && node.__text !== text) {
-    node.__text = text;
-    node.textContent = text;
-  }
-}
-
-function make(tag, cls, text) {
-  const n = document.createElement(tag);
-  if (cls) n.className = cls;
-  if (text !== undefined && text !== null) n.textContent = String(text);
-  return n;
-}
 
 function cssVar(name, fallback) {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();

@@ -9,6 +9,7 @@
  * `frame.state`; `frame.events` is a bounded sample, used for animation and the event log only.
  * Text from the server (names, payloads, details) is inserted with textContent, never as markup.
  */
+import { $, clamp, make, setText } from "./dom.js";
 import { SimulationCharts, seriesDash } from "./charts.js";
 import { Diagram } from "./diagram.js";
 import { correlationFromText, num, secondsText } from "./format.js";
@@ -71,28 +72,6 @@ const groupIndex = new Map();
 let seriesPalette = [];
 
 /* ---- small helpers ------------------------------------------------------------------- */
-
-function $(id) {
-  return document.getElementById(id);
-}
-
-function clamp(v, lo, hi) {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
-function setText(node, text) {
-  if (node && node.__text !== text) {
-    node.__text = text;
-    node.textContent = text;
-  }
-}
-
-function make(tag, cls, text) {
-  const n = document.createElement(tag);
-  if (cls) n.className = cls;
-  if (text !== undefined && text !== null) n.textContent = String(text);
-  return n;
-}
 
 function groupColour(name) {
   let i = groupIndex.get(name);
