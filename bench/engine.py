@@ -1,6 +1,6 @@
 """Engine vs SimPy on the same M/M/c queue, in one process.
 
-    python bench/engine.py [--customers N] [--repeat R] [--seed S] [--json]
+    python bench/engine.py [--customers N] [--repeat R] [--seed S] [--json] [--live-parts]
 
 Model (printed at start): c identical servers, Poisson arrivals at LAM per
 second, exponential service with mean 1/MU, one FIFO queue.  In Fanout that
@@ -16,14 +16,20 @@ seconds.
 
 Prints, for each: customers completed, wall seconds, customers per wall second,
 mean time in system and its relative error against Erlang C; then the speed
-ratio engine/SimPy. Two more rows run the same model as a hand-written event
+ratio engine/SimPy. The "live config" row runs the engine as the live runner
+does (run_engine_live): the event sampler and the tracer attached, the charts'
+history on, the engine advanced in slices of 100 actions, and the sampler
+drained every 50 ms of wall time, as each frame does; it must serve the very
+same customers with the same W as the engine row (watching changes what is
+observed, never what happens). Two more rows run the same model as a hand-written event
 loop with no broker (see run_bare): "bare loop" keeps a running sum as the
 SimPy model does; "+ histograms" also feeds the engine's three latency
 histograms. They are ceilings for a plain-Python engine of this model, each
 printed as its ratio to SimPy.
 
-Exits 1 if the engine's mean time in system is not within 3% of Erlang C (a
-correctness guard, not a timing assertion); exits 2 if the engine cannot be
+Exits 1 if the engine's mean time in system is not within 3% of Erlang C, or
+the live configuration's run differs from the engine's (correctness guards,
+not timing assertions); exits 2 if the engine cannot be
 imported (the SimPy half is still printed).
 """
 
@@ -227,6 +233,59 @@ def run_engine(
     }
 
 
+# The live runner's frames: 20 a second, each draining the event sampler (dashboard/runner.py)
+FRAME_INTERVAL_S = 0.05
+EVENTS_PER_SLICE = 100  # engine actions between two looks at the clock, as the runner
+
+
+def run_engine_live(
+    horizon: float,
+    seed: int,
+    c: int = C,
+    lam: float = LAM,
+    mean_ms: float = MEAN_SERVICE_MS,
+    *,
+    watch: bool = True,
+    charts: bool = True,
+) -> dict:
+    """The same model in the live runner's configuration: the event sampler and the tracer
+    attached and the charts' history on (``dashboard.runner``'s ``_make_model``), the engine
+    advanced in slices of ``EVENTS_PER_SLICE`` actions, and the sampler drained every
+    ``FRAME_INTERVAL_S`` of wall time, as a frame does. No pacing: as fast as it goes.
+    (``watch``/``charts`` False leave the sampler and tracer, or the charts' history, out:
+    ``--live-parts`` measures what each costs.)"""
+    from simulator import EventSampler, Simulation, parse_scenario
+
+    sampler = EventSampler(200, seed=seed)
+    sim = Simulation(
+        parse_scenario(scenario(seed, c, lam, mean_ms)),
+        seed=seed,
+        observers=(sampler,) if watch else (),
+        trace=watch,
+        chart_history=charts,
+    )
+    clock = time.perf_counter
+    frame_at = clock() + FRAME_INTERVAL_S
+    frames = 0
+    while not sim.run_some(horizon, EVENTS_PER_SLICE):
+        if clock() >= frame_at:
+            sampler.drain()
+            frames += 1
+            frame_at += FRAME_INTERVAL_S
+    sim.run_until(horizon)
+    sampler.drain()
+    m = sim.metrics()
+    g = m["groups"]["workers"]
+    watch = getattr(sim, "watch", None)  # (an engine from before journeys were watched: all)
+    return {
+        "customers": g["processed"],
+        "mean_time_in_system_s": g["end_to_end_ms"]["mean"] / 1000.0,
+        "produced": m["topics"]["jobs"]["produced"],
+        "frames": frames + 1,
+        "journeys_watched": g["processed"] if watch is None else watch.started,
+    }
+
+
 def best_of(fn: Any, repeat: int, *args: Any) -> tuple[float, float, dict]:
     """Run fn(*args) `repeat` times: best wall time, best CPU time, last result."""
     best_wall = best_cpu = float("inf")
@@ -239,6 +298,30 @@ def best_of(fn: Any, repeat: int, *args: Any) -> tuple[float, float, dict]:
         best_wall = min(best_wall, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
     return best_wall, best_cpu, result
+
+
+def live_parts(horizon: float, seed: int, repeat: int) -> int:
+    """What each part of the live runner's configuration costs: best CPU seconds of each
+    variant, interleaved run by run so that the machine's mood is shared, and as a ratio to
+    the engine alone (in the same slices)."""
+    parts = {
+        "engine in slices": {"watch": False, "charts": False},
+        "+ charts' history": {"watch": False, "charts": True},
+        "+ sampler, tracer": {"watch": True, "charts": False},
+        "live config": {"watch": True, "charts": True},
+    }
+    best = dict.fromkeys(parts, float("inf"))
+    for _ in range(repeat):
+        for name, kw in parts.items():
+            gc.collect()
+            c0 = time.process_time()
+            run_engine_live(horizon, seed, **kw)
+            best[name] = min(best[name], time.process_time() - c0)
+    base = best["engine in slices"]
+    print(f"the live configuration part by part: best CPU s of {repeat}, horizon {horizon:g} s")
+    for name, cpu in best.items():
+        print(f"{name:<20}{cpu:>8.3f} s{cpu / base:>8.3f}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=7, help="seed for both models (default 7)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    ap.add_argument(
+        "--live-parts",
+        action="store_true",
+        help="only the live configuration, part by part: CPU seconds of the engine in slices, "
+        "+ the charts' history, + the sampler and tracer, both (best of --repeat)",
+    )
     args = ap.parse_args(argv)
+    if args.live_parts:
+        return live_parts(args.customers / LAM, args.seed, args.repeat)
 
     horizon = args.customers / LAM
     w_theory = queueing.mmc_time_in_system(LAM, MU, C)
@@ -308,6 +399,18 @@ def main(argv: list[str] | None = None) -> int:
             report["engine"]["customers_per_s"] / report["simpy"]["customers_per_s"]
         )
         report["cpu_ratio_engine_over_simpy"] = report["simpy"]["cpu_s"] / report["engine"]["cpu_s"]
+        wall, cpu, res = best_of(run_engine_live, args.repeat, horizon, args.seed)
+        report["engine_live"] = {
+            **row(wall, cpu, res),
+            "frames": res["frames"],
+            "journeys_watched": res["journeys_watched"],
+        }
+        report["ratio_engine_live_over_simpy"] = (
+            report["engine_live"]["customers_per_s"] / report["simpy"]["customers_per_s"]
+        )
+        report["cpu_ratio_engine_live_over_simpy"] = (
+            report["simpy"]["cpu_s"] / report["engine_live"]["cpu_s"]
+        )
     else:
         report["engine"] = {"error": engine_error}
 
@@ -323,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = engine_error is None and abs(report["engine"]["rel_error_pct"]) <= TOLERANCE * 100
     report["engine_within_3pct_of_erlang_c"] = ok
+    # watching journeys changes what is observed, never what happens: the same customers, the
+    # same times
+    same = engine_error is None and all(
+        report["engine_live"][k] == report["engine"][k]
+        for k in ("customers", "mean_time_in_system_ms")
+    )
+    report["live_config_same_run"] = same
 
     if args.json:
         print(json.dumps(report, indent=2))
@@ -346,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [("SimPy " + report["simpy"]["version"], report["simpy"])]
         if engine_error is None:
             names.append(("Fanout engine", report["engine"]))
+            names.append(("  live config", report["engine_live"]))
         names.append(("bare loop", report["bare_loop"]))
         if engine_error is None:
             names.append(("  + histograms", report["bare_loop_with_histograms"]))
@@ -361,6 +472,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{report['ratio_engine_over_simpy']:.2f}x   "
                 f"(by CPU seconds: {report['cpu_ratio_engine_over_simpy']:.2f}x)"
             )
+            live = report["engine_live"]
+            print(
+                "ratio live runner's configuration/SimPy: "
+                f"{report['ratio_engine_live_over_simpy']:.2f}x   "
+                f"(by CPU seconds: {report['cpu_ratio_engine_live_over_simpy']:.2f}x; "
+                f"{live['frames']} frames, {live['journeys_watched']:,} journeys watched of "
+                f"{live['customers']:,})"
+            )
         else:
             print(f"engine not run: {engine_error}")
         print(
@@ -375,6 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if engine_error is not None:
         return 2
+    if engine_error is None and not same:
+        print(
+            "FAIL: the live runner's configuration ran a different simulation "
+            f"({report['engine_live']['customers']} customers, W "
+            f"{report['engine_live']['mean_time_in_system_ms']:.4f} ms)",
+            file=sys.stderr,
+        )
+        return 1
     if not ok:
         print(
             f"FAIL: engine mean time in system is {report['engine']['rel_error_pct']:+.2f}% "

@@ -2,6 +2,8 @@
 
     python bench/stream.py [--viewers N] [--seconds S] [--processes 1|2] [--redis URL]
                            [--rate R] [--speed X] [--url URL [--url URL]] [--json]
+                           [--ack-every N] [--no-deflate]
+    python bench/stream.py --encodings [--json]     # bytes per frame, encodings compared
 
 Unless --url is given it serves the project itself: `manage.py migrate` on a temporary SQLite
 database, then `python -m daphne -b 127.0.0.1 -p <free port> dashboard.asgi:application` with
@@ -13,9 +15,15 @@ process B, so their frames cross Redis. A redis-server is started only when noth
 server processes' inboxes), nothing else.
 
 The run: create one simulation through the JSON API from a preset (ecommerce by default, the
-producer's rate set by --rate), set its speed, start it, open --viewers sockets (an Origin header
-as a browser sends; viewers only watch, and acknowledge each regular frame at once with
-{"type": "ack"}, the protocol's flow control), wait for every one's `full` frame (at most 15 s),
+producer's rate set by --rate), set its speed, start it, open --viewers sockets in
+--client-processes processes of their own (2 by default: one asyncio process reading 300 viewers'
+frames saturates its core before the server does; this process only sends and times the
+commands; time.perf_counter is the same clock in every process) (an Origin header
+as a browser sends, and permessage-deflate offered as browsers do unless --no-deflate). Viewers
+only watch and follow the protocol of docs/api.md as static/js/live.js does: a delta is applied
+to the frame it names as its base (or a {"type": "resync"} asks for a whole frame), and every
+second regular frame is acknowledged at once with {"type": "ack"} (--ack-every), the protocol's
+flow control. The run waits for every viewer's `full` frame (at most 15 s),
 warm up, then measure for --seconds. Meanwhile a controller posts `producer.rate` through the HTTP
 API every --interval seconds with the control token, alternating a low and a high rate (each value
 unique, so a frame tells which command it reflects). Command-to-frame latency is, for every viewer
@@ -30,7 +38,11 @@ samples, split into until-the-first-viewer and first-to-last-viewer per command,
 round trip, each frame's delay on arrival (from its simulated time, relative to the least delayed
 frame), per-server figures with two processes, the servers' CPU seconds in the window (utime +
 stime from /proc/<pid>/stat), how long they waited for a CPU (/proc/<pid>/task/*/schedstat), the
-CPU the rest of the machine used (/proc/stat), and payload bytes received per viewer per second.
+CPU the rest of the machine used (/proc/stat), bytes received per viewer per second as they came
+off the socket (compressed, with the WebSocket framing) and as payload (decompressed text), how
+many frames came as deltas or whole, resyncs, and the "slow" notices the server sent.
+--encodings builds the frames of the same run in this process instead (no server: the runner's
+own functions) and prints the bytes per frame of each encoding, with and without compression.
 It is a benchmark, not a test: it exits 0 whatever the figures (2 when the setup fails, 130 when
 interrupted); every process it started is stopped either way.
 """
@@ -39,11 +51,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import dataclasses
 import datetime as dt
 import html
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -57,7 +72,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +87,17 @@ GRACE = 1.5  # seconds after the window for late frames to arrive
 TARGET_FPS = 20.0
 TARGET_DELIVERED = 99.0
 TARGET_P99_MS = 150.0
-# json.dumps keeps the runner's key order: type, seq, t, full, state, ...
+TARGET_WIRE_BYTES = 30_000  # per viewer per second (issue 13)
 ACK = '{"type": "ack", "seq": %d}'
-HEADER = re.compile(r'\{"type": "frame", "seq": (\d+), "t": ([^,]+), "full": (true|false)')
+try:  # the viewers parse every frame; ujson (autobahn's dependency) does it in half the time
+    from ujson import loads
+except ImportError:  # pragma: no cover
+    from json import loads
+RESYNC = '{"type": "resync"}'
+# a delta's start, as dashboard/frames.py encodes it (compact JSON, these keys first)
+DELTA_START = '{"type":"delta",'
+DELTA_HEAD = re.compile(r'\{"type":"delta","seq":(\d+),"base":(\d+),"patch":')
+DELTA_T = re.compile(r'\{"t":(-?[0-9.eE+-]+)')  # the patch's first key, when t changed
 
 
 class SetupError(Exception):
@@ -319,6 +342,51 @@ def dechunk(data: bytes) -> bytes:
     return out
 
 
+# --- the frame protocol, as a script follows it (docs/api.md, "Deltas") -------------------
+
+ENVELOPE = frozenset({"type", "seq", "full", "history", "my_vote"})
+
+
+def apply_delta(
+    body: dict[str, Any], patch: dict[str, Any], remove: Any, *, in_place: bool = False
+) -> dict[str, Any]:
+    """The frame body a delta makes of ``body``: written from docs/api.md alone (it is also a
+    check of the server's own ``dashboard.frames.apply_delta``, tests/test_frame_deltas.py).
+    ``in_place``: change ``body`` itself (a client that keeps only its latest frame: no copies),
+    else leave it as it was."""
+
+    def removed(value: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+        out = value if in_place else dict(value)
+        for key, sub in tree.items():
+            if sub is None:
+                out.pop(key, None)
+            elif isinstance(out.get(key), dict):
+                out[key] = removed(out[key], sub)
+        return out
+
+    def merged(base: Any, change: Any) -> Any:
+        if not isinstance(change, dict):
+            return change
+        if isinstance(base, dict):
+            out = base if in_place else dict(base)
+            for key, value in change.items():
+                out[key] = merged(out[key], value) if key in out else value
+            return out
+        if isinstance(base, list):
+            d = change.get("d", 0)
+            k = change.get("k", len(base) - d)
+            items = [*change.get("h", []), *base[d : d + k], *change.get("t", [])]
+            for i, element in change.get("at", {}).items():
+                items[int(i)] = merged(items[int(i)], element)
+            return items
+        if isinstance(base, str):
+            s = change.get("s", 0)
+            return base[: change["p"]] + change["m"] + (base[len(base) - s :] if s else "")
+        return change
+
+    return merged(removed(body, remove) if remove else body, patch)  # type: ignore[no-any-return]
+
+
 # --- viewers and controller ---------------------------------------------------------------
 
 
@@ -342,7 +410,6 @@ class Viewer:
     messages: list[tuple[float, int, int, bool]] = field(default_factory=list)
     # regular frames: (arrival, the frame's simulated time), for the delivery delay
     sim_times: list[tuple[float, float]] = field(default_factory=list)
-    next_command: int = 0  # first command this viewer has not yet seen the effect of
     samples: list[float] = field(default_factory=list)  # seconds, one per command seen
     sample_command: list[int] = field(default_factory=list)  # the command's index
     errors: list[str] = field(default_factory=list)
@@ -352,6 +419,46 @@ class Viewer:
     behind: int = 0
     speeds: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    # the protocol: the last frame (the base of the next delta), what came as deltas, whole
+    # frames and resyncs, and the server's notices that this socket gets fewer frames
+    frame: dict[str, Any] | None = None
+    deltas: int = 0
+    wholes: int = 0
+    resyncs: int = 0
+    slow: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    # bytes as they came off the socket (compressed, with WebSocket framing): (arrival, bytes)
+    wire: list[tuple[float, int]] = field(default_factory=list)
+    deflate: str = ""  # the permessage-deflate agreed, if any
+    unacked: int = 0  # regular frames since the last ack
+    # (arrival, the producer's rate) of each frame whose rate differs from the frame before:
+    # matched with the commands afterwards (commands are sent by another process)
+    rate: float | None = None
+    changes: list[tuple[float, float]] = field(default_factory=list)
+    rebuild: bool = True  # rebuild each frame from deltas (else only follow seq and base)
+    held: int | None = None  # seq of the last frame
+    sim_t: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """What a viewer process sends back: everything but the live parts."""
+        skip = ("joined", "frame")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+def match_commands(viewer: Viewer, commands: list[Command]) -> None:
+    """For every command, when this viewer first saw its effect: the first frame whose rate is
+    that command's value, or a later command's (an upper bound). A frame is matched only with
+    the commands sent before it arrived (clocks: time.perf_counter, the same in every process)."""
+    sent = [c.sent for c in commands]
+    nxt = 0
+    for arrival, rate in viewer.changes:
+        known = bisect.bisect_right(sent, arrival)
+        for j in range(known - 1, nxt - 1, -1):
+            if abs(commands[j].value - rate) < 1e-9:
+                for k in range(nxt, j + 1):
+                    viewer.samples.append(arrival - commands[k].sent)
+                    viewer.sample_command.append(k)
+                nxt = j + 1
+                break
 
 
 class Bench:
@@ -367,6 +474,9 @@ class Bench:
         self.ws_path = ""
         self.redis_pid: int | None = None
         self.inboxes: set[str] = set()  # the server processes' channel-layer inboxes (Redis)
+        # the producer's rate in a delta's text: its object holds "rate" before any nested one
+        name = re.escape(json.dumps(self.producer)[1:-1])
+        self.rate_in_text = re.compile('"' + name + r'":\{[^{}]*?"rate":(-?[0-9.eE+-]+)')
 
     # values: low, high, low, ... each one unique so that a frame names the command it shows
     def value(self, index: int) -> float:
@@ -406,19 +516,42 @@ class Bench:
         )
 
     async def watch(self, viewer: Viewer, gate: asyncio.Semaphore) -> None:
-        from websockets.asyncio.client import connect
+        from websockets.asyncio.client import ClientConnection, connect
         from websockets.typing import Origin
+
+        class Counted(ClientConnection):
+            """Counts the bytes as they come off the socket: what the network carries."""
+
+            def data_received(self, data: bytes) -> None:
+                viewer.wire.append((time.perf_counter(), len(data)))
+                super().data_received(data)
 
         base = next(s.url for s in self.servers if s.name == viewer.server)
         uri = "ws" + base[4:] + self.ws_path
+        compression = None if self.args.no_deflate else "deflate"
         try:
             async with gate:
-                ws = await connect(uri, origin=Origin(base), max_size=None, open_timeout=30)
+                ws = await connect(
+                    uri,
+                    origin=Origin(base),
+                    max_size=None,
+                    open_timeout=30,
+                    compression=compression,
+                    create_connection=Counted,
+                )
+            viewer.deflate = (ws.response.headers if ws.response else {}).get(
+                "Sec-WebSocket-Extensions", ""
+            )
             async with ws:
                 async for message in ws:
                     seq = self.receive(viewer, message)
-                    if seq is not None and viewer.ack:
-                        await ws.send(ACK % seq)
+                    if seq == -1:
+                        await ws.send(RESYNC)  # a delta that does not apply: a whole frame
+                    elif seq is not None and viewer.ack:
+                        viewer.unacked += 1
+                        if viewer.unacked >= self.args.ack_every:  # as static/js/live.js does
+                            await ws.send(ACK % seq)
+                            viewer.unacked = 0
                     if self.stop.is_set():
                         break
         except Exception as e:  # a viewer that drops out is reported, not fatal
@@ -427,49 +560,81 @@ class Bench:
             viewer.joined.set()  # never leave the start waiting on a dead viewer
 
     def receive(self, viewer: Viewer, message: str | bytes) -> int | None:
-        """Record one message; returns a regular frame's seq (to acknowledge), else None."""
+        """Record one message, following the protocol: a delta is applied to the last frame
+        (when its ``base`` is that frame's seq). Returns a regular frame's seq (to acknowledge),
+        -1 for a delta that does not apply (ask for a resync), else None."""
         now = time.perf_counter()
         text = message if isinstance(message, str) else message.decode()
-        match = HEADER.match(text)
-        if match is None:
-            doc = json.loads(text)
-            if doc.get("type") != "frame":
+        if not viewer.rebuild and text.startswith(DELTA_START):
+            return self.follow(viewer, text, now)
+        doc = loads(text)
+        kind = doc.get("type")
+        if kind == "delta":
+            last = viewer.frame
+            if last is None or last["seq"] != doc["base"]:
+                viewer.frame = None
+                viewer.resyncs += 1
                 viewer.messages.append((now, len(text), -1, False))
-                if doc.get("type") == "error":
-                    error = str(doc.get("message"))
-                    if viewer.ack and error.startswith("unknown message"):
-                        viewer.ack = False  # a server from before flow control
-                        viewer.ack_refused = True
-                    else:
-                        viewer.errors.append(error)
-                return None
-            seq, full, sim_t = int(doc["seq"]), bool(doc.get("full")), float(doc["t"])
+                return -1
+            # a viewer keeps its latest frame only: the delta changes it where it is
+            body = {k: v for k, v in last.items() if k not in ENVELOPE}
+            body = apply_delta(body, doc["patch"], doc.get("remove"), in_place=True)
+            doc = viewer.frame = {"type": "frame", "seq": doc["seq"], "full": False, **body}
+            viewer.deltas += 1
+        elif kind == "frame":
+            viewer.frame = doc if viewer.rebuild else None
+            viewer.wholes += not doc.get("full")
         else:
-            doc = None
-            seq, full = int(match.group(1)), match.group(3) == "true"
-            sim_t = float(match.group(2))
+            viewer.messages.append((now, len(text), -1, False))
+            if kind == "slow":
+                viewer.slow.append((now, doc))
+            elif kind == "error":
+                error = str(doc.get("message"))
+                if viewer.ack and error.startswith("unknown message"):
+                    viewer.ack = False  # a server from before flow control
+                    viewer.ack_refused = True
+                else:
+                    viewer.errors.append(error)
+            return None
+        seq, full, sim_t = int(doc["seq"]), bool(doc.get("full")), float(doc["t"])
         viewer.messages.append((now, len(text), seq, full))
+        viewer.held, viewer.sim_t = seq, sim_t
         if full:
             viewer.got_full = True
             viewer.joined.set()
             return None
         viewer.sim_times.append((now, sim_t))
         if viewer.probe:
-            doc = doc or json.loads(text)
             viewer.behind += bool(doc["state"].get("behind"))
             viewer.speeds.append(float(doc["state"].get("effective_speed", 0.0)))
             viewer.sizes.append(len(text))
-        if len(self.commands) <= viewer.next_command:
-            return seq
-        doc = doc or json.loads(text)
         rate = doc["state"]["producers"][self.producer]["rate"]
-        for j in range(len(self.commands) - 1, viewer.next_command - 1, -1):
-            if abs(self.commands[j].value - rate) < 1e-9:
-                for k in range(viewer.next_command, j + 1):
-                    viewer.samples.append(now - self.commands[k].sent)
-                    viewer.sample_command.append(k)
-                viewer.next_command = j + 1
-                break
+        if rate != viewer.rate:
+            viewer.rate = rate
+            viewer.changes.append((now, rate))
+        return seq
+
+    def follow(self, viewer: Viewer, text: str, now: float) -> int:
+        """A delta for a viewer that does not rebuild frames (--rebuild-every): it checks the
+        delta's base and resyncs as the protocol says, and reads the time and the producer's
+        rate from the text (a delta carries the rate when it changed, and ``t`` first)."""
+        head = DELTA_HEAD.match(text)
+        if head is None or viewer.held != int(head[2]):
+            viewer.held = None
+            viewer.resyncs += 1
+            viewer.messages.append((now, len(text), -1, False))
+            return -1
+        seq = viewer.held = int(head[1])
+        viewer.deltas += 1
+        found = DELTA_T.match(text, head.end())
+        if found:
+            viewer.sim_t = float(found[1])
+        viewer.messages.append((now, len(text), seq, False))
+        viewer.sim_times.append((now, viewer.sim_t))
+        found = self.rate_in_text.search(text)
+        if found and float(found[1]) != viewer.rate:
+            viewer.rate = float(found[1])
+            viewer.changes.append((now, viewer.rate))
         return seq
 
     async def control(self, until: float) -> None:
@@ -489,59 +654,98 @@ class Bench:
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
     async def run(self) -> dict[str, Any]:
-        """Viewers join the simulation made by :meth:`create`; then the measured window."""
+        """Viewers join the simulation made by :meth:`create`; then the measured window.
+
+        The viewers run in --client-processes processes of their own (``viewer_process``), so
+        that reading frames does not slow this one, which sends the commands and times them."""
         args = self.args
         names = [s.name for s in self.servers]
-        self.viewers = [
-            Viewer(i, names[i % len(names)], probe=(i == 0), ack=not args.no_ack)
-            for i in range(args.viewers)
-        ]
-        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        count = max(1, min(args.client_processes, args.viewers))
+        ctx = multiprocessing.get_context("spawn")
+        common = {
+            "args": vars(args),
+            "servers": [dataclasses.asdict(s) for s in self.servers],
+            "ws_path": self.ws_path,
+        }
+        conns, procs = [], []
         started = time.perf_counter()
-        tasks = [asyncio.create_task(self.watch(v, gate)) for v in self.viewers]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(v.joined.wait() for v in self.viewers)), JOIN_TIMEOUT
-            )
+        for p in range(count):
+            share = [
+                (i, names[i % len(names)], i == 0, not args.no_ack, i % args.rebuild_every == 0)
+                for i in range(p, args.viewers, count)
+            ]
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=viewer_process, args=(child, {**common, "viewers": share}))
+            proc.start()
+            child.close()
+            conns.append(parent)
+            procs.append(proc)
+        try:
+            return await self._measure(conns, procs, started)
+        finally:
+            for conn in conns:
+                with contextlib.suppress(OSError):
+                    conn.send("stop")
+            for proc in procs:
+                await asyncio.to_thread(proc.join, 30)
+                if proc.is_alive():
+                    proc.kill()
+
+    async def _measure(self, conns: list[Any], procs: list[Any], started: float) -> dict[str, Any]:
+        args = self.args
+        try:
+            joined = [await asyncio.to_thread(conn.recv) for conn in conns]
+        except EOFError as e:
+            raise SetupError("a viewer process ended before its viewers joined") from e
         connect_s = time.perf_counter() - started
         if args.redis:
             await asyncio.to_thread(self.find_inboxes)
         # a viewer whose full frame never came still counts (it is a result, not a setup
         # failure); only a run where no socket at all could connect is
-        if all(v.closed for v in self.viewers):
-            self.stop.set()
-            reasons = sorted({v.closed for v in self.viewers})
+        if all(closed == total for _, total, closed, _ in joined):
+            reasons = sorted({r for *_, why in joined for r in why})
             raise SetupError(f"no viewer could connect: {reasons[:3]}")
         await asyncio.sleep(args.warmup)
 
         pids = {s.name: s.pid for s in self.servers if s.pid}
         if self.redis_pid:
             pids["redis"] = self.redis_pid
+        clients = [proc.pid for proc in procs]
         load_before = os.getloadavg()
-        pids_waiting = {**pids, "client": os.getpid()}
-        wait0 = {name: runqueue_wait(pid) for name, pid in pids_waiting.items()}
+        wait0 = {name: runqueue_wait(pid) for name, pid in pids.items()}
+        client_wait0 = sum(runqueue_wait(pid) for pid in [os.getpid(), *clients])
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        own0 = time.process_time()
+        own0 = time.process_time() + sum(cpu_seconds(pid) for pid in clients)
         busy0, total0 = machine_cpu()
         t0 = time.perf_counter()
         controller = asyncio.create_task(self.control(t0 + args.seconds))
         await asyncio.sleep(args.seconds)
         t1 = time.perf_counter()
         cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        wait1 = {name: runqueue_wait(pid) for name, pid in pids_waiting.items()}
-        own1 = time.process_time()
+        wait1 = {name: runqueue_wait(pid) for name, pid in pids.items()}
+        client_wait1 = sum(runqueue_wait(pid) for pid in [os.getpid(), *clients])
+        own1 = time.process_time() + sum(cpu_seconds(pid) for pid in clients)
         busy1, total1 = machine_cpu()
         load_after = os.getloadavg()
         await controller
         await asyncio.sleep(GRACE)
-        self.stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in conns:
+            conn.send("stop")
+        viewers = []
+        for conn in conns:
+            try:
+                viewers += [Viewer(**record) for record in await asyncio.to_thread(conn.recv)]
+            except EOFError as e:
+                raise SetupError("a viewer process ended before it reported") from e
+        self.viewers = sorted(viewers, key=lambda v: v.index)
+        for viewer in self.viewers:
+            match_commands(viewer, self.commands)
         with contextlib.suppress(Exception):
             await self.command({"command": "pause"})
 
         cpu = {name: round(cpu1[name] - cpu0[name], 2) for name in pids}
+        waits = {name: round(wait1[name] - wait0[name], 2) for name in pids}
+        waits["client"] = round(client_wait1 - client_wait0, 2)
         machine_busy = busy1 - busy0
         machine_total = total1 - total0
         return self.figures(
@@ -550,7 +754,7 @@ class Bench:
             connect_s=connect_s,
             cpu=cpu,
             client_cpu=own1 - own0,
-            waits={name: round(wait1[name] - wait0[name], 2) for name in pids_waiting},
+            waits=waits,
             machine_busy=machine_busy,
             machine_cores=machine_total / (t1 - t0) if t1 > t0 else 0.0,
             load=(load_before, load_after),
@@ -618,7 +822,7 @@ class Bench:
         ]
         first, last = (min(in_window), max(in_window)) if in_window else (0, -1)
         published = last - first + 1
-        fps, delivered, bps, gaps = {}, {}, {}, {}
+        fps, delivered, bps, wire, gaps = {}, {}, {}, {}, {}
         backwards = repeated = 0
         for v in self.viewers:
             regular = [(t, seq) for (t, _, seq, full) in v.messages if seq >= 0 and not full]
@@ -633,6 +837,7 @@ class Bench:
             fps[v.index] = len(times) / span
             gaps[v.index] = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
             bps[v.index] = sum(n for (t, n, _, _) in v.messages if t0 <= t <= t1) / span
+            wire[v.index] = sum(n for (t, n) in v.wire if t0 <= t <= t1) / span
         delays = self.delivery_delays(t0, t1)
         window_commands = [c for c in self.commands if t0 <= c.sent <= t1]
         measured = {c.index for c in window_commands}
@@ -714,13 +919,30 @@ class Bench:
             "other_processes_cpu_seconds": round(max(0.0, machine_busy - ours), 2),
             "machine_cores_seen": round(machine_cores, 2),
             "bytes_per_viewer_per_second": _spread(list(bps.values()), 0),
+            "wire_bytes_per_viewer_per_second": _spread(list(wire.values()), 0),
+            "wire_bytes_per_frame": round(
+                _mean(list(wire.values())) / _mean(list(fps.values()))
+                if _mean(list(fps.values()))
+                else 0.0
+            ),
             "frame_bytes_mean": round(_mean(probe.sizes)) if probe.sizes else 0,
+            "permessage_deflate": sorted({v.deflate for v in self.viewers}),
+            "frames_as_deltas": sum(v.deltas for v in self.viewers),
+            "frames_whole": sum(v.wholes for v in self.viewers),
+            "resyncs": sum(v.resyncs for v in self.viewers),
+            "slow_notices": sum(1 for v in self.viewers for t, _ in v.slow if t0 <= t <= t1),
+            "viewers_told_slow": sum(
+                1
+                for v in self.viewers
+                if any(t0 <= t <= t1 and notice.get("thinned") for t, notice in v.slow)
+            ),
             "runner_behind_frames": probe.behind,
             "runner_effective_speed_mean": _r(_mean(probe.speeds)) if probe.speeds else 0.0,
             "viewer_errors": sorted({e for v in self.viewers for e in v.errors})[:5],
             "viewers_dropped": sum(1 for v in self.viewers if v.closed),
             "viewers_without_full_frame": sum(1 for v in self.viewers if not v.got_full),
             "acknowledged": any(v.ack for v in self.viewers),
+            "ack_every": args.ack_every,
             "acks_refused": sum(1 for v in self.viewers if v.ack_refused),
         }
         result["targets"] = {
@@ -863,9 +1085,19 @@ def table(r: dict[str, Any]) -> str:
         ),
         (
             "bytes per viewer per second",
-            f"mean {r['bytes_per_viewer_per_second']['mean']:,}, "
-            f"min {r['bytes_per_viewer_per_second']['min']:,} "
-            f"(frame ~{r['frame_bytes_mean']:,} B)",
+            f"on the wire: mean {r['wire_bytes_per_viewer_per_second']['mean']:,}, "
+            f"min {r['wire_bytes_per_viewer_per_second']['min']:,} "
+            f"({r['wire_bytes_per_frame']:,} B a frame); payload as read: mean "
+            f"{r['bytes_per_viewer_per_second']['mean']:,} (frame ~{r['frame_bytes_mean']:,} B)",
+            f"<= {TARGET_WIRE_BYTES // 1000} KB/s: "
+            + ok(r["wire_bytes_per_viewer_per_second"]["mean"] <= TARGET_WIRE_BYTES),
+        ),
+        (
+            "protocol",
+            f"{r['frames_as_deltas']:,} frames as deltas, {r['frames_whole']:,} whole, "
+            f"{r['resyncs']} resyncs; 'slow' notices {r['slow_notices']} "
+            f"({r['viewers_told_slow']} viewers told they were thinned); permessage-deflate: "
+            f"{' | '.join(r['permessage_deflate']) or 'none'}",
             "",
         ),
         (
@@ -890,7 +1122,9 @@ def table(r: dict[str, Any]) -> str:
                 ),
             )
 
-    acks = "acknowledged at once" if r["acknowledged"] else "not acknowledged"
+    acks = "not acknowledged"
+    if r["acknowledged"]:
+        acks = f"acknowledged at once, every {r['ack_every']} frames"
     if r["acks_refused"]:
         acks += f" (the server refused acks on {r['acks_refused']} sockets)"
     rows.insert(1, ("frames", acks, ""))
@@ -915,6 +1149,209 @@ def format_rows(header: list[str], rows: list[tuple[str, str, str]]) -> str:
     lines = [*header, ""]
     for key, value, target in rows:
         lines.append(f"{key:<{width}}  {value}" + (f"   [{target}]" if target else ""))
+    return "\n".join(lines)
+
+
+# --- the viewer processes ------------------------------------------------------------------
+
+
+def viewer_process(conn: Any, config: dict[str, Any]) -> None:
+    """A child process: its share of the viewers. Says how many joined, waits for "stop", then
+    sends back what each viewer recorded."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_viewers(conn, config))
+
+
+async def _viewers(conn: Any, config: dict[str, Any]) -> None:
+    args = argparse.Namespace(**config["args"])
+    bench = Bench(args, [Server(**s) for s in config["servers"]])
+    bench.ws_path = config["ws_path"]
+    viewers = [
+        Viewer(i, server, probe=probe, ack=ack, rebuild=rebuild)
+        for i, server, probe, ack, rebuild in config["viewers"]
+    ]
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    tasks = [asyncio.create_task(bench.watch(v, gate)) for v in viewers]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(v.joined.wait() for v in viewers)), JOIN_TIMEOUT)
+    closed = [v.closed for v in viewers if v.closed]
+    conn.send(("joined", len(viewers), len(closed), sorted(set(closed))[:3]))
+    with contextlib.suppress(EOFError):
+        await asyncio.to_thread(conn.recv)  # "stop"
+    bench.stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    conn.send([v.record() for v in viewers])
+
+
+# --- encodings, offline -------------------------------------------------------------------
+
+
+def encodings(args: argparse.Namespace) -> dict[str, Any]:
+    """Bytes per frame of the same run in each encoding, and what compressing costs.
+
+    The frames are built in this process by the runner's own functions (dashboard/frames.py),
+    as the live runner builds them: the preset at --rate, 20 frames a simulated second at
+    speed 1, percentile summaries every 5th frame, a producer.rate command every --interval
+    (alternating, as the live run's controller sends them), measured after a 10 s warm-up."""
+    import zlib
+
+    import cbor2
+    import msgpack  # type: ignore[import-untyped]
+    import yaml
+
+    sys.path.insert(0, str(ROOT))
+    from dashboard import frames as F
+    from simulator import EventSampler, Simulation, parse_scenario
+
+    doc = yaml.safe_load((PRESETS / f"{args.preset}.yaml").read_text())
+    for producer in doc.get("producers", []):
+        if producer["name"] == args.producer:
+            producer["rate"] = args.rate
+    doc["duration"] = 3600
+    count = round(args.seconds * 20)
+    warm = 200
+
+    def run(rounded: bool) -> list[dict[str, Any]]:
+        F.ROUND_AS_SHOWN = rounded
+        sampler = EventSampler(200, seed=1)
+        sim = Simulation(
+            parse_scenario(doc), 1, observers=(sampler,), trace=True, chart_history=True
+        )
+        state = F.RunState("bench", running=True, speed=1.0)
+        built = []
+        every = max(1, round(args.interval * 20))
+        for seq in range(1, warm + count + 1):
+            sim.run_until(seq * 0.05)
+            if seq % every == 0:
+                index = seq // every
+                value = args.rate if index % 2 == 0 else args.rate * args.rate_factor
+                command = {"command": "producer.rate", "producer": args.producer}
+                sim.apply({**command, "value": round(value + 0.001 * index, 3)})
+            frame = F.build_frame(sim, state, sampler, seq, latency=seq % 5 == 0)
+            frame["epoch"] = 1
+            built.append(frame)
+        F.ROUND_AS_SHOWN = True
+        return built[warm - 1 :]  # the frame before the window is the first delta's base
+
+    def deltas(built: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for before, frame in itertools.pairwise(built):
+            patch, remove = F.frame_delta(F.frame_body(before), F.frame_body(frame))
+            out.append(F.delta_message(frame["seq"], before["seq"], patch, remove))
+        return out
+
+    def per_connection(texts: list[bytes]) -> tuple[float, float]:
+        """permessage-deflate as autobahn does it per connection (context kept between
+        messages): mean bytes, and microseconds of compression per message per viewer."""
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        size, started = 0, time.perf_counter()
+        for text in texts:
+            size += len(compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)) - 4
+        return size / len(texts), 1e6 * (time.perf_counter() - started) / len(texts)
+
+    def once(texts: list[bytes]) -> tuple[float, float]:
+        """Each message compressed on its own, once for every viewer (frames.deflated)."""
+        size, started = 0, time.perf_counter()
+        for text in texts:
+            compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+            size += len(compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)) - 4
+        return size / len(texts), 1e6 * (time.perf_counter() - started) / len(texts)
+
+    def timed(encode: Any, items: list[Any]) -> tuple[list[bytes], float]:
+        started = time.perf_counter()
+        out = [encode(item) for item in items]
+        return out, 1e6 * (time.perf_counter() - started) / len(items)
+
+    unrounded = run(False)
+    raw = unrounded[1:]
+    rounded = run(True)
+    whole = rounded[1:]
+    started = time.perf_counter()
+    delta = deltas(rounded)
+    diff_us = 1e6 * (time.perf_counter() - started) / len(delta)
+    delta_unrounded = deltas(unrounded)
+
+    def as_json(item: Any) -> bytes:
+        return json.dumps(item).encode()
+
+    def compact(item: Any) -> bytes:
+        return F.encode(item).encode()
+
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, texts: list[bytes], encode_us: float, note: str = "") -> None:
+        plain = sum(map(len, texts)) / len(texts)
+        ctx, ctx_us = per_connection(texts)
+        one, one_us = once(texts)
+        rows.append(
+            {
+                "encoding": name,
+                "bytes_per_frame": round(plain),
+                "encode_us_per_frame": round(encode_us),
+                "deflate_per_connection_bytes": round(ctx),
+                "deflate_per_connection_us_per_viewer": round(ctx_us),
+                "deflate_once_bytes": round(one),
+                "deflate_once_us_per_frame": round(one_us),
+                "note": note,
+            }
+        )
+
+    texts, us = timed(as_json, raw)
+    row("whole frames, json.dumps (before)", texts, us, "as sent before")
+    texts, us = timed(compact, raw)
+    row("whole frames, compact JSON", texts, us)
+    texts, us = timed(compact, whole)
+    row("whole frames, compact JSON, rounded", texts, us)
+    texts, us = timed(compact, delta_unrounded)
+    row("deltas, compact JSON", texts, us + diff_us)
+    texts, us = timed(compact, delta)
+    row("deltas, compact JSON, rounded", texts, us + diff_us, "sent now")
+    texts, us = timed(msgpack.packb, delta)
+    row("deltas, MessagePack", texts, us + diff_us, "binary: needs a decoder")
+    texts, us = timed(cbor2.dumps, delta)
+    row("deltas, CBOR", texts, us + diff_us, "binary: needs a decoder")
+    sent = next(r for r in rows if r["note"] == "sent now")
+    whole_once = next(r for r in rows if r["encoding"] == "whole frames, compact JSON, rounded")
+    every = 200  # runner.SNAPSHOT_EVERY's default: one frame in 200 goes whole
+    mix = ((every - 1) * sent["deflate_once_bytes"] + whole_once["deflate_once_bytes"]) / every
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "preset": args.preset,
+        "rate": args.rate,
+        "frames": len(whole),
+        "python": platform.python_version(),
+        "rows": rows,
+        "sent_bytes_per_frame": round(mix),
+        "sent_bytes_per_second_at_20": round(20 * mix),
+    }
+
+
+def encodings_table(r: dict[str, Any]) -> str:
+    lines = [
+        f"Fanout frame encodings  {r['date']}  preset {r['preset']} at {r['rate']:g} orders/s, "
+        f"{r['frames']} frames (20 a second), python {r['python']}",
+        "",
+        f"{'encoding':38} {'B/frame':>8} {'KB/s':>6} {'encode':>7} | {'deflate, context kept':>22}"
+        f" | {'deflate once, no context':>25}",
+        f"{'':38} {'':>8} {'':>6} {'us':>7} | {'B':>8} {'us/viewer':>13} | "
+        f"{'B':>8} {'us/frame':>16}",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"{row['encoding']:38} {row['bytes_per_frame']:>8,} "
+            f"{20 * row['bytes_per_frame'] / 1000:>6.0f} {row['encode_us_per_frame']:>7,} | "
+            f"{row['deflate_per_connection_bytes']:>8,} "
+            f"{row['deflate_per_connection_us_per_viewer']:>13,} | "
+            f"{row['deflate_once_bytes']:>8,} {row['deflate_once_us_per_frame']:>16,}"
+            + (f"   {row['note']}" if row["note"] else "")
+        )
+    lines += [
+        "",
+        f"sent (deltas compressed once, one frame in 200 whole): {r['sent_bytes_per_frame']:,} B "
+        f"a frame, {r['sent_bytes_per_second_at_20'] / 1000:.1f} KB/s at 20 frames/s",
+    ]
     return "\n".join(lines)
 
 
@@ -944,6 +1381,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-factor", type=float, default=1.5, help="high rate = rate x this")
     p.add_argument("--speed", type=float, default=1.0, help="simulation speed (1)")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between commands")
+    p.add_argument(
+        "--client-processes",
+        type=int,
+        default=2,
+        help="processes the viewers run in (2): a single one saturates before the server does",
+    )
+    p.add_argument(
+        "--rebuild-every",
+        type=int,
+        default=1,
+        help="every Nth viewer rebuilds each frame from the deltas (1: all); the others follow "
+        "seq and base and read the rate from the text, a cheaper client for many viewers",
+    )
+    p.add_argument(
+        "--encodings",
+        action="store_true",
+        help="no server: compare the frames' encodings and compression (bytes, CPU)",
+    )
+    p.add_argument(
+        "--ack-every",
+        type=int,
+        default=2,
+        help="frames per ack (2, as static/js/live.js; 1 acknowledges every frame)",
+    )
+    p.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="viewers offer no permessage-deflate (frames arrive as plain text)",
+    )
     p.add_argument(
         "--no-ack",
         action="store_true",
@@ -993,6 +1459,10 @@ def setup(args: argparse.Namespace) -> Iterator[tuple[list[Server], Stack]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.encodings:
+        found = encodings(args)
+        print(json.dumps(found, indent=2) if args.json else encodings_table(found))
+        return 0
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         with setup(args) as (servers, stack):

@@ -1,12 +1,17 @@
-"""The WebSocket consumer: joins the simulation's group and forwards frames.
+"""The WebSocket consumer: watches a simulation's frames and forwards them to one browser.
 
-Thin, as Channels consumers should be: connect joins and accepts; receive parses, validates and
-hands commands to the runner through the channel layer; group handlers only forward.
+Thin where Channels consumers should be: connect joins and accepts; receive parses, validates
+and hands commands to the runner through the channel layer. What a socket is sent of each frame
+is decided per socket (docs/api.md): a delta when the socket has the frame it applies to, else a
+whole frame; at most ``FRAME_WINDOW`` unacknowledged, the latest winning for a slow reader, who
+is told so. Frames reach a process's sockets through one ``FrameHub`` per simulation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -20,16 +25,32 @@ from simulator.observe import valid_correlation_id
 
 from . import services
 from .config import env_int, env_number
+from .frames import encode
 from .guide import voter_id
 from .runner import frames_group, runner_group
+from .transport import deflated_text
 
 MAX_MESSAGE_BYTES = 16 * 1024
-# Frames a socket may have unacknowledged. Past that the server keeps only the latest frame
-# (frames carry the whole state, so the latest wins) instead of buffering for a slow reader.
+# Frames a socket may have unacknowledged. Past that the server holds frames back for it and,
+# when it acknowledges again, sends it the latest frame whole (latest wins) instead of buffering
+# for a slow reader.
 FRAME_WINDOW = env_int("FANOUT_FRAME_WINDOW", 8, 1, 10**9)
-# A frame older than this when its turn comes is skipped: frames carry the whole state, so the
-# next one replaces it (a saturated server sheds its backlog instead of delivering it late).
+# A frame older than this when its turn comes is skipped: the next whole frame replaces it (a
+# saturated server sheds its backlog instead of delivering it late).
 STALE_FRAME_SECONDS = env_number("FANOUT_STALE_FRAME_SECONDS", 1.0, 0.05, 3600)
+# A socket is told {"type": "slow", ...} when, over this many seconds, it was sent less than
+# SLOW_SHARE of the frames the runner published (and once more when that is over).
+SLOW_WINDOW_SECONDS = env_number("FANOUT_SLOW_WINDOW_SECONDS", 2.0, 0.1, 3600)
+SLOW_SHARE = 0.9
+# A whole frame asked of the runner that has not come after this long is asked for again.
+SNAPSHOT_RETRY_SECONDS = 1.0
+# Deltas that may arrive before a socket's full frame (they cannot apply to anything yet); past
+# that its join is taken as lost and a whole frame is asked for.
+JOIN_PATIENCE = 20
+# Deltas kept while a socket waits for a whole frame (its join's, or one it asked for): that
+# frame comes on the socket's own channel, the deltas on the process's (FrameHub), so the first
+# deltas after it may come before it; kept, they follow it instead of being lost.
+WAITING_DELTAS = 16
 ERR_TOO_BIG = f"message too large: at most {MAX_MESSAGE_BYTES} bytes"
 ERR_BAD_JSON = 'message is not valid JSON: send an object such as {"command": "pause"}'
 ERR_NOT_OBJECT = "message must be a JSON object"
@@ -37,7 +58,8 @@ ERR_UNKNOWN_MESSAGE = (
     'unknown message: send {"command": ...} to control the run, '
     '{"type": "trace", "correlation_id": "ord-245" or N} to follow an order, '
     '{"type": "vote", "choice": KEY} to answer a guided lesson\'s question, '
-    'or {"type": "ack", "seq": N} after drawing frame N'
+    'or {"type": "ack", "seq": N} after drawing frame N '
+    '(and {"type": "resync"} for a whole frame when a delta does not apply)'
 )
 ERR_TRACE_ID = (
     'trace needs a correlation_id: an order id such as "ord-245" (at most 200 characters) '
@@ -60,20 +82,164 @@ class NoSuchSocket(AsyncWebsocketConsumer):
         await self.close(code=4404)
 
 
+class FrameHub:
+    """This process's link to one simulation's frames: a single channel in the frames group,
+    whose messages are handed to every socket of the process that watches the simulation.
+
+    Joining the group socket by socket costs, per frame and per socket, a channel-layer
+    receive, a copy of the message and a task to dispatch it; with the in-memory layer each
+    receive also walks every channel. With a class watching, that was most of the server's
+    work (docs/performance.md, "Streaming to many viewers"). Here a frame is received once per
+    process and each socket's handler is called directly: the same ``sim_frame`` that its own
+    channel's messages (the runner's replies) reach it by.
+
+    A socket whose deltas stopped applying asks its hub for a whole frame: one request to the
+    runner at a time for the whole process, answered on the hub's channel (after the deltas
+    before it, before those after it) and offered to every socket, which takes it if it needs
+    it. However many fall behind at once, the runner answers once.
+    """
+
+    def __init__(self, sim_id: str, layer: Any) -> None:
+        self.sim_id = sim_id
+        self.layer = layer
+        self.loop = asyncio.get_running_loop()
+        self.sockets: dict[SimulationConsumer, None] = {}  # in the order they joined
+        self.channel = ""
+        self.task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.asked_at = 0.0  # when a whole frame was asked of the runner (0: none awaited)
+
+    @classmethod
+    async def join(cls, socket: SimulationConsumer) -> FrameHub:
+        hub = HUBS.get(socket.sim_id)
+        loop = asyncio.get_running_loop()
+        if hub is None or hub.layer is not socket.channel_layer or hub.loop is not loop:
+            hub = HUBS[socket.sim_id] = cls(socket.sim_id, socket.channel_layer)
+        hub.sockets[socket] = None
+        try:
+            await hub.start()
+        except BaseException:
+            hub.leave(socket)
+            raise
+        return hub
+
+    async def start(self) -> None:
+        async with self.lock:
+            if self.task is not None and not self.task.done():
+                return
+            channel = await self.layer.new_channel()
+            await self.layer.group_add(frames_group(self.sim_id), channel)
+            self.channel = channel
+            self.task = asyncio.create_task(self._run(), context=contextvars.Context())
+
+    async def ask_whole(self) -> None:
+        """Ask the runner for its last frame whole, for whichever sockets need it."""
+        now = time.monotonic()
+        if self.asked_at and now - self.asked_at < SNAPSHOT_RETRY_SECONDS:
+            return  # asked already; it is on its way
+        self.asked_at = now
+        await self.layer.group_send(
+            runner_group(self.sim_id), {"type": "sim.snapshot", "reply_to": self.channel}
+        )
+
+    async def rejoin(self) -> None:
+        """Join the group again (idempotent): after a Redis restart groups are empty."""
+        if self.channel:
+            await self.layer.group_add(frames_group(self.sim_id), self.channel)
+
+    def leave(self, socket: SimulationConsumer) -> None:
+        self.sockets.pop(socket, None)
+        if self.sockets:
+            return
+        if HUBS.get(self.sim_id) is self:
+            del HUBS[self.sim_id]
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        if self.channel:
+            channel, self.channel = self.channel, ""
+            task = asyncio.create_task(self._discard(channel), context=contextvars.Context())
+            _DISCARDS.add(task)
+            task.add_done_callback(_DISCARDS.discard)
+
+    async def _discard(self, channel: str) -> None:
+        with contextlib.suppress(Exception):  # the layer may be down: the group expires then
+            await self.layer.group_discard(frames_group(self.sim_id), channel)
+
+    async def _run(self) -> None:
+        pause = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis restarting: wait, and listen again
+                log.warning("simulation %s: frames could not be received (%s)", self.sim_id, e)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.1
+            if message.get("type") != "sim.frame":
+                continue
+            if message.get("snapshot"):
+                self.asked_at = 0.0
+            for n, socket in enumerate(tuple(self.sockets), 1):
+                try:
+                    await socket.sim_frame(message)
+                except Exception:  # one socket's failure is not the others'
+                    log.exception("simulation %s: a frame could not go to a socket", self.sim_id)
+                if n % HUB_BATCH == 0:
+                    # a class's frame is a burst of sends: let the loop run what waits
+                    # between batches (a command's request, its thread hops), not after all
+                    await asyncio.sleep(0)
+
+
+def _wire(event: dict[str, Any]) -> str:
+    """A frame's text, made once for every socket it goes to (a hub hands them all the same
+    message): with its compressed payload and, once built, its WebSocket framing."""
+    message = event.get("wire")
+    if message is None:
+        message = event["wire"] = deflated_text(event["text"], event.get("deflated"))
+    return message
+
+
+# Sockets a hub hands a frame to before it lets the loop run other work (about 2 ms of sends)
+HUB_BATCH = 50
+# one hub per simulation (and event loop: tests run each in a loop of its own)
+HUBS: dict[str, FrameHub] = {}
+_DISCARDS: set[asyncio.Task[None]] = set()
+
+
 class SimulationConsumer(AsyncWebsocketConsumer):
     sim_id: str
     controls: bool
+    hub: FrameHub | None = None
 
     async def connect(self) -> None:
         # flow control is per socket by nature: each reader has its own pace
         # seqs of the regular frames sent and not acknowledged yet: an ack must name one of
         # them, so acks release only frames this socket was actually sent
         self.outstanding: deque[int] = deque()
-        self.pending: tuple[int, str] | None = None
+        # Deltas (docs/api.md): the seq of the frame this viewer holds, once all it was sent is
+        # applied; a delta goes out only when it applies to that frame (its ``base``)
+        self.sent: int | None = None
+        self.joined = False  # its full frame went out
+        self.early = 0  # deltas that came before the full frame
+        # a whole frame held back for a slow reader (the latest wins)
+        self.pending: dict[str, Any] | None = None
+        # deltas were held back since ``sent``: the viewer needs a whole frame next
+        self.behind = False
+        self.waiting: list[dict[str, Any]] = []  # deltas that may follow the whole frame awaited
         # the runner's lease epoch of the frames this socket gets: a newer runner's frames win,
         # an older (fenced) runner's are dropped, so two runners never interleave on a screen
         self.epoch = 0
         self.dropped = 0
+        # frames the runner published (by their seq) and frames sent here, this window
+        self.window_start = time.monotonic()
+        self.window_published = 0
+        self.window_sent = 0
+        self.seen_seq: int | None = None
+        self.told_slow = False
         self.sim_id = str(self.scope["url_route"]["kwargs"]["sim_id"])
         record = await services.simulation_get(sim_id=self.sim_id)
         if record is None:
@@ -86,7 +252,7 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         self.voter = voter_id(session_key) if session_key else ""
         await self.accept()
         try:
-            await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
+            self.hub = await FrameHub.join(self)
             await services.runner_ensure(record=record)
         except services.Unbuildable as e:
             await self._error(str(e))
@@ -118,9 +284,11 @@ class SimulationConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def disconnect(self, code: int) -> None:
+        if self.hub is not None:
+            self.hub.leave(self)
+            self.hub = None
         if getattr(self, "sim_id", None):
             with contextlib.suppress(Exception):  # the layer may be down: nothing to undo then
-                await self.channel_layer.group_discard(frames_group(self.sim_id), self.channel_name)
                 await self.channel_layer.group_send(
                     runner_group(self.sim_id), {"type": "sim.leave", "channel": self.channel_name}
                 )
@@ -153,15 +321,27 @@ class SimulationConsumer(AsyncWebsocketConsumer):
                 return  # a frame never sent here, or acknowledged already: it releases nothing
             while outstanding and outstanding.popleft() != seq:
                 pass
-            if self.pending is not None and len(outstanding) < FRAME_WINDOW:
-                (pending_seq, text), self.pending = self.pending, None
-                await self._send_frame(pending_seq, text)
+            if len(outstanding) < FRAME_WINDOW:
+                if self.pending is not None:
+                    held, self.pending = self.pending, None
+                    await self._send_frame(held)
+                    await self._catch_up()
+                elif self.behind:
+                    await self._ask_whole()
+            return
+        if kind == "resync":
+            # a delta did not apply on the viewer's side: a whole frame, then deltas again
+            self.sent = None
+            self.behind = True
+            self.pending = None
+            await self._ask_whole()
             return
         if kind == "ping":
             try:
                 # joining again is idempotent, and after a Redis restart (groups are lost) it
                 # is what brings this viewer's frames back
-                await self.channel_layer.group_add(frames_group(self.sim_id), self.channel_name)
+                if self.hub is not None:
+                    await self.hub.rejoin()
                 await self.channel_layer.group_send(
                     runner_group(self.sim_id), {"type": "sim.viewer", "channel": self.channel_name}
                 )
@@ -213,40 +393,134 @@ class SimulationConsumer(AsyncWebsocketConsumer):
     async def _error(self, message: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "message": message}))
 
-    # --- group handlers: forward only ------------------------------------------------------
+    # --- frames: what this socket is sent (flow control, deltas), and the runner's replies ---
 
     async def sim_frame(self, event: dict[str, Any]) -> None:
+        """A frame from the runner: a joiner's full frame, a whole frame (``base`` absent) or a
+        delta against frame ``base``. Flow control and deltas decide what this socket gets."""
         epoch = event.get("epoch", 0)
         if isinstance(epoch, int):
             if epoch < self.epoch:
                 self.dropped += 1
                 return  # from a runner that lost its lease
             if epoch > self.epoch:
-                self.epoch = epoch  # a new runner: its seqs start afresh
-                self.outstanding.clear()
-                self.pending = None
-        if event.get("full"):
-            await self.send(text_data=event["text"])  # a joiner's snapshot always goes
+                self._new_runner(epoch)  # a new runner: its seqs start afresh
+        seq = event.get("seq")
+        if event.get("full"):  # a joiner's full frame always goes
+            await self.send(text_data=_wire(event))
+            if isinstance(seq, int):
+                if not self.joined:  # frames are counted from here (those before it waited)
+                    self.window_start = time.monotonic()
+                    self.window_published = self.window_sent = 0
+                    self.seen_seq = max(seq, self.seen_seq or seq)
+                self.sent, self.behind, self.pending = seq, False, None
+            self.joined = True
+            if isinstance(seq, int):
+                await self._catch_up()
             return
+        if not isinstance(seq, int):
+            return
+        if self.seen_seq is None or seq > self.seen_seq:
+            self.window_published += 1 if self.seen_seq is None else seq - self.seen_seq
+            self.seen_seq = seq
+        await self._frame(seq, event)
+        if time.monotonic() - self.window_start >= SLOW_WINDOW_SECONDS:
+            await self._tell_rate()
+
+    async def _frame(self, seq: int, event: dict[str, Any]) -> None:
         sent = event.get("sent")
         if isinstance(sent, float) and time.time() - sent > STALE_FRAME_SECONDS:
             # A frame that waited this long in this socket's queue: the server is saturated.
-            # Newer frames are queued behind it; skip to them rather than replay the past.
+            # Newer frames are queued behind it; skip to them rather than replay the past (a
+            # delta that no longer applies then asks for a whole frame).
             self.dropped += 1
             return
-        seq = event.get("seq")
-        if not isinstance(seq, int):
+        if "base" not in event:  # a whole frame: every SNAPSHOT_EVERY, or the one we asked for
+            if event.get("snapshot") and self.sent is not None and seq <= self.sent:
+                return  # asked for by another socket, or this one has it already
+            if len(self.outstanding) >= FRAME_WINDOW:
+                if self.pending is not None:
+                    self.dropped += 1
+                self.pending, self.behind = event, False
+                return
+            await self._send_frame(event)
+            await self._catch_up()
             return
         if len(self.outstanding) >= FRAME_WINDOW:
-            if self.pending is not None:
-                self.dropped += 1
-            self.pending = (seq, event["text"])
+            # a slow reader: what is held back is replaced by a whole frame when it acks
+            self.dropped += 1
+            self.behind, self.pending = True, None
+            self.waiting.clear()
             return
-        await self._send_frame(seq, event["text"])
+        if not self.behind and event.get("base") == self.sent:
+            await self._send_frame(event)
+            return
+        # It does not follow what this socket holds: frames were held back or lost, or the
+        # whole frame it follows has not come yet (it comes by another channel). Keep it, in
+        # case that frame is on its way, and ask for a whole frame.
+        self.waiting.append(event)
+        del self.waiting[:-WAITING_DELTAS]
+        self.dropped += 1
+        if not self.joined and self.sent is None:
+            self.early += 1  # the join's full frame is on its way
+            if self.early <= JOIN_PATIENCE:
+                return
+        await self._ask_whole()
 
-    async def _send_frame(self, seq: int, text: str) -> None:
+    async def _catch_up(self) -> None:
+        """After a whole frame: the deltas kept meanwhile that follow it go out after it."""
+        waiting, self.waiting = self.waiting, []
+        for event in waiting:
+            if self.sent is not None and event["seq"] <= self.sent:
+                continue
+            if self.behind or event.get("base") != self.sent:
+                break
+            if len(self.outstanding) >= FRAME_WINDOW:
+                self.behind = True
+                break
+            await self._send_frame(event)
+
+    def _new_runner(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.outstanding.clear()
+        self.pending = None
+        self.sent = None
+        self.behind = False
+        self.seen_seq = None
+        self.waiting.clear()
+
+    async def _ask_whole(self) -> None:
+        """Ask for the last frame whole: through the hub, which asks once for the process."""
+        if self.hub is None:
+            return
+        try:
+            await self.hub.ask_whole()
+        except Exception as e:  # the layer is down: the socket hears so and stays
+            log.warning("simulation %s: could not reach the runner (%s)", self.sim_id, e)
+            await self._error(ERR_LAYER_DOWN)
+
+    async def _send_frame(self, event: dict[str, Any]) -> None:
+        seq = event["seq"]
         self.outstanding.append(seq)
-        await self.send(text_data=text)
+        self.sent, self.behind = seq, False
+        self.window_sent += 1
+        await self.send(text_data=_wire(event))
+
+    async def _tell_rate(self) -> None:
+        """Close this window of frames: a socket sent noticeably fewer frames than the runner
+        published is told so ({"type": "slow", "thinned": true, ...}), and told once more when
+        it is over ("thinned": false)."""
+        now = time.monotonic()
+        seconds = now - self.window_start
+        published, sent = self.window_published, min(self.window_sent, self.window_published)
+        self.window_start, self.window_published, self.window_sent = now, 0, 0
+        if not self.joined or published == 0:
+            return
+        thinned = sent < SLOW_SHARE * published
+        if thinned or self.told_slow:
+            self.told_slow = thinned
+            notice = {"type": "slow", "thinned": thinned, "sent": sent, "published": published}
+            await self.send(text_data=encode({**notice, "seconds": round(seconds, 2)}))
 
     async def sim_reply(self, event: dict[str, Any]) -> None:
         if event.get("ok"):

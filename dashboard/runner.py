@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from collections import deque
@@ -31,14 +30,26 @@ from simulator.observe import valid_correlation_id
 from simulator.timeline import Moment, Timeline, jump_sentence
 from simulator.wording import plural, seconds_text
 
-from .config import env_number
-from .frames import RunState, build_frame, compare_state, state
+from .config import env_int, env_number
+from .frames import (
+    RunState,
+    build_frame,
+    compare_state,
+    deflated,
+    delta_message,
+    encode,
+    frame_body,
+    frame_delta,
+    history,
+    state,
+)
 from .guide import Guide
+from .transport import WS_DEFLATE
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL = 0.05  # 20 frames a second
-ENGINE_BUDGET = 0.012  # seconds of engine work per tick, at most
+ENGINE_BUDGET = 0.012  # seconds of engine work per tick, all runners together, at the start
 PAUSED_FRAME_INTERVAL = 1.0
 PERSIST_INTERVAL = 2.0  # wall seconds between saves of the time reached (and heartbeats)
 # No command, joiner or viewer ping for this long: the runner stops (its work is saved, and
@@ -48,6 +59,9 @@ IDLE_SECONDS = env_number("FANOUT_IDLE_SECONDS", 1800, 0.1, 7 * 24 * 3600)
 # pings every 20 s, so a watched run never pauses; one nobody watches stops costing CPU).
 UNWATCHED_SECONDS = env_number("FANOUT_UNWATCHED_SECONDS", 50, 0.1, 7 * 24 * 3600)
 LATENCY_EVERY = 5  # percentile summaries every 5th frame (4 a second)
+# Frames go out as deltas against the frame before; every this many frames one goes out whole
+# (about every 10 s at 20 frames a second), so a viewer never depends on a long chain.
+SNAPSHOT_EVERY = env_int("FANOUT_SNAPSHOT_EVERY", 200, 1, 10**6)
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
 STEP_SECONDS = 0.5
 REBUILD_SLICE = 0.005  # seconds of replay between two turns of the loop, when rebuilding
@@ -94,13 +108,28 @@ def runner_group(sim_id: str) -> str:
 
 RUNNERS: dict[str, LiveRunner] = {}
 
-# Engine actions between two looks at the clock: about 2 ms of work in the live configuration
-# (sampler and tracer on, 46,000 actions/s on the e-commerce preset here), so no slice
-# holds the event loop for long (bench/soak.py measures what viewers feel).
+# Engine actions between two looks at the clock: well under a millisecond of work in the live
+# configuration (the engine keeps its fast lane: docs/performance.md, "The live engine"), so no
+# slice holds the event loop for long (bench/soak.py measures what viewers feel).
 EVENTS_PER_SLICE = 100
-# The share of each tick that all of this process's running engines may take together; the rest
-# is the loop's, for sockets, requests and frames.
-ENGINE_SHARE = 0.4
+# The longest engine work holds the event loop at once: a tick's engine time is run in chunks
+# of at most this, with a turn of the loop (sockets, requests, other runners) between them.
+ENGINE_CHUNK = 0.004
+# The share of each tick the loop may be busy in all (engines, frames, sockets, requests): the
+# rest stays idle, so whatever arrives is served within a chunk or so. The engines get what
+# the rest leaves of it (see adapt_engine_budget), within ENGINE_MIN and ENGINE_MAX a tick.
+LOOP_SHARE = 0.8
+ENGINE_MIN = 0.004
+ENGINE_MAX = LOOP_SHARE * FRAME_INTERVAL
+ENGINE_GROW = 0.5  # of the way to what the loop has room for, each tick it has room
+LATE_TICK = 0.015  # a tick kept waiting this long: the loop is busier than it measures
+# A run owes the simulated time it could not reach in a tick and catches up on it in the next
+# ones, owing at most this much wall time's worth (a longer stall is lost, not caught up); it
+# is "behind" when it owes more than BEHIND_AFTER's worth after a tick: a short stall it
+# catches up on (a garbage collection, a heavy frame, the machine busy for a moment) is not
+# being behind, not keeping the speed for a quarter of a second is.
+CATCH_UP = 0.5
+BEHIND_AFTER = 0.25
 # The share of wall time all of this process's runners may spend building and encoding frames,
 # shared equally: a simulation whose frames cost more than its share sends them less often.
 FRAME_SHARE = 0.25
@@ -137,14 +166,78 @@ def share_of(runner: LiveRunner) -> float:
     return mine / max(total, mine)
 
 
-def engine_budget(runner: LiveRunner) -> float:
-    """Seconds of engine work a running simulation may do this tick.
+def adapt_engine_budget(
+    budget: float, *, wall: float, busy: float, engine: float, late: float = 0.0
+) -> float:
+    """The process's engine time a tick (all its running simulations together), from the last
+    one and what the loop did since it was set.
 
-    The running (or stepping) simulations of the process share ``ENGINE_SHARE`` of a tick, in
-    proportion to who watches them (``share_of``): alone one gets ``ENGINE_BUDGET``; with many,
-    each gets less, so the total never starves the loop.
+    ``wall``: seconds since; ``busy``: the loop thread's CPU seconds in that time (everything
+    it ran); ``engine``: the engines' share of them; ``late``: the most a tick timer was kept
+    waiting. What is not the engines' (frames, sockets, requests) is what the viewers need:
+    the engines get what it leaves of ``LOOP_SHARE`` of a tick -- at once when that is less
+    than they had, growing ``ENGINE_GROW`` of the way towards it when more -- and half of
+    what they had when ticks were kept waiting, which the loop's own accounts do not show (a
+    thread holding the interpreter, a machine short of CPU). Always between ``ENGINE_MIN`` and
+    ``ENGINE_MAX``.
     """
-    return min(ENGINE_BUDGET, ENGINE_SHARE * FRAME_INTERVAL * share_of(runner))
+    others = max(0.0, busy - engine) * FRAME_INTERVAL / wall if wall > 0 else 0.0
+    room = LOOP_SHARE * FRAME_INTERVAL - others
+    if late > LATE_TICK:
+        room = min(room, budget / 2)
+    room = min(ENGINE_MAX, max(ENGINE_MIN, room))
+    if room <= budget:
+        return room
+    return budget + ENGINE_GROW * (room - budget)
+
+
+class EnginePace:
+    """The engine time this process's running simulations share each tick, measured and
+    adapted once a tick (see :func:`adapt_engine_budget`): more when their work is the only
+    work, less when viewers need the loop. One per process, as the loop is."""
+
+    def __init__(self) -> None:
+        self.budget = ENGINE_BUDGET
+        self._at: float | None = None  # when it was last adapted (perf_counter)
+        self._busy_at = 0.0  # the loop thread's CPU time then
+        self._engine = 0.0  # the engines' CPU seconds since
+        self._late = 0.0
+
+    def spent(self, cpu_seconds: float) -> None:
+        """An engine ran for this long (CPU seconds of the loop's thread)."""
+        self._engine += cpu_seconds
+
+    def late_by(self, seconds: float) -> None:
+        """A tick timer fired this late."""
+        self._late = max(self._late, seconds)
+
+    def update(self) -> float:
+        """Adapt the budget, at most once a tick; returns it."""
+        now, busy = time.perf_counter(), time.thread_time()
+        if self._at is None:
+            self._at, self._busy_at = now, busy
+            return self.budget
+        wall = now - self._at
+        if wall < FRAME_INTERVAL:
+            return self.budget
+        self.budget = adapt_engine_budget(
+            self.budget,
+            wall=wall,
+            busy=busy - self._busy_at,
+            engine=self._engine,
+            late=self._late,
+        )
+        self._at, self._busy_at, self._engine, self._late = now, busy, 0.0, 0.0
+        return self.budget
+
+
+PACE = EnginePace()
+
+
+def engine_budget(runner: LiveRunner) -> float:
+    """Seconds of engine work a running simulation may do this tick: its part (``share_of``,
+    by who watches it) of what the process's engines share (``PACE``)."""
+    return PACE.budget * share_of(runner)
 
 
 class LiveRunner:
@@ -242,7 +335,9 @@ class LiveRunner:
         self.run.running = running and not self.run.finished
 
     async def _run_in_slices(self, t: float) -> None:
-        while not self._run_within(t, REBUILD_SLICE):
+        while not self._timed_run(t, REBUILD_SLICE):
+            # the sampler is drained as a frame would: what a rebuild watches stays a sample
+            self.sampler.drain()
             await asyncio.sleep(0)
 
     def _make_model(self) -> None:
@@ -359,9 +454,11 @@ class LiveRunner:
         """Ticks at a steady rate; a command wakes it early so its effect shows at once."""
         loop = asyncio.get_running_loop()
         last_advance = next_tick = last_sent = last_saved = loop.time()
+        waited_for: float | None = None  # the tick whose timer this runner last waited for
         while not self._stopped:
             delay = next_tick - loop.time()
             if delay > 0:
+                waited_for = next_tick
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
@@ -384,18 +481,27 @@ class LiveRunner:
                     )
             now = loop.time()
             if now >= next_tick:
+                if waited_for == next_tick:  # how late the loop got back to a waiting tick
+                    PACE.late_by(now - next_tick)
+                waited_for = None
                 next_tick = max(next_tick + FRAME_INTERVAL, now)  # never owe a burst of ticks
                 advanced = False
+                PACE.update()
                 try:
                     if self.run.running:
-                        self._advance(now - last_advance)
+                        await self._advance(now - last_advance)
                         advanced = True
                     elif self.run.stepping_to is not None:
-                        self._step_on()
+                        self._owed = 0.0
+                        await self._step_tick()
                         advanced = True
+                    else:
+                        self._owed = 0.0
                 except Exception as e:  # the engine failed: pause and say so, never go silent
                     self._engine_failed(e)
                     dirty = True
+                if advanced:
+                    await asyncio.sleep(0)  # a turn of the loop between the engine and the frame
                 last_advance = now
                 # a frame when the run moved, as often as this runner's share of frame work
                 # allows (a heavy state goes out less often than 20 a second on a busy server)
@@ -445,21 +551,57 @@ class LiveRunner:
         except Exception as e:
             log.debug("runner %s: could not rejoin its group (%s)", self.sim_id, e)
 
-    def _advance(self, wall_dt: float) -> None:
-        """Advance by wall_dt x speed, within the time budget; say so when behind."""
+    _owed = 0.0  # simulated seconds the run fell short of the asked speed, to catch up on
+    budget = ENGINE_BUDGET  # the engine time it had at its last tick
+
+    async def _advance(self, wall_dt: float) -> None:
+        """Advance by wall_dt x speed (and what earlier ticks fell short of), within this tick's
+        engine budget; say "behind" when it could not, for more than a short tick's worth."""
         sim = self.sim
-        wall_dt = min(wall_dt, 0.25)  # a stalled loop does not become a huge jump
+        speed = self.run.speed
+        wall_dt = min(wall_dt, CATCH_UP)  # a stalled loop does not become a huge jump
         start_t = sim.now
-        target = min(start_t + wall_dt * self.run.speed, self.duration)
+        owed = min(self._owed, speed * CATCH_UP)
+        target = min(start_t + wall_dt * speed + owed, self.duration)
         if self.guide is not None:
             target = self.guide.stop_at(start_t, target)  # a guided lesson asks on time
-        self._run_within(target, engine_budget(self))
-        self.run.behind = sim.now < target - 1e-9
-        self.run.effective_speed = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
+        self.budget = engine_budget(self)
+        await self._run_for(target, self.budget)
+        self._owed = max(0.0, target - sim.now)
+        self.run.behind = self._owed > speed * BEHIND_AFTER
+        reached = (sim.now - start_t) / wall_dt if wall_dt > 0 else 0.0
+        # what the frames show: the speed reached, over the last few ticks
+        self.run.effective_speed = (
+            reached
+            if not self.run.effective_speed
+            else 0.7 * self.run.effective_speed + 0.3 * reached
+        )
         if sim.now >= self.duration:
             self.run.running = False
             self.run.finished = True
+            self._owed = 0.0
         self._maybe_ask()
+
+    async def _run_for(self, target: float, budget_s: float) -> bool:
+        """Run the engine toward ``target`` for at most ``budget_s`` of this tick, in chunks of
+        at most ``ENGINE_CHUNK`` with a turn of the loop between them (sockets, requests and
+        the other runners are served while a long tick runs). Returns whether it got there."""
+        deadline = time.perf_counter() + budget_s
+        while True:
+            left = deadline - time.perf_counter()
+            if self._timed_run(target, min(left, ENGINE_CHUNK)):
+                return True
+            if time.perf_counter() >= deadline:
+                return False
+            await asyncio.sleep(0)
+
+    def _timed_run(self, target: float, budget_s: float) -> bool:
+        """``_run_within``, its CPU time told to the process's pace."""
+        cpu = time.thread_time()
+        try:
+            return self._run_within(target, budget_s)
+        finally:
+            PACE.spent(time.thread_time() - cpu)
 
     def _maybe_ask(self) -> None:
         """At a guided lesson's question the run pauses for the class's predictions."""
@@ -596,17 +738,34 @@ class LiveRunner:
         )[:500]
 
     def _step_on(self, budget_s: float | None = None) -> None:
-        """Run a step under way for one slice of budget; end it when it gets there."""
-        target = self.run.stepping_to
+        """Run a step under way for one slice of budget (at once: a command's reply waits for
+        it); end it when it gets there."""
+        target = self._step_target()
         if target is None:
             return
-        if self.guide is not None:
+        if self._timed_run(target, engine_budget(self) if budget_s is None else budget_s):
+            self._stepped()
+
+    async def _step_tick(self) -> None:
+        """A tick of a step under way: as a running tick, in chunks of this tick's budget."""
+        target = self._step_target()
+        if target is None:
+            return
+        self.budget = engine_budget(self)
+        if await self._run_for(target, self.budget):
+            self._stepped()
+
+    def _step_target(self) -> float | None:
+        target = self.run.stepping_to
+        if target is not None and self.guide is not None:
             target = self.guide.stop_at(self.sim.now, target)
-        if self._run_within(target, engine_budget(self) if budget_s is None else budget_s):
-            self.run.stepping_to = None
-            if self.sim.now >= self.duration:
-                self.run.finished = True
-            self._maybe_ask()
+        return target
+
+    def _stepped(self) -> None:
+        self.run.stepping_to = None
+        if self.sim.now >= self.duration:
+            self.run.finished = True
+        self._maybe_ask()
 
     async def _publish(self) -> None:
         """Send a frame to every viewer. A channel layer that fails (Redis restarting) costs
@@ -673,33 +832,120 @@ class LiveRunner:
             comparison=self.comparison,
         )
         frame["epoch"] = self.epoch
-        self._with_guide(frame["state"], full=False)
-        text = json.dumps(frame)
+        # every frame carries the guide whole: a delta sends only what changed of it
+        self._with_guide(frame["state"], full=True)
+        message = self._frame_message(frame)
         self.frame_cost = 0.8 * self.frame_cost + 0.2 * (time.perf_counter() - started)
         # "sent" (wall clock, comparable across processes) lets a consumer that fell behind
         # skip frames that queued up for it instead of replaying them late
-        await self.layer.group_send(
-            frames_group(self.sim_id),
-            {
-                "type": "sim.frame",
-                "text": text,
-                "seq": self.seq,
-                "epoch": self.epoch,
-                "sent": time.time(),
-            },
-        )
+        message["sent"] = time.time()
+        await self.layer.group_send(frames_group(self.sim_id), message)
+
+    # the last frame published: the base of the next delta, and what a viewer who missed part
+    # of the chain or joins is sent whole
+    _last_frame: dict[str, Any] | None = None
+    _last_body: dict[str, Any] | None = None
+    _last_seq = 0
+    _whole_seq = -(10**9)  # the last frame published whole
+    _whole: tuple[int, str, bytes | None] | None = None  # (seq, text, deflated), encoded once
+    _joiners: tuple[int, str, bytes | None] | None = None  # a joiner's full frame, the same
+
+    def _frame_message(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """The channel-layer message for a new frame, encoded once for all its viewers: a delta
+        against the frame published before it (``base``), or the frame whole (the first one,
+        and every ``SNAPSHOT_EVERY`` frames). docs/api.md, "Deltas"."""
+        seq = frame["seq"]
+        body = frame_body(frame)
+        previous, base = self._last_body, self._last_seq
+        self._last_frame, self._last_body, self._last_seq = frame, body, seq
+        message: dict[str, Any] = {"type": "sim.frame", "seq": seq, "epoch": self.epoch}
+        if previous is None or seq - self._whole_seq >= SNAPSHOT_EVERY:
+            self._whole_seq = seq
+            self._whole = self._encoded(frame)
+            _, message["text"], packed = self._whole
+        else:
+            patch, remove = frame_delta(previous, body)
+            text = encode(delta_message(seq, base, patch, remove))
+            message["text"], message["base"] = text, base
+            packed = deflated(text) if WS_DEFLATE else None
+        if packed is not None:
+            message["deflated"] = packed
+        return message
+
+    @staticmethod
+    def _encoded(frame: dict[str, Any]) -> tuple[int, str, bytes | None]:
+        text = encode(frame)
+        return frame["seq"], text, deflated(text) if WS_DEFLATE else None
+
+    def _published(self) -> dict[str, Any]:
+        """The last frame published (one is made, without events, when none was yet)."""
+        if self._last_frame is None:
+            # built as a full frame: that leaves a comparison's call hops for the next frame
+            frame = build_frame(
+                self.sim, self.run, None, self.seq, full=True, comparison=self.comparison
+            )
+            del frame["history"]
+            frame["full"] = False
+            frame["epoch"] = self.epoch
+            self._with_guide(frame["state"], full=True)
+            self._last_frame, self._last_body, self._last_seq = frame, frame_body(frame), self.seq
+        return self._last_frame
+
+    def snapshot_message(self) -> dict[str, Any]:
+        """The last frame published, whole: for a viewer whose chain of deltas broke (it fell
+        behind, a frame was lost, or it asked with ``{"type": "resync"}``). Encoded once however
+        many ask."""
+        frame = self._published()
+        if self._whole is None or self._whole[0] != frame["seq"]:
+            self._whole = self._encoded(frame)
+        seq, text, packed = self._whole
+        message: dict[str, Any] = {
+            "type": "sim.frame",
+            "seq": seq,
+            "epoch": self.epoch,
+            "text": text,
+            "snapshot": True,
+            "sent": time.time(),
+        }
+        if packed is not None:
+            message["deflated"] = packed
+        return message
+
+    def join_message(self, voter: str = "") -> dict[str, Any]:
+        """A joiner's full frame: the last frame published with every chart's history (and in a
+        guided lesson this browser's answer). It repeats that frame's ``seq``, so the deltas
+        that follow apply to it. Without an answer to add, one text serves every joiner of the
+        same frame (a class that opens the page at once)."""
+        frame = self._published()
+        mine = bool(voter) and self.guide is not None
+        if mine or self._joiners is None or self._joiners[0] != frame["seq"]:
+            full = dict(frame, full=True, events=[], events_seen=0)
+            if "sync_hops" in full:
+                full["sync_hops"] = []
+            full["history"] = history(self.sim, self.comparison)
+            if mine:
+                assert self.guide is not None
+                full["my_vote"] = self.guide.votes.get(voter)
+                encoded = self._encoded(full)
+            else:
+                encoded = self._joiners = self._encoded(full)
+        else:
+            encoded = self._joiners
+        seq, text, packed = encoded
+        message: dict[str, Any] = {
+            "type": "sim.frame",
+            "seq": seq,
+            "text": text,
+            "full": True,
+            "epoch": self.epoch,
+        }
+        if packed is not None:
+            message["deflated"] = packed
+        return message
 
     def full_frame(self, voter: str = "") -> str:
-        """A joiner's snapshot. It repeats the current ``seq``, so regular frames stay numbered
-        one after the other and a viewer can count what it missed."""
-        frame = build_frame(
-            self.sim, self.run, None, self.seq, full=True, comparison=self.comparison
-        )
-        frame["epoch"] = self.epoch
-        self._with_guide(frame["state"], full=True)
-        if voter and self.guide is not None:
-            frame["my_vote"] = self.guide.votes.get(voter)
-        return json.dumps(frame)
+        """A joiner's full frame, as text (:meth:`join_message`)."""
+        return str(self.join_message(voter)["text"])
 
     # --- messages ----------------------------------------------------------------------
 
@@ -722,16 +968,10 @@ class LiveRunner:
             self._saw_viewer(message.get("channel") or message.get("reply_to"))
         if kind == "sim.join":
             voter = message.get("voter")
-            voter = voter if isinstance(voter, str) else ""
-            await self._reply(
-                message,
-                {
-                    "type": "sim.frame",
-                    "text": self.full_frame(voter),
-                    "full": True,
-                    "epoch": self.epoch,
-                },
-            )
+            await self._reply(message, self.join_message(voter if isinstance(voter, str) else ""))
+            return False
+        if kind == "sim.snapshot":
+            await self._reply(message, self.snapshot_message())
             return False
         if kind == "sim.vote":
             error = self._vote(message.get("voter"), message.get("choice"))

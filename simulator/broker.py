@@ -221,6 +221,7 @@ class Topic:
         retention_age_s: float | None = None,
         on_produced: list[Callable[[float, Record], None]] | None = None,
         rng: Random | None = None,
+        journey_produced: list[Callable[[float, Record], None]] | None = None,
     ) -> None:
         self.name = name
         self.partitions = [Partition(name, i) for i in range(partitions)]
@@ -231,6 +232,11 @@ class Topic:
         # the observers' produced hooks (the simulation's list, shared)
         self.on_produced: list[Callable[[float, Record], None]] = (
             [] if on_produced is None else on_produced
+        )
+        # the produced hooks of the journey observers, for the records of watched journeys
+        # (the simulation's list, shared; see observe.JourneyWatch)
+        self.journey_produced: list[Callable[[float, Record], None]] = (
+            [] if journey_produced is None else journey_produced
         )
         # the sticky partitioner for records without a key (KIP-480, KIP-794): it fills one
         # partition with batch.size bytes, then moves to another, picked at random
@@ -281,11 +287,14 @@ class Topic:
         poison: bool,
         part: Partition | None = None,
         copy: RedriveCopy | None = None,
+        watched: bool = False,
     ) -> Record:
         """Store a new record and tell the observers' ``produced`` hooks, then the listeners.
 
         ``part``: the partition a producer's own partitioner chose; by default, Kafka's.
-        ``copy``: the record is a redrive's republished copy of a dead letter."""
+        ``copy``: the record is a redrive's republished copy of a dead letter.
+        ``watched``: its journey is watched (the caller knows): the journey observers'
+        ``produced`` hooks are told too."""
         if part is None:
             parts = self.partitions
             part = parts[0] if len(parts) == 1 else self.partition_for(key, size)
@@ -316,6 +325,9 @@ class Topic:
                 part.trim_age(ts - self.retention_age_s)
         if self.on_produced:
             for hook in self.on_produced:
+                hook(ts, record)
+        if watched:
+            for hook in self.journey_produced:
                 hook(ts, record)
         if copy is None:
             for listener in part.listeners:

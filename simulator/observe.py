@@ -12,8 +12,16 @@ Numbers that come once per event -- a group's wait, processing and end-to-end ti
 a cheaper way out: :meth:`Observer.measure` hands the engine a *sink* for one measure, a callable
 taking one float, ideally a C-level one such as ``array.append``. The engine calls each sink with
 each value and no Python frame of the observer's runs per event; that is how :mod:`.metrics`
-keeps its histograms. Overriding ``delivered`` or ``processed`` instead (as the samplers and the
-tracer do) works as always, and costs a call per event.
+keeps its histograms.
+
+An observer that overrides ``delivered`` or ``processed`` is called for every event, and takes
+the engine off its fast lane. One that only needs some journeys -- an animation's sample, the
+traces of recent orders -- sets ``journeys = True``: its per-record hooks are then called only
+for the records of *watched* journeys, chosen by the simulation's :class:`JourneyWatch` when a
+journey starts (its first record, one without a cause), and the records of every other journey
+take the fast lane as if nobody watched. :class:`EventSampler` and :class:`Tracer` are such
+observers; the sampler sets how many journeys are watched, so that what it sees stays about
+``budget`` events between two drains whatever the event rate.
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from math import log, log1p
+from operator import itemgetter
+from random import Random
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .broker import CORRELATION_ID, ID, OFFSET, PARTITION, TOPIC, TYPE, CorrelationId
 
@@ -44,6 +55,19 @@ HOOKS = (
     "command_applied",
 )
 
+# The hooks a journey observer (``Observer.journeys``) is called with for watched journeys only,
+# and where each finds its record among its arguments (after the time).
+JOURNEY_HOOKS = {
+    "produced": 1,
+    "delivered": 3,
+    "processed": 3,
+    "failed": 3,
+    "retried": 2,
+    "dead_lettered": 2,
+    "redriven": 2,
+    "deduplicated": 2,
+}
+
 # A group's per-event measures, in milliseconds (see Observer.measure):
 # wait_ms        produced -> first delivery starts (not counted again for retries/redeliveries)
 # processing_ms  a successful processing, start to finish
@@ -55,6 +79,11 @@ Sink = Callable[[float], Any]
 
 class Observer:
     """Base class: every hook does nothing. Override the ones you need."""
+
+    # True: the per-record hooks (JOURNEY_HOOKS) are called for watched journeys only
+    journeys: ClassVar[bool] = False
+    # the simulation's watch, set when a journey observer is added to a simulation
+    watch: JourneyWatch | None = None
 
     def measure(self, group: ConsumerGroup, name: str) -> Sink | None:
         """A sink for ``group``'s measure ``name`` (one of :data:`MEASURES`), or None.
@@ -131,6 +160,122 @@ class Observer:
         """A run-time command took effect."""
 
 
+# --- Which journeys are watched ------------------------------------------------------------
+
+NEVER = (1 << 30) - 1  # journeys to let pass before the next watched one, when none is watched
+MIN_WATCH_RATE = 1e-6  # the least share of journeys watched (about one a second at 1M/s)
+WATCH_KEEP = 5000  # journeys whose records are still watched (the most recent ones)
+
+
+class Countdown(Protocol):
+    """Something that starts journeys on an inline path and counts them itself (a producer):
+    told the gap to the next watched one whenever the watch draws it again."""
+
+    def watch_next(self, gap: int) -> None: ...
+
+
+class JourneyWatch:
+    """Which journeys the journey observers see: decided when a journey starts, before any
+    observer is called, so an unwatched journey costs an integer count down when it starts and a
+    set lookup when a record of it is delivered -- no observer call, no slower path.
+
+    Each journey is watched with probability :attr:`rate`, drawn as the gap to the next watched
+    one (geometric, so the decisions are independent Bernoulli draws) from the watch's own
+    seeded random source: the model's draws are never touched, and the same scenario, seed,
+    commands and rate changes at the same simulated times watch the same journeys. ``rate``
+    is 1 (every journey) until something lowers it: the event sampler does, at each drain
+    (:meth:`adapt`). The records of the ``keep`` most recently watched journeys are watched;
+    older journeys are forgotten (their later records go unobserved), so memory stays bounded.
+    """
+
+    __slots__ = (
+        "_order",
+        "_rng",
+        "active",
+        "every",
+        "keep",
+        "left",
+        "rate",
+        "sources",
+        "started",
+        "watched",
+    )
+
+    def __init__(self, seed: int, keep: int = WATCH_KEEP) -> None:
+        self.watched: set[CorrelationId] = set()
+        self._order: deque[CorrelationId] = deque()
+        self.keep = keep
+        self.rate = 1.0
+        self._rng = Random(f"journeys/{seed}")
+        self.active = False  # a journey observer is attached
+        # journeys started elsewhere than on a countdown's inline path (sends through the
+        # send path): counted down here
+        self.left = NEVER
+        self.sources: list[Countdown] = []
+        self.started = 0  # journeys watched so far
+        self.every = False  # every journey, whatever the rate asked (a scenario's trace: all)
+
+    def gap(self) -> int:
+        """Journeys from now to the next watched one (1: the next)."""
+        if not self.active:
+            return NEVER
+        rate = self.rate
+        if rate >= 1.0:
+            return 1
+        # the number of Bernoulli(rate) trials up to the first success: floor(ln U / ln(1-p)) + 1
+        return int(log(1.0 - self._rng.random()) / log1p(-rate)) + 1
+
+    def begin(self, cid: CorrelationId) -> int:
+        """Watch the journey ``cid`` (its first record is about to be appended). Returns the
+        gap to the next watched journey."""
+        if not self.active:
+            return NEVER  # a countdown ran out while nobody watches: start it again
+        watched = self.watched
+        if cid not in watched:
+            order = self._order
+            if len(order) >= self.keep:
+                watched.discard(order.popleft())
+            order.append(cid)
+            watched.add(cid)
+            self.started += 1
+        return self.gap()
+
+    def starts(self, cid: CorrelationId) -> None:
+        """A journey starts through the send path: count down, and watch it when due."""
+        left = self.left - 1
+        if left:
+            self.left = left
+        else:
+            self.left = self.begin(cid)
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        if not active:
+            self.watched.clear()
+            self._order.clear()
+        self._redraw()
+
+    def set_rate(self, rate: float) -> None:
+        """Watch this share of the journeys that start from now on (between
+        :data:`MIN_WATCH_RATE` and 1)."""
+        rate = 1.0 if self.every else min(1.0, max(MIN_WATCH_RATE, rate))
+        if rate != self.rate:
+            self.rate = rate
+            self._redraw()
+
+    def adapt(self, observed: int, budget: int) -> None:
+        """Aim the rate at ``budget`` observed events until the next call, from the ``observed``
+        since the last one: down in proportion at once, up at most twice as many at a time
+        (the events of journeys already watched still come for a while)."""
+        ratio = budget / observed if observed else 2.0
+        self.set_rate(self.rate * min(ratio, 2.0))
+
+    def _redraw(self) -> None:
+        self.left = self.gap()
+        for source in self.sources:
+            source.watch_next(self.gap())
+
+
 # --- Typed observation events, for observers that keep a log ------------------------------
 
 
@@ -168,7 +313,13 @@ class Observation:
         }
 
 
-def _obs(
+# An observation as a plain tuple of Observation's fields, in order: what the recording
+# observers keep (cheap to make, and the garbage collector stops tracking a tuple of numbers and
+# strings, so thousands kept cost nothing in its full passes); Observation(*hop) when read.
+Hop = tuple[float, str, int, str, CorrelationId, str, int, int, str, int, int, str]
+
+
+def _hop(
     t: float,
     kind: str,
     r: Record,
@@ -176,8 +327,8 @@ def _obs(
     instance: int = -1,
     attempt: int = 0,
     detail: str = "",
-) -> Observation:
-    return Observation(
+) -> Hop:
+    return (
         t,
         kind,
         r[ID],
@@ -194,28 +345,49 @@ def _obs(
 
 
 class _Recording(Observer):
-    """Turns every hook into an :class:`Observation` passed to :meth:`keep`."""
+    """Turns every hook into a hop passed to :meth:`keep` (the common three build it in place:
+    one call less for each event seen)."""
 
-    def keep(self, obs: Observation) -> None:
+    def keep(self, hop: Hop) -> None:
         raise NotImplementedError
 
-    def produced(self, t: float, record: Record) -> None:
-        self.keep(_obs(t, "produced", record))
+    def produced(self, t: float, r: Record) -> None:
+        self.keep(
+            (
+                t,
+                "produced",
+                r[ID],
+                r[TYPE],
+                r[CORRELATION_ID],
+                r[TOPIC],
+                r[PARTITION],
+                r[OFFSET],
+                "",
+                -1,
+                0,
+                "",
+            )
+        )
 
     def delivered(
         self,
         t: float,
         group: ConsumerGroup,
         instance: int,
-        record: Record,
+        r: Record,
         attempt: int,
         redelivery: bool,
     ) -> None:
         self.keep(
-            _obs(
+            (
                 t,
                 "delivered",
-                record,
+                r[ID],
+                r[TYPE],
+                r[CORRELATION_ID],
+                r[TOPIC],
+                r[PARTITION],
+                r[OFFSET],
                 group.name,
                 instance,
                 attempt,
@@ -228,12 +400,25 @@ class _Recording(Observer):
         t: float,
         group: ConsumerGroup,
         instance: int,
-        record: Record,
+        r: Record,
         started: float,
         duplicate: bool,
     ) -> None:
         self.keep(
-            _obs(t, "processed", record, group.name, instance, 0, "duplicate" if duplicate else "")
+            (
+                t,
+                "processed",
+                r[ID],
+                r[TYPE],
+                r[CORRELATION_ID],
+                r[TOPIC],
+                r[PARTITION],
+                r[OFFSET],
+                group.name,
+                instance,
+                0,
+                "duplicate" if duplicate else "",
+            )
         )
 
     def failed(
@@ -245,68 +430,97 @@ class _Recording(Observer):
         attempt: int,
         reason: str,
     ) -> None:
-        self.keep(_obs(t, "failed", record, group.name, instance, attempt, reason))
+        self.keep(_hop(t, "failed", record, group.name, instance, attempt, reason))
 
     def retried(
         self, t: float, group: ConsumerGroup, record: Record, attempt: int, delay: float
     ) -> None:
         self.keep(
-            _obs(t, "retried", record, group.name, -1, attempt, f"backoff {delay * 1000:.0f} ms")
+            _hop(t, "retried", record, group.name, -1, attempt, f"backoff {delay * 1000:.0f} ms")
         )
 
     def dead_lettered(
         self, t: float, group: ConsumerGroup, record: Record, reason: str, attempts: int
     ) -> None:
-        self.keep(_obs(t, "dead_lettered", record, group.name, -1, attempts, reason))
+        self.keep(_hop(t, "dead_lettered", record, group.name, -1, attempts, reason))
 
     def redriven(self, t: float, group: ConsumerGroup, record: Record) -> None:
-        self.keep(_obs(t, "redriven", record, group.name))
+        self.keep(_hop(t, "redriven", record, group.name))
 
     def deduplicated(self, t: float, group: ConsumerGroup, record: Record) -> None:
-        self.keep(_obs(t, "deduplicated", record, group.name))
+        self.keep(_hop(t, "deduplicated", record, group.name))
 
 
 class EventRecorder(_Recording):
-    """Keeps every observation in a list: for tests and short traces, not for long runs."""
+    """Keeps every observation in a list: for tests and short traces, not for long runs. It
+    sees every event (it is not a journey observer), so it takes the engine off its fast lane."""
 
     def __init__(self) -> None:
         self.log: list[Observation] = []
 
-    def keep(self, obs: Observation) -> None:
-        self.log.append(obs)
+    def keep(self, hop: Hop) -> None:
+        self.log.append(Observation(*hop))
+
+
+_BY_TIME = itemgetter(0, 2)  # a hop's time, then its event id
+# Seeing twice the budget before a drain divides the watch's rate by BRAKE at once, and again
+# each time what was seen doubles.
+BRAKE = 4
 
 
 class EventSampler(_Recording):
-    """Keeps the latest observations for animation, at most ``capacity`` between two drains.
+    """A bounded random sample of what happened between two drains, for animation and the
+    event log.
 
-    Counts stay exact elsewhere (metrics); this only picks what is drawn. Reservoir sampling
-    keeps an unbiased sample of everything since the last drain, with a fixed memory bound.
+    A journey observer: it sees the events of watched journeys only, and at each :meth:`drain`
+    it sets the simulation's watch so that about ``budget`` events are seen until the next one
+    (every journey while the events are fewer; a share of the journeys when they are more). Of
+    those (``budget`` is ``capacity`` unless said otherwise), a reservoir keeps an unbiased
+    sample of at most ``capacity``. Counts stay exact
+    elsewhere (metrics); this only picks what is drawn. Deterministic: the same run drained at
+    the same simulated times gives the same samples.
     """
 
-    def __init__(self, capacity: int = 200, *, seed: int = 0) -> None:
-        import random
+    journeys = True
 
+    def __init__(self, capacity: int = 200, *, seed: int = 0, budget: int | None = None) -> None:
         self.capacity = capacity
-        self._rng = random.Random(seed)
-        self._sample: list[Observation] = []
+        self.budget = capacity if budget is None else budget
+        self._random = Random(seed).random
+        self._sample: list[Hop] = []
         self._seen = 0
+        self._brake_at = 2 * self.budget
 
-    def keep(self, obs: Observation) -> None:
-        self._seen += 1
-        if len(self._sample) < self.capacity:
-            self._sample.append(obs)
+    def keep(self, hop: Hop) -> None:
+        seen = self._seen = self._seen + 1
+        if seen == self._brake_at:
+            self._brake()
+        sample = self._sample
+        if len(sample) < self.capacity:
+            sample.append(hop)
         else:
-            j = self._rng.randrange(self._seen)
+            j = int(self._random() * seen)
             if j < self.capacity:
-                self._sample[j] = obs
+                sample[j] = hop
 
     def drain(self) -> tuple[list[Observation], int]:
-        """The sample (in time order) and how many observations it was drawn from."""
-        sample = sorted(self._sample, key=lambda o: (o.t, o.event_id))
+        """The sample (in time order) and how many observations it was drawn from (the events
+        of the watched journeys since the last drain)."""
+        sample = [Observation(*hop) for hop in sorted(self._sample, key=_BY_TIME)]
         seen = self._seen
         self._sample = []
         self._seen = 0
+        self._brake_at = 2 * self.budget
+        if self.watch is not None:
+            self.watch.adapt(seen, self.budget)
         return sample, seen
+
+    def _brake(self) -> None:
+        """Far more events than the budget before a drain (a run that sped up, or its first
+        frame at full speed): watch fewer journeys at once instead of at the drain."""
+        self._brake_at *= 2
+        if self.watch is not None:
+            self.watch.set_rate(self.watch.rate / BRAKE)
 
 
 MAX_CORRELATION_ID_CHARS = 200
@@ -322,11 +536,15 @@ def valid_correlation_id(cid: object) -> bool:
 
 
 class Tracer(_Recording):
-    """The trace of each correlation id: every hop with its time.
+    """The trace of each watched journey (correlation id): every hop with its time.
 
-    Keeps the ``max_traces`` most recent correlation ids (oldest dropped first) so memory stays
-    bounded on long runs.
+    A journey observer: it traces the journeys the simulation's watch watches -- every one,
+    unless an event sampler lowered the watch's rate (the live runner's does, when events come
+    faster than it draws them). Keeps the ``max_traces`` most recent correlation ids (oldest
+    dropped first) so memory stays bounded on long runs.
     """
+
+    journeys = True
 
     def __init__(self, max_traces: int = 5000, max_hops: int = 200) -> None:
         self.max_traces = max_traces
@@ -335,34 +553,20 @@ class Tracer(_Recording):
         # tuple of numbers and strings, so 5,000 journeys' hops cost nothing in its full passes
         # (as Observation objects they were most of what a live server's full collections
         # walked: docs/performance.md, the soak)
-        self._traces: OrderedDict[CorrelationId, list[tuple[Any, ...]]] = OrderedDict()
+        self._traces: OrderedDict[CorrelationId, list[Hop]] = OrderedDict()
         self.recent: deque[CorrelationId] = deque(maxlen=50)
 
-    def keep(self, obs: Observation) -> None:
+    def keep(self, hop: Hop) -> None:
         traces = self._traces
-        journey = traces.get(obs.correlation_id)
+        cid = hop[4]
+        journey = traces.get(cid)
         if journey is None:
-            journey = traces[obs.correlation_id] = []
-            self.recent.append(obs.correlation_id)
+            journey = traces[cid] = []
+            self.recent.append(cid)
             if len(traces) > self.max_traces:
                 traces.popitem(last=False)
         if len(journey) < self.max_hops:
-            journey.append(
-                (
-                    obs.t,
-                    obs.kind,
-                    obs.event_id,
-                    obs.event_type,
-                    obs.correlation_id,
-                    obs.topic,
-                    obs.partition,
-                    obs.offset,
-                    obs.service,
-                    obs.instance,
-                    obs.attempt,
-                    obs.detail,
-                )
-            )
+            journey.append(hop)
 
     def trace(self, correlation_id: CorrelationId) -> list[Observation] | None:
         journey = self._traces.get(correlation_id)
@@ -370,3 +574,17 @@ class Tracer(_Recording):
 
     def correlation_ids(self) -> list[CorrelationId]:
         return list(self._traces)
+
+
+def journey_filter(
+    hook: Callable[..., None], at: int, watched: set[CorrelationId]
+) -> Callable[..., None]:
+    """``hook``, called only when the record among its arguments (at ``at``, after the time)
+    belongs to a watched journey: how a journey observer's rare hooks (failures, retries, dead
+    letters, ...) sit among everyone's."""
+
+    def only_watched(t: float, *args: Any) -> None:
+        if args[at - 1][CORRELATION_ID] in watched:
+            hook(t, *args)
+
+    return only_watched

@@ -13,6 +13,7 @@ from .schema import parse_versioned, validate
 
 if TYPE_CHECKING:
     from .broker import Topic
+    from .observe import JourneyWatch
     from .scenario import BrokerSpec, BurstSpec, ProducerSpec
 
 
@@ -24,6 +25,7 @@ class ProducerHost(Protocol):
     schemas: Any
     broker: BrokerSpec
     on_status_changed: list[Any]
+    watch: JourneyWatch
 
     @property
     def ids(self) -> Iterator[int]: ...  # event ids, shared by every topic
@@ -82,6 +84,11 @@ class Producer:
         self._push = sim.push
         self._next_seq = sim.next_seq
         self._random = sim.rng.random
+        # the send (``produced``) whose journey the journey observers watch next, on the inline
+        # path: the simulation's watch draws the gaps (observe.JourneyWatch)
+        self._watch = sim.watch
+        self.watch_at = sim.watch.gap()
+        sim.watch.sources.append(self)
         self.sender = Sender(
             spec=spec.send,
             broker=sim.broker,
@@ -125,11 +132,15 @@ class Producer:
         now = self.sim.now
         if self._plain and not self.sender.waiting_for and not self.topic.offline:
             # the send path, inline: no key, no payload, its own correlation, the leader up
-            self.produced += 1  # sent and acknowledged at once (see Sender.flush)
+            # sent and acknowledged at once (see Sender.flush)
+            produced = self.produced = self.produced + 1
             rid = next(self._ids)
-            self.topic.append(
-                rid, self.event, None, now, self.size, None, rid, None, False, self._only
-            )
+            if produced < self.watch_at:  # a journey nobody watches: most (JourneyWatch)
+                self.topic.append(
+                    rid, self.event, None, now, self.size, None, rid, None, False, self._only
+                )
+            else:
+                self._append_watched(rid, now)
         else:
             self.emit()
         if self.poisson:  # the common case of _schedule_next, inline
@@ -137,6 +148,17 @@ class Producer:
             self._push((t, self._next_seq(), self._arrive_cb, epoch))
         else:
             self._schedule_next()
+
+    def _append_watched(self, rid: int, now: float) -> None:
+        """The inline path's send, for a journey the journey observers watch."""
+        self.watch_at = self.produced + self._watch.begin(rid)
+        self.topic.append(
+            rid, self.event, None, now, self.size, None, rid, None, False, self._only, None, True
+        )
+
+    def watch_next(self, gap: int) -> None:
+        """Watch the journey of the ``gap``-th send from now (JourneyWatch)."""
+        self.watch_at = self.produced + gap
 
     def emit(self) -> None:
         self.produced += 1

@@ -293,6 +293,7 @@ class Scenario:
     name: str = ""
     description: str = ""
     sample_interval_s: float = 1.0
+    trace: str = "sample"  # which journeys a live run traces (TRACE_CHOICES)
     chain: tuple[str, ...] = ()
     broker: BrokerSpec = field(default_factory=BrokerSpec)
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -1056,7 +1057,12 @@ TOP_FIELDS: tuple[str, ...] = (
     "sync",
     "schemas",
     "broker",
+    "trace",
 )
+# ``trace``: which orders' journeys a live run traces. ``sample`` (the default): all of them
+# while events come slower than its frames draw them, a sample when faster (simulator/observe.py,
+# JourneyWatch); ``all``: every one, whatever the speed (a lesson about following an order).
+TRACE_CHOICES = ("sample", "all")
 
 
 def _script_step(v: _V, value: Any, path: str) -> ScriptStep | None:
@@ -1119,6 +1125,7 @@ def parse_scenario(doc: Any) -> Scenario:
     duration = v.number(d, "duration", "", default=60.0, gt=0, le=LIMITS["duration"])
     # metrics fold their buffers every sample: a short interval keeps memory bounded
     interval = v.number(d, "sample_interval_s", "", default=1.0, ge=0.1, le=10)
+    trace = v.choice(d, "trace", "", TRACE_CHOICES, "sample")
     name = d.get("name", "")
     description = d.get("description", "")
     if not isinstance(name, str):
@@ -1237,6 +1244,7 @@ def parse_scenario(doc: Any) -> Scenario:
         name=name,
         description=description,
         sample_interval_s=interval,
+        trace=trace,
         chain=chain,
         broker=broker,
         extra=extra,

@@ -44,7 +44,7 @@ from .core import Scheduler
 from .groups import ConsumerGroup, QueueGroup, StreamGroup
 from .groups.failures import DEAD_LETTERS_KEPT
 from .metrics import FOLD_AT, Metrics
-from .observe import HOOKS, Observer, Tracer
+from .observe import HOOKS, JOURNEY_HOOKS, JourneyWatch, Observer, Tracer, journey_filter
 from .producers import Producer
 from .publish import Sender
 from .scenario import (
@@ -118,6 +118,15 @@ class Simulation(Scheduler):
         self.on_status_changed: list[Any]
         self.on_command_applied: list[Any]
         self.observers: list[Observer] = []
+        # which journeys the journey observers (the event sampler, the tracer) see, and their
+        # hooks for those: called for the records of watched journeys only, so every other
+        # record keeps the fast lane (observe.JourneyWatch)
+        self.watch = JourneyWatch(self.seed)
+        self.watch.every = scenario.trace == "all"
+        self.journey_produced: list[Any] = []
+        self.journey_delivered: list[Any] = []
+        self.journey_processed: list[Any] = []
+        self._journey_hooks: dict[int, list[tuple[list[Any], Any]]] = {}
         self.groups: dict[str, ConsumerGroup] = {}  # filled below, once topics exist
         self.metrics_observer = Metrics(history=history)
         self.add_observer(self.metrics_observer)
@@ -149,6 +158,7 @@ class Simulation(Scheduler):
                 retention_age_s=t.retention_age_s,
                 on_produced=self.on_produced,
                 rng=self.rng,
+                journey_produced=self.journey_produced,
             )
             for t in scenario.topics
         }
@@ -183,22 +193,48 @@ class Simulation(Scheduler):
     # --- observers ---------------------------------------------------------------------
 
     def add_observer(self, observer: Observer) -> None:
-        """Register the hooks ``observer`` overrides (the others cost nothing) and its sinks."""
+        """Register the hooks ``observer`` overrides (the others cost nothing) and its sinks.
+
+        A journey observer's per-record hooks go where only the records of watched journeys
+        reach them: ``produced``, ``delivered`` and ``processed`` to the engine's journey
+        lists (the fast lane stays on), the rare ones behind a filter among everyone's."""
         self.observers.append(observer)
+        journeys = observer.journeys
+        placed: list[tuple[list[Any], Any]] = []
         for hook in HOOKS:
-            mine = getattr(type(observer), hook)
-            if mine is not getattr(Observer, hook):
-                getattr(self, f"on_{hook}").append(getattr(observer, hook))
+            if getattr(type(observer), hook) is getattr(Observer, hook):
+                continue
+            bound = getattr(observer, hook)
+            if not journeys or hook not in JOURNEY_HOOKS:
+                getattr(self, f"on_{hook}").append(bound)
+                continue
+            if hook in ("produced", "delivered", "processed"):
+                hooks: list[Any] = getattr(self, f"journey_{hook}")
+            else:
+                hooks = getattr(self, f"on_{hook}")
+                bound = journey_filter(bound, JOURNEY_HOOKS[hook], self.watch.watched)
+            hooks.append(bound)
+            placed.append((hooks, bound))
+        if journeys:
+            observer.watch = self.watch
+            self._journey_hooks[id(observer)] = placed
+            if not self.watch.active:
+                self.watch.set_active(True)
         self._rebind()
 
     def remove_observer(self, observer: Observer) -> None:
         if observer in self.observers:
             self.observers.remove(observer)
+        for hooks, bound in self._journey_hooks.pop(id(observer), ()):
+            if bound in hooks:
+                hooks.remove(bound)
         for hook in HOOKS:
             hooks = getattr(self, f"on_{hook}")
             bound = getattr(observer, hook)
             if bound in hooks:
                 hooks.remove(bound)
+        if self.watch.active and not any(o.journeys for o in self.observers):
+            self.watch.set_active(False)
         self._rebind()
 
     def _rebind(self) -> None:
@@ -286,6 +322,10 @@ class Simulation(Scheduler):
     ) -> Record:
         """The partition leader appends a record (``ts``: its CreateTime, when it was sent)."""
         rid = next(self.ids)
+        cid = rid if correlation_id is None else correlation_id
+        watch = self.watch
+        if causation_id is None:  # a journey starts: watch it, or let it pass (JourneyWatch)
+            watch.starts(cid)
         return topic.append(
             rid,
             type,
@@ -293,10 +333,12 @@ class Simulation(Scheduler):
             ts,
             size,
             payload,
-            rid if correlation_id is None else correlation_id,
+            cid,
             causation_id,
             poison,
             part,
+            None,
+            cid in watch.watched,
         )
 
     # --- groups ------------------------------------------------------------------------

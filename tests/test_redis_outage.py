@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import free_port, in_ci, run_daphne
 from tests.test_scale_out import post
+from tests.web_helpers import FrameFollower
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +107,12 @@ def test_a_redis_restart_gives_clear_errors_and_then_one_runner_again(
         # one runner: a viewer sees one epoch's frames, in order, never two runners interleaved
         with connect(b.replace("http", "ws") + f"/ws/simulations/{sim_id}/", origin=b) as ws:
             seen: list[tuple[int, int]] = []
+            follow = FrameFollower()  # deltas made whole frames (docs/api.md, "Deltas")
             while len(seen) < 30:
-                m = json.loads(ws.recv(timeout=10))
-                if m.get("type") == "frame" and not m.get("full"):
+                m = follow.take(json.loads(ws.recv(timeout=10)))
+                if m is None:
+                    ws.send(json.dumps({"type": "resync"}))
+                elif m.get("type") == "frame" and not m.get("full"):
                     seen.append((m["epoch"], m["seq"]))
                     ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
         assert len({epoch for epoch, _ in seen}) == 1

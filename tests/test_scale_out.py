@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,6 +16,7 @@ import redis
 from websockets.sync.client import connect
 
 from tests.conftest import run_daphne
+from tests.web_helpers import FrameFollower
 
 REDIS_DB = 14  # a database of its own, flushed before and after
 
@@ -33,14 +35,22 @@ def post(url: str, doc: Any, token: str | None = None) -> dict[str, Any]:
 
 
 def frames(ws: Any, *, until: Any, limit: int = 200) -> dict[str, Any]:
+    """Frames as a client that follows the protocol sees them (deltas made whole frames)."""
+    follow = _followers.setdefault(ws, FrameFollower())
     for _ in range(limit):
-        m = json.loads(ws.recv(timeout=10))
+        m = follow.take(json.loads(ws.recv(timeout=10)))
+        if m is None:
+            ws.send(json.dumps({"type": "resync"}))
+            continue
         if m.get("type") == "frame":
             if not m.get("full"):
                 ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
             if until(m):
                 return dict(m)
     raise AssertionError("no matching frame")
+
+
+_followers: weakref.WeakKeyDictionary[Any, FrameFollower] = weakref.WeakKeyDictionary()
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_validation_names_the_field_path_and_the_problem() -> None:
             "colour",
             "unknown field (known fields: seed, name, description, duration, "
             "sample_interval_s, topics, producers, consumers, faults, script, chain, lesson, "
-            "sync, schemas, broker)",
+            "sync, schemas, broker, trace)",
         ),
         ("topics[0].partitions", "must be >= 1"),
         ("producers[0].rate", "must be a number, got a string"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -10,6 +11,7 @@ from django.contrib.sessions.backends.db import SessionStore
 
 from dashboard import services
 from dashboard.asgi import application
+from dashboard.frames import apply_delta, frame_body
 from dashboard.runner import RUNNERS
 from simulator import parse_scenario
 
@@ -65,11 +67,53 @@ async def connect(sim_id: str, session_key: str | None = None) -> WebsocketCommu
     return comm
 
 
+class FrameFollower:
+    """A client's side of the frame protocol (docs/api.md, "Deltas"): keeps the last frame,
+    turns each delta into the whole frame it stands for, and says when one does not apply."""
+
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.resyncs = 0
+
+    def take(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The frame ``message`` stands for (the message itself when it is not a delta); None
+        for a delta that does not apply to the last frame (ask for {"type": "resync"})."""
+        if message.get("type") == "frame":
+            if "state" in message:
+                self.frame = message
+            return message
+        if message.get("type") != "delta":
+            return message
+        last = self.frame
+        if last is None or last.get("seq") != message.get("base"):
+            self.frame = None
+            self.resyncs += 1
+            return None
+        body = apply_delta(frame_body(last), message["patch"], message.get("remove"))
+        self.frame = {"type": "frame", "seq": message["seq"], "full": False, **body}
+        return self.frame
+
+
+_followers: weakref.WeakKeyDictionary[WebsocketCommunicator, FrameFollower] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def follower(comm: WebsocketCommunicator) -> FrameFollower:
+    return _followers.setdefault(comm, FrameFollower())
+
+
 async def receive(
     comm: WebsocketCommunicator, timeout: float = 3.0, *, ack: bool = True
 ) -> dict[str, Any]:
-    """The next message; frames are acknowledged as a browser does after drawing them."""
-    message = dict(json.loads(await comm.receive_from(timeout=timeout)))
+    """The next message, deltas made whole frames (as static/js/live.js does); frames are
+    acknowledged as a browser does after drawing them."""
+    follow = follower(comm)
+    while True:
+        message = follow.take(dict(json.loads(await comm.receive_from(timeout=timeout))))
+        if message is not None:
+            break
+        await comm.send_json_to({"type": "resync"})
     if ack and message.get("type") == "frame" and not message.get("full"):
         await comm.send_json_to({"type": "ack", "seq": message["seq"]})
     return message

@@ -33,6 +33,7 @@ from .failures import FailureHandling
 
 if TYPE_CHECKING:
     from ..metrics import GroupStats
+    from ..observe import JourneyWatch
     from ..scenario import ConsumerSpec
 
 IDLE, BUSY, BACKOFF, DEAD = "idle", "busy", "backoff", "dead"
@@ -58,6 +59,10 @@ class Host(Protocol):
     on_expired: list[Any]
     on_rebalanced: list[Any]
     on_status_changed: list[Any]
+    # the journeys watched, and the journey observers' hooks called for their records only
+    watch: JourneyWatch
+    journey_delivered: list[Any]
+    journey_processed: list[Any]
 
     def at(self, time: float, action: Callable[[Any], None], arg: Any = None) -> None: ...
 
@@ -224,6 +229,8 @@ class ConsumerGroup(FailureHandling):
         self.emitted = 0
         self.detached = False
         self._done_cb = self._done
+        self._done_watched_cb = self._done_watched
+        self._watched = sim.watch.watched
         self._accept_all = self._types is None and self._match is None
         self._wait_sink: Sink | None = None
         self._processing_sink: Sink | None = None
@@ -296,7 +303,9 @@ class ConsumerGroup(FailureHandling):
             self.begin_fresh(inst, record)
             return
         service = self.draw(inst, record, attempt, redelivery)
-        self._push((self.sim.now + service, self._next_seq(), self._done_cb, inst))
+        # a watched journey's record finishes the full way even if the lane is on by then
+        done = self._done_watched_cb if record[CORRELATION_ID] in self._watched else self._done_cb
+        self._push((self.sim.now + service, self._next_seq(), done, inst))
 
     def draw(self, inst: Instance, record: Record, attempt: int, redelivery: bool) -> float:
         """Start ``inst`` on ``record`` the full way: tell the observers, draw how long it takes
@@ -315,6 +324,9 @@ class ConsumerGroup(FailureHandling):
         rng = self.rng
         for hook in sim.on_delivered:
             hook(now, self, inst.index, record, attempt, redelivery)
+        if record[CORRELATION_ID] in self._watched:
+            for hook in sim.journey_delivered:
+                hook(now, self, inst.index, record, attempt, redelivery)
         if self._plan is not None and attempt == 1:
             # a comparison feeds both architectures the same per-order latency and luck
             service, luck = self._plan(self.name, record)
@@ -332,7 +344,14 @@ class ConsumerGroup(FailureHandling):
 
     def begin_fresh(self, inst: Instance, record: Record) -> None:
         """The fast lane's ``begin``: a first delivery, nothing to tell anyone. The same draws
-        and the same sum as the full path's, so that both give the very same times."""
+        and the same sum as the full path's, so that both give the very same times.
+
+        A record of a watched journey takes the full path instead, from here to its ``_done``,
+        so the journey observers see it delivered and processed (observe.JourneyWatch)."""
+        if record[CORRELATION_ID] in self._watched:
+            service = self.draw(inst, record, 1, False)
+            self._push((self.sim.now + service, self._next_seq(), self._done_watched_cb, inst))
+            return
         now = self.sim.now
         inst.record = record
         inst.attempt = 1
@@ -349,6 +368,19 @@ class ConsumerGroup(FailureHandling):
 
     def _done(self, inst: Instance) -> None:
         raise NotImplementedError
+
+    def _done_watched(self, inst: Instance) -> None:
+        """``_done`` the full way, for a record of a watched journey begun on the fast lane:
+        the lane is off for this one call (both ways give the same results), then as it was
+        (its fields may have changed meanwhile: asked again)."""
+        if not self._lane:
+            self._done(inst)
+            return
+        self._lane = False
+        try:
+            self._done(inst)
+        finally:
+            self._refresh_lane()
 
     def succeeded(self, inst: Instance, record: Record, duplicate: bool) -> None:
         """Count a successful processing, tell the observers, and react (emit)."""
@@ -368,12 +400,16 @@ class ConsumerGroup(FailureHandling):
             self.remember(record[ID])
         for hook in self.sim.on_processed:
             hook(now, self, inst.index, record, inst.started, duplicate)
+        if record[CORRELATION_ID] in self._watched:
+            for hook in self.sim.journey_processed:
+                hook(now, self, inst.index, record, inst.started, duplicate)
         if self._emits:
             self.emit(record)
 
     def _stop(self, inst: Instance) -> None:
         """The instance is gone: its work in progress is lost, its pending retry stale."""
         self.sim.cancel(self._done_cb, inst)
+        self.sim.cancel(self._done_watched_cb, inst)
         self.sim.cancel(self._retry_cb, inst)
 
     def emit(self, record: Record) -> None:

@@ -433,6 +433,7 @@ class StreamGroup(ConsumerGroup):
             rec[POISON],
             part,
             RedriveCopy(self, letter.duplicate, letter.partition, letter.offset, earlier),
+            rec[CORRELATION_ID] in self._watched,
         )
         for hook in self.sim.on_redriven:
             hook(self.sim.now, self, copy)
