@@ -279,6 +279,7 @@ class LiveRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self.stopped_idle = False
+        self.released = False  # ended by a shutdown: the lease is let go, the run not stopped
         self.idle_seconds = IDLE_SECONDS
         self.unwatched_seconds = UNWATCHED_SECONDS
         self.viewers: dict[str, float] = {}  # a watching socket's channel -> when last heard
@@ -396,10 +397,26 @@ class LiveRunner:
             self.sim_id,
             self.epoch,
         )
-        self._stopped = True
         self.fenced = True
         self.on_change = None  # a stale runner's saves would overwrite the newer one's
+        self._end()
+
+    def _end(self, *, for_good: bool = False) -> None:
+        """The one way a runner ends, whatever ends it (idle, Stop, a lost lease, the process
+        shutting down): it leaves the registry (another may start), its other tasks are
+        cancelled (none is left waiting on the channel layer), it leaves its group, and its
+        last state is saved (unless fenced). ``for_good`` (idle, Stop): the record is marked
+        stopped, so nothing rebuilds it; otherwise (shutdown) the lease is only let go, and
+        the next process that is asked for it rebuilds it from there."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if for_good:
+            self.run.running = False
+            self.run.stepping_to = None
+            self.stopped_idle = True
         self._unregister()
+        self._schedule_persist()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -411,19 +428,20 @@ class LiveRunner:
                 context=contextvars.Context(),
             )
 
-    async def stop(self) -> None:
-        self._stopped = True
-        self._unregister()
-        self._schedule_persist()
+    async def stop(self, *, for_good: bool = False) -> None:
+        """End the runner (:meth:`_end`) and wait until it has: its last save (at most 2 s),
+        its tasks, its leaving the group."""
+        self._end(for_good=for_good)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 2.0)
+        current = asyncio.current_task()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.layer is not None and self.channel:
-            await self.layer.group_discard(runner_group(self.sim_id), self.channel)
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._discard is not None:
+            with contextlib.suppress(Exception):
+                await self._discard
 
     async def _receive(self) -> None:
         """Commands from the channel layer. If the layer fails (Redis restarting), retry with
@@ -524,13 +542,7 @@ class LiveRunner:
                 await self._publish()
             if quiet > self.idle_seconds:
                 log.info("runner %s: idle for %.0f s, stopping", self.sim_id, self.idle_seconds)
-                self.stopped_idle = True
-                self.run.running = False
-                self._unregister()
-                self._stopped = True
-                self._schedule_persist()
-                if self.layer is not None:
-                    await self.layer.group_discard(runner_group(self.sim_id), self.channel)
+                self._end(for_good=True)
                 break
             if now - last_saved >= PERSIST_INTERVAL:
                 # a restart rebuilds up to here; it is also this runner's heartbeat (lease)
@@ -1222,7 +1234,43 @@ async def start_runner(
     runner = make_runner(sim_id, scenario_doc, seed, **kw)
     await runner.catch_up()
     await runner.start()
+    _stop_all_at_shutdown()
     return runner
+
+
+async def stop_all() -> int:
+    """The process is shutting down: every runner ends by the one path (``LiveRunner.stop``),
+    its last state saved and its lease let go, so another process (or this one, restarted)
+    rebuilds each run from where it was at once, without waiting for the lease to go stale.
+    Returns how many runners it stopped."""
+    runners = list(RUNNERS.values())
+    for runner in runners:
+        runner.released = True
+    await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+    return len(runners)
+
+
+_shutdown_hooked: list[bool] = []
+
+
+def _stop_all_at_shutdown() -> None:
+    """Under daphne (Twisted's asyncio reactor), have the reactor wait for :func:`stop_all`
+    before it shuts down (SIGTERM, SIGINT), as daphne waits for its connections. Done once per
+    process, when the first runner starts; elsewhere (tests, scripts) nothing."""
+    import sys
+
+    if _shutdown_hooked or "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import defer
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor  # (Twisted types its interface's methods without self)
+
+    def stop_them() -> defer.Deferred[int]:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(stop_all()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop_them)
+    _shutdown_hooked.append(True)
 
 
 async def request(

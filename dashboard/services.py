@@ -127,7 +127,7 @@ async def _persist(runner: runners.LiveRunner) -> None:
     Doubles as the runner's heartbeat: it renews this process's lease on the simulation.
     """
     log = [[t, cmd] for t, cmd in runner.command_log()]
-    idle = runner.stopped_idle
+    idle = runner.stopped_idle or runner.released  # the lease is let go
     # fenced: only while the lease's epoch is still this runner's
     saved = await SimulationRecord.objects.filter(
         pk=runner.sim_id, runner_epoch=runner.epoch
@@ -458,17 +458,14 @@ async def simulation_stop(*, record: SimulationRecord) -> bool:
     if runner is None and record.stopped:
         return False
     if runner is not None:
-        # stopped for good, as the idle stop does it: the last save marks the record stopped
-        # and lets the lease go
-        runner.run.running = False
-        runner.run.stepping_to = None
-        runner.stopped_idle = True
+        # stopped for good, by the path the idle stop takes: the last save marks the record
+        # stopped and lets the lease go.
         # That save is made here, in the caller's context, not by stop() from a task of the
         # runner's own: from there the database call waits for the thread a request's sync
         # middleware holds, and the request waits for the stop (Django's test client runs
         # every request on that one thread).
         save, runner.on_change = runner.on_change, None
-        await runner.stop()
+        await runner.stop(for_good=True)
         if save is not None:
             await save(runner)
     await SimulationRecord.objects.filter(pk=record.id).aupdate(
