@@ -632,6 +632,7 @@ class Simulation(Scheduler):
                 "topics": list(group.spec.topics),
                 "lag": group.lag(),
                 "lag_ms": round(group.lag_seconds() * 1000.0, 3),
+                "backlog": group.backlog(),
                 "processed": group.processed,
                 "dead_lettered": group.dead_lettered,
                 "in_flight": group.in_flight,
@@ -675,6 +676,7 @@ class Simulation(Scheduler):
             "settings": group.settings(),
             "notes": group.notes(),
             "records_lag": group.records_lag(),
+            "backlog": group.backlog(),
         }
         if isinstance(group, StreamGroup):
             state["rebalances"] = group.rebalances

@@ -113,3 +113,26 @@ def test_a_run_that_does_not_sample_percentiles_says_none_rather_than_a_stale_fi
     sim.run_until(5)
     g = state(sim, RunState("x"), latency=False)["groups"]["pricing-01"]
     assert g["end_to_end_p95_ms"] is None and g["throughput"] > 0
+
+
+def test_healthy_services_have_lag_until_a_commit_but_no_backlog_a_slowed_one_has_both() -> None:
+    # Kafka's consumer lag counts what is processed and waits for the next auto-commit (5 s of
+    # trips); the grid's amber and the "furthest behind" list go by the backlog, what is not
+    # yet processed, so they pick out the one service that really fell behind
+    sim = Simulation(parse_scenario(scale_doc()), 4)
+    sim.run_until(20.0)
+    sim.apply({"command": "consumer.slow", "consumer": "maps-03", "value": 50})
+    sim.run_until(28.0)
+    groups = sim.snapshot(compact=True)["groups"]
+    with_lag = [n for n, g in groups.items() if g["lag"] > 5]
+    with_backlog = [n for n, g in groups.items() if g["backlog"] > 5]
+    assert len(with_lag) > 100  # auto-commit: most of 300 healthy services
+    assert with_backlog == ["maps-03"]
+    assert groups["maps-03"]["backlog"] <= groups["maps-03"]["lag"]
+    # a queue forgets what is acknowledged: its backlog is its lag
+    doc = scale_doc()
+    doc["consumers"] = [{**doc["consumers"][0], "delivery": "queue"}]
+    queue = Simulation(parse_scenario(doc), 4)
+    queue.run_until(5.0)
+    g = queue.snapshot()["groups"][doc["consumers"][0]["name"]]
+    assert g["backlog"] == g["lag"]

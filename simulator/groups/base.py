@@ -541,6 +541,12 @@ class ConsumerGroup(FailureHandling):
         """Records the group has not yet read: how far behind it is, apart from commits."""
         raise NotImplementedError
 
+    def backlog(self) -> int:
+        """Events the group has not yet processed (read or not): how far behind its work is.
+        Unlike ``lag`` it does not count what is processed and waits for a commit, so a healthy
+        group with auto-commit (up to ``auto.commit.interval.ms`` of records) shows none."""
+        raise NotImplementedError
+
     def accounting(self) -> dict[str, int]:
         raise NotImplementedError
 

@@ -506,6 +506,10 @@ class QueueGroup(ConsumerGroup):
         """Messages ready in the queue, not yet pushed to a consumer."""
         return len(self.ready)
 
+    def backlog(self) -> int:
+        """A queue forgets a message once acknowledged: its backlog is its lag."""
+        return self.lag()
+
     def lag_seconds(self) -> float:
         oldest = None
         heads: list[Record | None] = [self.ready[0][1] if self.ready else None]

@@ -797,6 +797,10 @@ class StreamGroup(ConsumerGroup):
         """Kafka's client metric records-lag: log-end offset minus the fetch position."""
         return sum(max(0, c.partition.end - c.position) for c in self.cursors)
 
+    def backlog(self) -> int:
+        """Log-end offset minus one past the highest offset processed, over the partitions."""
+        return sum(max(0, c.partition.end - c.completed) for c in self.cursors)
+
     def lag_seconds(self) -> float:
         """How long ago the oldest record not yet committed was produced."""
         oldest = None

@@ -9,6 +9,7 @@
  * Nothing here touches the DOM outside the two canvases. An ES module: simulation.js imports it.
  */
 import { bytesText, compact, rateText, secondsText } from "./format.js";
+import { behind } from "./tables.js";
 
 const TAU = Math.PI * 2;
 // Path kinds for a dot.
@@ -37,6 +38,9 @@ const DOWN = [0, 1];
 const LEFT = [-1, 0];
 
 const GRID_ABOVE = 40; // services; above this the diagram draws a grid of cells
+const GRID_HEAD = 40; // px above the grid's cells: its count, then the key to the cells
+// the grid's key: a cell of each state (cellState) with its mark, and its word
+const CELL_KEY = ["ok", "backlog", "down", "failed"];
 
 function clamp(v, lo, hi) {
   return v < lo ? lo : v > hi ? hi : v;
@@ -335,7 +339,7 @@ class Diagram {
     const gridCols = Math.max(1, Math.floor((gW + cellGap) / (cell + cellGap)));
     const gridRows = Math.ceil(groups.length / gridCols);
     const colG = grid
-      ? 26 + gridRows * (cell + cellGap)
+      ? GRID_HEAD + gridRows * (cell + cellGap)
       : groupBoxes.reduce((a, b) => a + b.total, 0) + Math.max(0, groupBoxes.length - 1) * gGap;
 
     const inner = Math.max(colP, colB, colG, 140);
@@ -367,7 +371,7 @@ class Diagram {
     if (grid) {
       groupBoxes.forEach((gb, i) => {
         const cx = gx + (i % gridCols) * (cell + cellGap);
-        const cy = y + 26 + Math.floor(i / gridCols) * (cell + cellGap);
+        const cy = y + GRID_HEAD + Math.floor(i / gridCols) * (cell + cellGap);
         L.groups.set(gb.name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
       });
     }
@@ -468,10 +472,10 @@ class Diagram {
       L.grid = { x: gx, y, w: gW, n: groups.length };
       groups.forEach(([name], i) => {
         const cx = gx + (i % cols) * (cell + cellGap);
-        const cy = y + 26 + Math.floor(i / cols) * (cell + cellGap);
+        const cy = y + GRID_HEAD + Math.floor(i / cols) * (cell + cellGap);
         L.groups.set(name, { x: cx, y: cy, w: cell, h: cell, chips: [], chipSz: 0, cell: true, tray: null });
       });
-      y += 26 + Math.ceil(groups.length / cols) * (cell + cellGap);
+      y += GRID_HEAD + Math.ceil(groups.length / cols) * (cell + cellGap);
     } else {
       L.grid = null;
       const chipSz = 12;
@@ -1064,7 +1068,7 @@ class Diagram {
     ctx.fillStyle = th.text;
     ctx.font = "700 14px " + F;
     ctx.fillText("Event Broker", B.x + B.w / 2, B.y + 21);
-    ctx.font = "11px " + F;
+    ctx.font = "11px " + this.theme.font;
     ctx.fillStyle = th.muted;
     ctx.fillText("durable · ordered · replayable", B.x + B.w / 2, B.y + 37);
 
@@ -1087,7 +1091,7 @@ class Diagram {
       ctx.font = "600 12px " + F;
       ctx.fillText(fit(ctx, name, b.w * 0.55), b.x + 8, b.y + 17);
       ctx.textAlign = "right";
-      ctx.font = "11px " + F;
+      ctx.font = "11px " + this.theme.font;
       ctx.fillStyle = th.muted;
       // records and bytes a second (the serialised payloads), partitions, bytes stored
       ctx.fillText(fit(ctx, rateText(t.throughput || 0) + " · " + bytesText(t.bytes_per_s || 0) + "/s · " + (t.partitions || []).length + " partitions · " + bytesText(t.bytes_stored || 0) + " stored", b.w * 0.7), b.x + b.w - 8, b.y + 17);
@@ -1152,7 +1156,8 @@ class Diagram {
       ctx.font = "600 11px " + F;
       ctx.textAlign = "left";
       ctx.fillStyle = th.muted;
-      ctx.fillText(fit(ctx, L.grid.n + " services · green ok · amber lag · grey down · red DLQ", L.grid.w), L.grid.x, L.grid.y + 12);
+      ctx.fillText(fit(ctx, L.grid.n + " services, one cell each", L.grid.w), L.grid.x, L.grid.y + 12);
+      this.drawCellKey(ctx, L.grid);
       this.drawCells(ctx, groups);
     }
     // Consumer services: instances as chips, a status badge, their lag; DLQ tray below.
@@ -1203,7 +1208,7 @@ class Diagram {
       ctx.fillText(rateText(g.throughput || 0), b.x + b.w - 8, b.y + 37);
       if (g.filter) {
         ctx.textAlign = "left";
-        ctx.font = "11px " + F;
+        ctx.font = "11px " + this.theme.font;
         ctx.fillText(fit(ctx, "filter: " + g.filter, b.w - 22), b.x + 13, b.y + 51);
       }
       // instances
@@ -1265,8 +1270,7 @@ class Diagram {
    * because a software rasteriser fills 300 rounded corners about twice as slowly.
    */
   drawCells(ctx, groups) {
-    const th = this.theme;
-    const colours = [th.ok, th.slow, th.muted, th.dead]; // by cellState
+    const colours = this.cellColours();
     const boxes = this.layout.groups;
     const names = Object.keys(groups);
     const states = this.cellStates && this.cellStates.length >= names.length ? this.cellStates : (this.cellStates = new Uint8Array(names.length + 64));
@@ -1285,6 +1289,57 @@ class Diagram {
       }
       ctx.fillStyle = colours[c];
       ctx.fill();
+      if (c === 0) continue;
+      // colour is not the only signal: each state but ok has a mark, one path per state
+      ctx.beginPath();
+      for (let i = 0; i < names.length; i++) {
+        if (states[i] !== c) continue;
+        const b = boxes.get(names[i]);
+        if (b && b.cell) cellMark(ctx, c, b.x, b.y, b.w);
+      }
+      this.strokeMark(ctx, c);
+    }
+  }
+
+  cellColours() {
+    const th = this.theme;
+    return [th.ok, th.slow, th.muted, th.dead]; // by cellState
+  }
+
+  /** Draw the marks of state ``c`` traced by cellMark: a fill (bar, hollow) or a stroke (×). */
+  strokeMark(ctx, c) {
+    if (c === 3) {
+      ctx.strokeStyle = this.theme.surface;
+      ctx.lineWidth = 2;
+      ctx.stroke();
+    } else {
+      ctx.fillStyle = this.theme.surface;
+      ctx.fill();
+    }
+  }
+
+  /** The grid's key, under its title: a cell of each state with its mark, then its word. */
+  drawCellKey(ctx, grid) {
+    const colours = this.cellColours();
+    const size = 11;
+    let x = grid.x;
+    const y = grid.y + 19;
+    ctx.font = "11px " + this.theme.font;
+    ctx.textAlign = "left";
+    for (let c = 0; c < CELL_KEY.length; c++) {
+      const word = CELL_KEY[c];
+      const w = size + 4 + ctx.measureText(word).width;
+      if (x + w > grid.x + grid.w) break; // (a phone fits all four)
+      ctx.fillStyle = colours[c];
+      ctx.fillRect(x, y, size, size);
+      if (c) {
+        ctx.beginPath();
+        cellMark(ctx, c, x, y, size);
+        this.strokeMark(ctx, c);
+      }
+      ctx.fillStyle = this.theme.muted;
+      ctx.fillText(word, x + size + 4, y + size - 1.5);
+      x += w + 10;
     }
   }
 
@@ -1361,12 +1416,33 @@ class Diagram {
   }
 }
 
-/** A grid cell's colour by its service's state: 0 ok, 1 lag (> 5 records), 2 down, 3 crashed or dead letters. */
+/**
+ * A grid cell's colour by its service's state: 0 ok, 1 backlog (> 5 events not yet processed),
+ * 2 down, 3 crashed or dead letters. Backlog, not Kafka's lag: lag also counts what is processed
+ * and waits for the next auto-commit (up to 5 s of events), so most healthy services have some.
+ */
 export function cellState(g) {
   const st = g.status || "up";
   if (st === "crashed" || (g.dead_lettered || 0) > 0) return 3;
   if (st === "down") return 2;
-  return (g.lag || 0) > 5 ? 1 : 0;
+  return behind(g) > 5 ? 1 : 0;
+}
+
+/**
+ * Trace the mark of a grid cell's state (cellState) on a cell of side `s` at (x, y), in the
+ * path being built: a bar across it (1, a backlog), a hollow (2, down), a cross (3, dead
+ * letters or crashed: "failed" in the key). Ok (0) has none. The caller fills (1, 2) or strokes (3) the path.
+ */
+export function cellMark(ctx, state, x, y, s) {
+  const k = Math.max(2, Math.round(s / 5));
+  if (state === 1) ctx.rect(x + k, y + s / 2 - k / 2, s - 2 * k, k);
+  else if (state === 2) ctx.rect(x + k, y + k, s - 2 * k, s - 2 * k);
+  else if (state === 3) {
+    ctx.moveTo(x + k, y + k);
+    ctx.lineTo(x + s - k, y + s - k);
+    ctx.moveTo(x + s - k, y + k);
+    ctx.lineTo(x + k, y + s - k);
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { Diagram, TypeColours, alphaStep, cellState, typeShape } from "../diagram.js";
+import { Diagram, TypeColours, alphaStep, cellMark, cellState, typeShape } from "../diagram.js";
 
 test("each event type has a shape as well as a colour", () => {
   assert.deepEqual([0, 1, 2, 3, 4].map(typeShape), ["circle", "square", "triangle", "diamond", "circle"]);
@@ -19,6 +19,9 @@ test("a grid cell's colour says the service's state, the worst first", () => {
   assert.equal(cellState({}), 0);
   assert.equal(cellState({ status: "up", lag: 5 }), 0);
   assert.equal(cellState({ status: "up", lag: 6 }), 1);
+  // amber is a backlog, not the lag a healthy service has until its next auto-commit
+  assert.equal(cellState({ status: "up", lag: 90, backlog: 0 }), 0);
+  assert.equal(cellState({ status: "up", lag: 90, backlog: 6 }), 1);
   assert.equal(cellState({ status: "slow", lag: 0 }), 0);
   assert.equal(cellState({ status: "down", lag: 900 }), 2);
   assert.equal(cellState({ status: "crashed" }), 3);
@@ -85,8 +88,15 @@ test("300 services are a grid drawn in one path and fill per colour, with no cur
   calls.bg.length = 0;
   d.drawCells(d.bctx, d.state.groups);
   const names = calls.bg.map((c) => c[0]);
-  assert.equal(names.filter((n) => n === "rect").length, 300);
-  assert.equal(names.filter((n) => n === "fill").length, 4); // ok, lag, down, dead letters
+  const states = Object.values(d.state.groups).map(cellState);
+  const count = (s) => states.filter((x) => x === s).length;
+  assert.deepEqual([0, 1, 2, 3].map(count), [199, 99, 1, 1]);
+  // a cell each, and a mark on each cell not ok: a bar (backlog) or a hollow (down) is a rect
+  assert.equal(names.filter((n) => n === "rect").length, 300 + count(1) + count(2));
+  assert.equal(names.filter((n) => n === "moveTo").length, 2 * count(3)); // a cross
+  // ok, backlog, down, dead letters; then the marks of backlog and down (the cross is stroked)
+  assert.equal(names.filter((n) => n === "fill").length, 4 + 2);
+  assert.equal(names.filter((n) => n === "stroke").length, 1);
   assert.equal(names.filter((n) => n === "arc" || n === "arcTo" || n === "fillText").length, 0);
   calls.bg.length = 0;
   d.drawBackground();
@@ -135,4 +145,20 @@ test("on a grid cell an effect is square, round its cell", () => {
   assert.equal(w, h);
   assert.ok(x < cell.x && y < cell.y && x + w > cell.x + cell.w && y + h > cell.y + cell.h);
   assert.equal(calls.fg.filter((c) => c[0] === "arc").length, 0);
+});
+
+test("a grid cell's state has a mark as well as a colour, and the key shows each", () => {
+  const traced = (state) => {
+    const calls = [];
+    cellMark(fakeContext(calls), state, 0, 0, 16);
+    return calls.map((c) => c[0]);
+  };
+  assert.deepEqual([0, 1, 2, 3].map(traced), [[], ["rect"], ["rect"], ["moveTo", "lineTo", "moveTo", "lineTo"]]);
+  const { d, calls } = fakeDiagram();
+  d.setState(scaleState(300));
+  calls.bg.length = 0;
+  d.drawCellKey(d.bctx, d.layout.grid);
+  const words = calls.bg.filter((c) => c[0] === "fillText").map((c) => c[1]);
+  assert.deepEqual(words, ["ok", "backlog", "down", "failed"]);
+  assert.equal(calls.bg.filter((c) => c[0] === "fillRect").length, 4);
 });
