@@ -15,6 +15,7 @@ import pytest
 from django.test import AsyncClient
 
 from dashboard import runner as runners
+from dashboard import services
 from dashboard.models import SimulationRecord
 from dashboard.runner import RUNNERS
 from tests.conftest import run_daphne
@@ -111,3 +112,67 @@ def test_daphne_shutting_down_saves_every_run_and_lets_its_lease_go(
     log = (artifacts_dir / "daphne-shutdown.log").read_text()
     assert token == "" and seen is None, log[-2000:]  # the heartbeat would have kept it
     assert not stopped and running and t >= 4.0
+
+
+# --- one runner per simulation, by construction ----------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_runners")
+async def test_twenty_viewers_opening_a_stopped_run_at_once_start_one_runner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = AsyncClient()
+    body = await create(client)
+    await command(client, body, {"command": "step", "value": 2})
+    await runners.RUNNERS[body["id"]].stop()  # as after a restart: stored, no runner
+    starts: list[str] = []
+    start = runners.LiveRunner.start
+
+    async def counted(self: runners.LiveRunner) -> None:
+        starts.append(self.sim_id)
+        await start(self)
+
+    monkeypatch.setattr(runners.LiveRunner, "start", counted)
+
+    record = await SimulationRecord.objects.aget(pk=body["id"])
+    # what each viewer's request does (the test client would serve them one after another)
+    await asyncio.gather(*(services.runner_ensure(record=record) for _ in range(20)))
+
+    assert starts == [body["id"]]
+    answer = await client.get(f"/api/simulations/{body['id']}")
+    assert answer.status_code == 200 and answer.json()["t"] == 2.0
+    record = await SimulationRecord.objects.aget(pk=body["id"])
+    assert record.runner_epoch == 2  # created (1), then claimed once more
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_runners")
+async def test_a_second_runner_for_a_simulation_is_refused_while_the_first_runs() -> None:
+    client = AsyncClient()
+    body = await create(client)
+    first = RUNNERS[body["id"]]
+    second = runners.make_runner(body["id"], SMALL, 1)
+    with pytest.raises(RuntimeError, match="already has a runner"):
+        await second.start()
+    assert RUNNERS[body["id"]] is first
+    await first.stop()
+    await second.start()  # once the first has ended, a new one may start
+    assert RUNNERS[body["id"]] is second
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_runners")
+async def test_a_slow_start_of_one_simulation_does_not_hold_up_another() -> None:
+    client = AsyncClient()
+    a, b = await create(client), await create(client)
+    for body in (a, b):
+        await RUNNERS[body["id"]].stop()
+    held = services._start_lock(a["id"])
+    await held.acquire()  # a's start is under way (a long rebuild, say)
+    try:
+        r = await asyncio.wait_for(AsyncClient().get(f"/api/simulations/{b['id']}"), 5.0)
+        assert r.status_code == 200 and b["id"] in RUNNERS
+        assert a["id"] not in RUNNERS
+    finally:
+        held.release()
