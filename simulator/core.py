@@ -58,10 +58,6 @@ class Scheduler:
             heapify(queue)
         return removed
 
-    def peek(self) -> float:
-        """Time of the next scheduled action, or infinity when none is due."""
-        return self._queue[0][0] if self._queue else float("inf")
-
     @property
     def pending(self) -> int:
         return len(self._queue)

@@ -106,6 +106,28 @@ def test_the_live_configuration_keeps_the_fast_lane_and_observes_a_sample() -> N
     assert group._lane
 
 
+def test_a_removed_observer_is_told_nothing_more_and_the_last_one_turns_the_watch_off() -> None:
+    sim = Simulation(parse(mmc_scenario(7)), 7)
+    first, second = Counting(), Counting()
+    sim.add_observer(first)
+    sim.add_observer(second)
+    assert sim.watch.active
+    sim.run_until(5.0)
+    assert first.calls > 0 and second.calls > 0
+
+    sim.remove_observer(first)
+    told = first.calls
+    sim.run_until(10.0)
+    assert first.calls == told  # told nothing more
+    assert sim.watch.active and second.calls > 0  # the other still watches journeys
+
+    sim.remove_observer(second)
+    told = second.calls
+    sim.run_until(15.0)
+    assert second.calls == told and not sim.watch.active  # nobody watches: no journey work
+    assert first not in sim.observers and second not in sim.observers
+
+
 def test_a_journey_observer_leaves_the_run_as_it_was() -> None:
     """Watching journeys changes what is observed, never what happens: the same run, as
     headless, with every kind of delivery (retries, dead letters, a crash, a redrive)."""
