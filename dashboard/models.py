@@ -46,7 +46,14 @@ class SimulationRecord(models.Model):
     control_token_hash = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
-    stopped = models.BooleanField(default=False, help_text="stopped for being idle")
+    stopped = models.BooleanField(default=False, help_text="stopped for being idle, or by Stop")
+    stop_reason = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        help_text="why it stopped: 'idle' (nobody used it for FANOUT_IDLE_SECONDS), 'owner' "
+        "(Stop on My simulations or the API); '' while it is live",
+    )
     # The lease that keeps one runner per simulation across server processes: the process that
     # runs it and when it last said so. Another process may take over only a stale lease.
     runner_token = models.CharField(max_length=32, blank=True)

@@ -280,6 +280,7 @@ class LiveRunner:
         self._stopped = False
         self.stopped_idle = False
         self.released = False  # ended by a shutdown: the lease is let go, the run not stopped
+        self.stop_reason = ""  # stopped for good: "idle" or "owner" (Stop)
         self.idle_seconds = IDLE_SECONDS
         self.unwatched_seconds = UNWATCHED_SECONDS
         self.viewers: dict[str, float] = {}  # a watching socket's channel -> when last heard
@@ -401,13 +402,14 @@ class LiveRunner:
         self.on_change = None  # a stale runner's saves would overwrite the newer one's
         self._end()
 
-    def _end(self, *, for_good: bool = False) -> None:
+    def _end(self, *, for_good: bool = False, reason: str = "owner") -> None:
         """The one way a runner ends, whatever ends it (idle, Stop, a lost lease, the process
         shutting down): it leaves the registry (another may start), its other tasks are
         cancelled (none is left waiting on the channel layer), it leaves its group, and its
         last state is saved (unless fenced). ``for_good`` (idle, Stop): the record is marked
-        stopped, so nothing rebuilds it; otherwise (shutdown) the lease is only let go, and
-        the next process that is asked for it rebuilds it from there."""
+        stopped, with ``reason`` ("idle" or "owner"), so nothing rebuilds it until it is opened
+        again; otherwise (shutdown) the lease is only let go, and the next process that is asked
+        for it rebuilds it from there."""
         if self._stopped:
             return
         self._stopped = True
@@ -415,6 +417,7 @@ class LiveRunner:
             self.run.running = False
             self.run.stepping_to = None
             self.stopped_idle = True
+            self.stop_reason = reason
         self._unregister()
         self._schedule_persist()
         current = asyncio.current_task()
@@ -428,10 +431,10 @@ class LiveRunner:
                 context=contextvars.Context(),
             )
 
-    async def stop(self, *, for_good: bool = False) -> None:
+    async def stop(self, *, for_good: bool = False, reason: str = "owner") -> None:
         """End the runner (:meth:`_end`) and wait until it has: its last save (at most 2 s),
         its tasks, its leaving the group."""
-        self._end(for_good=for_good)
+        self._end(for_good=for_good, reason=reason)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 2.0)
         current = asyncio.current_task()
@@ -542,7 +545,7 @@ class LiveRunner:
                 await self._publish()
             if quiet > self.idle_seconds:
                 log.info("runner %s: idle for %.0f s, stopping", self.sim_id, self.idle_seconds)
-                self._end(for_good=True)
+                self._end(for_good=True, reason="idle")
                 break
             if now - last_saved >= PERSIST_INTERVAL:
                 # a restart rebuilds up to here; it is also this runner's heartbeat (lease)

@@ -140,6 +140,7 @@ async def _persist(runner: runners.LiveRunner) -> None:
         running=runner.run.running,
         speed=runner.run.speed,
         stopped=runner.stopped_idle,
+        stop_reason=runner.stop_reason if runner.stopped_idle else "",
         **({"guide": runner.guide.to_json()} if runner.guide is not None else {}),
     )
     if not saved:
@@ -273,6 +274,7 @@ async def runner_ensure(*, record: SimulationRecord) -> None:
                 runner_token=PROCESS_TOKEN,
                 runner_seen=now,
                 stopped=False,
+                stop_reason="",
                 runner_epoch=F("runner_epoch") + 1,
             )
         )
@@ -376,6 +378,7 @@ class RunSummary:
     lesson: str  # "Lesson 2: Temporal decoupling" for a guided lesson, else ""
     sim_time: float  # simulated seconds reached
     status: str  # "running", "paused", "finished" or "stopped"
+    stop_reason: str  # stopped: "idle" or "owner"; else ""
     live: bool  # holds one of the owner's live slots
     created: datetime
 
@@ -432,6 +435,7 @@ async def simulations_of(*, owner_session: str) -> list[RunSummary]:
                 lesson=lesson_title(record),
                 sim_time=sim_time,
                 status=status,
+                stop_reason=record.stop_reason if status == "stopped" else "",
                 live=not record.stopped,
                 created=record.created,
             )
@@ -465,11 +469,12 @@ async def simulation_stop(*, record: SimulationRecord) -> bool:
         # middleware holds, and the request waits for the stop (Django's test client runs
         # every request on that one thread).
         save, runner.on_change = runner.on_change, None
-        await runner.stop(for_good=True)
+        await runner.stop(for_good=True, reason="owner")
         if save is not None:
             await save(runner)
     await SimulationRecord.objects.filter(pk=record.id).aupdate(
         stopped=True,
+        stop_reason="owner",
         running=False,
         runner_token="",
         runner_seen=None,

@@ -25,7 +25,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from simulator import load_scenario
 from simulator.cli import PRESETS
 from simulator.lessons import lesson
+from simulator.wording import span_text
 
+from . import runner as runners
 from . import services
 from .clients import client_ip, origin_allowed
 from .forms import command_from_form
@@ -333,6 +335,16 @@ STATUS_WORDS = {
     "finished": "finished",
     "stopped": "stopped",
 }
+STOPPED_IDLE = "stopped after {idle} unused"
+
+
+def status_words(run: services.RunSummary) -> str:
+    """``live and running``; a stopped run says why, when it stopped for being idle."""
+    if run.status == "stopped" and run.stop_reason == "idle":
+        return STOPPED_IDLE.format(idle=span_text(runners.IDLE_SECONDS))
+    return STATUS_WORDS[run.status]
+
+
 KIND_WORDS = {"simulation": "simulation", "comparison": "comparison", "lesson": "lesson"}
 
 
@@ -397,7 +409,7 @@ def _render_mine(
                 "kind": KIND_WORDS[run.kind],
                 "sim_time": format_sim_time(run.sim_time),
                 "status": run.status,
-                "status_words": STATUS_WORDS[run.status],
+                "status_words": status_words(run),
                 "live": run.live,
                 "created": run.created,
                 "created_ago": created_ago(run.created),

@@ -237,13 +237,18 @@ def run_daphne(
 
 
 @pytest.fixture(scope="session")
-def live_server_url(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterator[str]:
+def live_server_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite database of ``live_server_url``'s server."""
+    return tmp_path_factory.mktemp("live-server") / "db.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def live_server_url(live_server_db: Path, artifacts_dir: Path) -> Iterator[str]:
     """Base URL (no trailing slash) of daphne serving the project, on its own temp database.
 
     Its output goes to test-artifacts/daphne.log.
     """
-    db_path = tmp_path_factory.mktemp("live-server") / "db.sqlite3"
-    with run_daphne(db_path=db_path, log_path=artifacts_dir / "daphne.log") as url:
+    with run_daphne(db_path=live_server_db, log_path=artifacts_dir / "daphne.log") as url:
         yield url
 
 

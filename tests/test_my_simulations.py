@@ -358,3 +358,28 @@ async def test_a_runner_in_another_process_is_fenced_off_and_stops_itself() -> N
     record = await SimulationRecord.objects.aget(pk=sim_id)
     assert record.stopped  # its last word was not saved over the stop
     assert await open_preset(client) is not None
+
+
+async def test_a_stopped_run_says_whether_it_was_stopped_or_stopped_for_being_unused() -> None:
+    client = await browser()
+    stopped, idle = await open_preset(client), await open_preset(client)
+    assert stopped and idle
+    await client.post(f"/simulations/{stopped}/stop")
+    runner = RUNNERS[idle]
+    runner.idle_seconds = 0.3  # instead of half an hour
+    for _ in range(50):
+        if idle not in RUNNERS:
+            break
+        await asyncio.sleep(0.1)
+    await runner.flush()
+
+    records = {r.id: r async for r in SimulationRecord.objects.all()}
+    assert (records[stopped].stop_reason, records[idle].stop_reason) == ("owner", "idle")
+    listing = await page(client)
+    assert " 0.0 s stopped just now" in row(listing, stopped)
+    assert views.STOPPED_IDLE.format(idle="30 min") in row(listing, idle)
+    # opened again, it is live: no reason any more
+    await client.get(f"/simulations/{idle}/")
+    record = await SimulationRecord.objects.aget(pk=idle)
+    assert not record.stopped and record.stop_reason == ""
+    assert "unused" not in row(await page(client), idle)

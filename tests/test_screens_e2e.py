@@ -6,6 +6,7 @@ the dots. Screenshots go to test-artifacts/screens/."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def check(page: Page, name: str, shots: Path) -> None:
 
 @pytest.mark.parametrize("screen_page", SCREENS, indirect=True, ids=["phone", "projector"])
 def test_every_page_fits_the_screen_and_passes_axe(
-    screen_page: Page, live_server_url: str, artifacts_dir: Path
+    screen_page: Page, live_server_url: str, live_server_db: Path, artifacts_dir: Path
 ) -> None:
     page = screen_page
     errors: list[str] = []
@@ -85,6 +86,19 @@ def test_every_page_fits_the_screen_and_passes_axe(
 
     page.goto(live_server_url + "/simulations/mine/")
     check(page, "my-simulations", shots)
+    # the longest status a run can have: stopped, and why (as an idle stop leaves it, half an
+    # hour on; its reason set in the database, the rest by the Stop button)
+    page.locator(".run__actions button:has-text('Stop')").first.click()
+    page.wait_for_selector(".run-status--stopped")
+    stopped = page.locator(".run[data-status=stopped]").first.get_attribute("id") or ""
+    with sqlite3.connect(live_server_db) as db:
+        db.execute(
+            "UPDATE dashboard_simulationrecord SET stop_reason = 'idle' WHERE id = ?",
+            (stopped.removeprefix("run-"),),
+        )
+    page.goto(live_server_url + "/simulations/mine/")
+    assert "stopped after 30 min unused" in page.locator(f"#{stopped}").inner_text()
+    check(page, "my-simulations-stopped", shots)
 
     page.goto(live_server_url + "/scenarios/")
     check(page, "scenarios", shots)
