@@ -374,11 +374,13 @@ class SyncChain:
 
     def _finish(self, order: int, *, ok: bool) -> None:
         arrived = self.arrived.pop(order)
-        ms = (self.sim.now - arrived) * 1000.0
-        self.checkout.add(ms)
-        self.recent.add(self.sim.now, ms)
         self.outcomes.append((arrived, self.sim.now, ok))
         if ok:
+            # checkout time is of the checkouts that returned, as on the event side: a fast
+            # failure (a service down refuses at once) must not make checkout look faster
+            ms = (self.sim.now - arrived) * 1000.0
+            self.checkout.add(ms)
+            self.recent.add(self.sim.now, ms)
             self.ok += 1
         else:
             self.errors += 1
@@ -391,6 +393,7 @@ class SyncChain:
             "checkout_ms": self.checkout.summary(),
             "recent_checkout_ms": self.recent.summary(self.sim.now),
             "recent_error_rate": _rate(self.recent_errors, self.recent.values, self.sim.now),
+            "recent_finished": _finished(self.recent_errors, self.recent.values, self.sim.now),
             "checkout_ok": self.ok,
             "checkout_errors": self.errors,
             "checkout_timeouts": self.timeouts,
@@ -413,11 +416,20 @@ class SyncChain:
         }
 
 
-def _rate(errors: deque[float], recent: deque[tuple[float, float]], now: float) -> float:
-    """Share of the checkouts that finished in the recent window which failed."""
+def _finished(errors: deque[float], recent: deque[tuple[float, float]], now: float) -> int:
+    """Checkouts that finished in the recent window, failed or returned (``recent`` holds
+    those that returned)."""
     while errors and errors[0] < now - 5.0:
         errors.popleft()
-    return round(len(errors) / len(recent), 4) if recent else 0.0
+    while recent and recent[0][0] < now - 5.0:
+        recent.popleft()
+    return len(errors) + len(recent)
+
+
+def _rate(errors: deque[float], recent: deque[tuple[float, float]], now: float) -> float:
+    """Share of the checkouts that finished in the recent window which failed."""
+    finished = _finished(errors, recent, now)
+    return round(len(errors) / finished, 4) if finished else 0.0
 
 
 OUTCOMES_KEPT = 200_000
@@ -644,13 +656,7 @@ class Comparison:
     def _events_error_rate(self) -> float:
         """Share of the event side's checkouts of the last 5 simulated seconds that failed
         (as the synchronous side's: failures over all that finished)."""
-        now = self.now
-        errors = self.events_recent_errors
-        while errors and errors[0] < now - 5.0:
-            errors.popleft()
-        self.events_recent.summary(now)  # drops what is older than the window
-        finished = len(errors) + len(self.events_recent.values)
-        return round(len(errors) / finished, 4) if finished else 0.0
+        return _rate(self.events_recent_errors, self.events_recent.values, self.now)
 
     # --- switches ------------------------------------------------------------------------
 
@@ -757,6 +763,9 @@ class Comparison:
                 "checkout_ms": self.events_checkout.summary(),
                 "recent_checkout_ms": self.events_recent.summary(self.now),
                 "recent_error_rate": self._events_error_rate(),
+                "recent_finished": _finished(
+                    self.events_recent_errors, self.events_recent.values, self.now
+                ),
                 "checkout_errors": self.events_errors,
                 "orders_published": self.producer.produced,
                 "groups": groups,

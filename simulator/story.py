@@ -81,8 +81,8 @@ class Side:
     """One side of a comparison: its recent checkouts."""
 
     error_rate: float  # share of the checkouts of the last 5 s that failed
-    count: int  # checkouts that finished in the last 5 s
-    p50_ms: float
+    count: int  # checkouts that finished in the last 5 s, failed or returned
+    p50_ms: float  # of those that returned
 
 
 @dataclass(frozen=True)
@@ -248,12 +248,12 @@ def compare_figures(cmp: Comparison, state: dict[str, Any]) -> CompareFigures:
         rate=cmp.rate,
         sync=Side(
             sync["recent_error_rate"],
-            sync["recent_checkout_ms"]["count"],
+            sync["recent_finished"],
             sync["recent_checkout_ms"]["p50"],
         ),
         events=Side(
             events["recent_error_rate"],
-            events["recent_checkout_ms"]["count"],
+            events["recent_finished"],
             events["recent_checkout_ms"]["p50"],
         ),
         chain=chain,

@@ -74,6 +74,32 @@ def test_email_down_fails_every_sync_checkout_while_event_checkout_goes_on() -> 
     assert c.sim.groups["inventory"].processed == c.producer.produced
 
 
+def test_a_fast_failure_never_makes_sync_checkout_look_faster() -> None:
+    # Email down refuses at once: a failed checkout takes less than a good one (Inventory's
+    # time only). Checkout time is of the checkouts that returned, as on the event side; the
+    # failures are the error rate.
+    c = comparison()
+    c.run_until(20)
+    healthy = c.state()["sync"]
+    c.apply({"command": "consumer.down", "consumer": "email"})
+    c.run_until(40)
+    down = c.state()["sync"]
+    failed_ms = sorted(
+        (end - arrived) * 1000.0 for arrived, end, ok in c.sync.outcomes if not ok and end > 35
+    )
+    assert failed_ms and failed_ms[len(failed_ms) // 2] < healthy["recent_checkout_ms"]["p50"]
+    assert down["recent_checkout_ms"]["count"] == 0  # none returned in the last 5 s
+    assert down["recent_error_rate"] == 1.0
+    assert down["checkout_ms"]["count"] == down["checkout_ok"]
+    c.apply({"command": "consumer.up", "consumer": "email"})
+    c.run_until(60)
+    back = c.state()["sync"]
+    assert back["recent_error_rate"] == 0.0
+    assert back["recent_checkout_ms"]["p50"] == pytest.approx(
+        healthy["recent_checkout_ms"]["p50"], rel=0.2
+    )
+
+
 def test_adding_fraud_changes_the_producer_only_on_the_sync_side() -> None:
     c = comparison()
     c.run_until(30)
@@ -86,12 +112,17 @@ def test_adding_fraud_changes_the_producer_only_on_the_sync_side() -> None:
         "processing": {"dist": "constant", "mean_ms": 80},
     }
     c.apply({"command": "service.add", "consumer": fraud})
+    c.run_until(35)
+    # every checkout now waits for Fraud too: those that return take its 80 ms and more ...
+    assert c.sync.recent.summary(c.now)["p50"] >= base + 80
     c.run_until(60)
     st = c.state()
     assert st["events"]["producer_changes"] == 0
     assert st["sync"]["producer_changes"] == 1
     assert st["sync"]["chain"] == ["inventory", "email", "fraud"]
-    assert c.sync.recent.summary(c.now)["p50"] >= base + 80
+    # ... and one Fraud instance at 80 ms a call serves 12.5 of the 20 orders a second: its
+    # queue grows until every checkout times out
+    assert st["sync"]["recent_error_rate"] == 1.0 and st["sync"]["checkout_timeouts"] > 0
     fraud_group = st["events"]["groups"]["fraud"]
     assert fraud_group["filter"] == "total > 5000"
     assert fraud_group["processed"] > 0

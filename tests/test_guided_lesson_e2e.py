@@ -109,8 +109,9 @@ def test_event_sourcing_rebuilds_an_order_as_of_the_offset_on_the_slider(
     page.wait_for_function(
         "window.fanout && window.fanout.send && window.fanout.framesReceived > 0"
     )
-    # the guided lesson stops at its question; revealed, the run goes on to t = 30
-    page.evaluate("window.fanout.send({command: 'step', value: 30})")
+    # the guided lesson stops at its question; revealed, the run goes on to t = 30. (A send
+    # before the socket is open is not sent and says so: it is tried until it is sent.)
+    page.wait_for_function("window.fanout.send({command: 'step', value: 30})")
     page.wait_for_selector("#guide-question:not([hidden])")
     page.click("#guide-reveal")
     page.wait_for_selector("#guide-answer:not([hidden])")
