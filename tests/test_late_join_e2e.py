@@ -40,7 +40,11 @@ def test_a_late_joiner_finds_the_comparison_charts_filled_with_their_markers(
 
     student = _open(browser, errors)
     student.goto(teacher.url)  # joins at t ≈ 26 s, Email down since t ≈ 8
-    student.wait_for_function("window.fanoutCompare && window.fanoutCompare.framesReceived > 0")
+    # the page's own frame comes first; the history comes with the socket's first (full) frame
+    student.wait_for_function(
+        "window.fanoutCompare && window.fanoutCompare.framesReceived > 1"
+        " && window.fanoutCompare.chartSummary().latency.rows > 1"
+    )
     charts = student.evaluate("window.fanoutCompare.chartSummary()")
     for chart in ("latency", "errors", "lag"):
         assert charts[chart]["rows"] >= 20, (chart, charts[chart])
@@ -73,7 +77,10 @@ def test_a_reload_keeps_the_simulation_charts_from_the_start(
     _wait_t(page, "fanout", 25)
     page.click("#btn-pause")
     page.reload()
-    page.wait_for_function("window.fanout && window.fanout.framesReceived > 0")
+    page.wait_for_function(
+        "window.fanout && window.fanout.framesReceived > 1"
+        " && window.fanout.chartSummary().lag.rows > 1"
+    )
     charts = page.evaluate("window.fanout.chartSummary()")
     assert charts["lag"]["rows"] >= 20 and charts["lag"]["first"] <= 2.0, charts["lag"]
     assert charts["throughput"]["rows"] >= 20, charts["throughput"]
