@@ -203,8 +203,12 @@ class ScriptClient:
             return dict(message)
 
     async def frames_for(self, seconds: float, *, ack: bool = True) -> None:
+        """What comes for ``seconds`` (a paused run may send nothing)."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while (left := end - time.monotonic()) > 0:
+            # (a receive that times out ends the test communicator's app: look first)
+            if await self.comm.receive_nothing(timeout=min(left, 0.05), interval=0.01):
+                continue
             await self.next(ack=ack)
 
 
@@ -259,6 +263,29 @@ async def test_a_script_client_stays_in_step_over_a_run_with_commands(
     assert client.kinds["delta"] > 3 * client.kinds["whole"] > 0
     assert client.kinds["resync"] == 0 and client.kinds["slow"] == 0
     node_rebuilds_the_same_frames(client)
+    await client.comm.disconnect()
+
+
+async def test_a_paused_run_sends_a_frame_when_something_changes_not_every_second(
+    published: dict[int, dict[str, Any]],
+) -> None:
+    session = await new_session()
+    sim_id, _ = await create(ecommerce(), owner=session)
+    client = ScriptClient(await connect(sim_id, session))
+    await client.next()  # the joiner's full frame
+    await asyncio.sleep(0.2)
+    before = len(published)
+    await asyncio.sleep(3.0)  # paused, nobody does anything: nothing to send
+    assert len(published) == before
+    started = time.monotonic()
+    await command(client, {"command": "producer.rate", "producer": "order-service", "value": 7})
+    frame = await client.next(timeout=2.0)
+    while frame.get("type") != "frame":
+        frame = await client.next(timeout=2.0)
+    assert time.monotonic() - started < 0.5  # at once
+    assert frame["state"]["producers"]["order-service"]["rate"] == 7
+    assert len(published) == before + 1
+    check_in_step(client, published)
     await client.comm.disconnect()
 
 
@@ -335,8 +362,9 @@ async def test_a_delta_that_does_not_follow_what_a_socket_was_sent_is_not_sent_t
 
     from dashboard.runner import frames_group
 
-    sim_id, _ = await create(ecommerce())
-    client = ScriptClient(await connect(sim_id))
+    session = await new_session()
+    sim_id, _ = await create(ecommerce(), owner=session)
+    client = ScriptClient(await connect(sim_id, session))
     full = await client.next()
     layer = get_channel_layer()
     assert layer is not None
@@ -354,10 +382,11 @@ async def test_a_delta_that_does_not_follow_what_a_socket_was_sent_is_not_sent_t
             "sent": time.time(),
         },
     )
+    # the run is paused: the next frame comes with the next change
+    await command(client, {"command": "producer.rate", "producer": "order-service", "value": 7})
     following = await client.next()
     while following.get("type") != "frame":
         following = await client.next()
-    # the runner is paused (a frame a second): what comes next is the frame whole, at once
     assert client.raw[-1]["type"] == "frame" and not following["full"]
     assert following["seq"] in (full["seq"], full["seq"] + 1)
     assert client.kinds["resync"] == 0  # the client never saw the bogus delta
