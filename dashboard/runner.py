@@ -478,6 +478,7 @@ class LiveRunner:
         """Ticks at a steady rate; a command wakes it early so its effect shows at once."""
         loop = asyncio.get_running_loop()
         last_advance = next_tick = last_sent = last_saved = loop.time()
+        moved = False  # the run moved since the last frame sent
         waited_for: float | None = None  # the tick whose timer this runner last waited for
         while not self._stopped:
             delay = next_tick - loop.time()
@@ -533,11 +534,15 @@ class LiveRunner:
                 # and a frame due at every tick must not skip one for arriving 1 ms early)
                 if advanced and now - last_sent >= self.frame_interval() - FRAME_INTERVAL / 2:
                     dirty = True
+                moved |= advanced
+                if moved and not advanced:
+                    dirty = True  # it stopped moving (a step done, the end reached): say where
                 if now - last_sent >= PAUSED_FRAME_INTERVAL:
                     dirty = True
             if dirty:
                 await self._publish()
                 last_sent = now
+                moved = False
             quiet = time.monotonic() - self.last_activity
             if quiet > self.unwatched_seconds and (self.run.running or self.run.stepping_to):
                 log.info("runner %s: nobody watching for %.0f s, pausing", self.sim_id, quiet)

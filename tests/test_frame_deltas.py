@@ -289,6 +289,29 @@ async def test_a_paused_run_sends_a_frame_when_something_changes_not_every_secon
     await client.comm.disconnect()
 
 
+async def test_where_a_step_ends_is_sent_at_once_however_rarely_frames_may_go(
+    published: dict[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a heavy run on a busy server may send a frame only every few seconds; when it stops
+    # moving (a step done, the end reached), where it stopped goes out at the next tick
+    monkeypatch.setattr(LiveRunner, "frame_interval", lambda self: 5.0)
+    session = await new_session()
+    doc = ecommerce()
+    doc["producers"][0]["rate"] = 400  # a step of 60 s takes several ticks
+    sim_id, _ = await create(doc, owner=session)
+    client = ScriptClient(await connect(sim_id, session))
+    await client.next()
+    started = time.monotonic()
+    await command(client, {"command": "step", "value": 60})
+    frame = await client.next(timeout=4.0)
+    while frame.get("type") != "frame" or frame["state"].get("stepping_to") is not None:
+        frame = await client.next(timeout=4.0)
+    assert frame["t"] == pytest.approx(60.0)
+    assert time.monotonic() - started < 4.0
+    check_in_step(client, published)
+    await client.comm.disconnect()
+
+
 async def test_a_viewer_that_stops_acknowledging_gets_the_latest_frame_whole_then_deltas(
     published: dict[int, dict[str, Any]],
 ) -> None:
