@@ -248,6 +248,7 @@ async def test_random_websocket_messages_leave_the_connection_and_the_run_intact
         await viewer.send_to(text_data=text)
     await viewer.send_to(text_data='{"type": "ping"}')
     await receive_until(viewer, lambda m: m.get("type") == "pong", limit=200)
+    await viewer.send_to(text_data='{"type": "resync"}')  # the run's latest frame, whole
     again = await receive_until(viewer, lambda m: m.get("type") == "frame", limit=200)
     assert project(again["state"]) == project(first["state"])
     await viewer.disconnect()
