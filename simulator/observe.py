@@ -345,29 +345,14 @@ def _hop(
 
 
 class _Recording(Observer):
-    """Turns every hook into a hop passed to :meth:`keep` (the common three build it in place:
-    one call less for each event seen)."""
+    """Turns every hook into a hop passed to :meth:`keep`. (The live run's recorders, the
+    sampler and the tracer, watch journeys: their hooks run for the watched ones only.)"""
 
     def keep(self, hop: Hop) -> None:
         raise NotImplementedError
 
     def produced(self, t: float, r: Record) -> None:
-        self.keep(
-            (
-                t,
-                "produced",
-                r[ID],
-                r[TYPE],
-                r[CORRELATION_ID],
-                r[TOPIC],
-                r[PARTITION],
-                r[OFFSET],
-                "",
-                -1,
-                0,
-                "",
-            )
-        )
+        self.keep(_hop(t, "produced", r))
 
     def delivered(
         self,
@@ -378,22 +363,8 @@ class _Recording(Observer):
         attempt: int,
         redelivery: bool,
     ) -> None:
-        self.keep(
-            (
-                t,
-                "delivered",
-                r[ID],
-                r[TYPE],
-                r[CORRELATION_ID],
-                r[TOPIC],
-                r[PARTITION],
-                r[OFFSET],
-                group.name,
-                instance,
-                attempt,
-                "redelivery" if redelivery else "",
-            )
-        )
+        detail = "redelivery" if redelivery else ""
+        self.keep(_hop(t, "delivered", r, group.name, instance, attempt, detail))
 
     def processed(
         self,
@@ -404,22 +375,8 @@ class _Recording(Observer):
         started: float,
         duplicate: bool,
     ) -> None:
-        self.keep(
-            (
-                t,
-                "processed",
-                r[ID],
-                r[TYPE],
-                r[CORRELATION_ID],
-                r[TOPIC],
-                r[PARTITION],
-                r[OFFSET],
-                group.name,
-                instance,
-                0,
-                "duplicate" if duplicate else "",
-            )
-        )
+        detail = "duplicate" if duplicate else ""
+        self.keep(_hop(t, "processed", r, group.name, instance, 0, detail))
 
     def failed(
         self,
