@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -12,7 +11,7 @@ from django.test import AsyncClient, Client
 from dashboard import services
 from dashboard.models import SimulationRecord
 from dashboard.runner import RUNNERS
-from tests.web_helpers import SMALL, stop_all_runners
+from tests.web_helpers import SMALL, stop_all_runners, stop_when_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,13 +56,8 @@ async def test_an_idle_simulation_stops_and_comes_back_when_opened() -> None:
         headers={"Authorization": f"Bearer {body['control_token']}"},
     )
     runner = RUNNERS[body["id"]]
-    runner.idle_seconds = 0.3  # instead of half an hour
-    for _ in range(50):
-        if body["id"] not in RUNNERS:
-            break
-        await asyncio.sleep(0.1)
+    await stop_when_idle(runner)
     assert body["id"] not in RUNNERS
-    await runner.flush()
     record = await SimulationRecord.objects.aget(pk=body["id"])
     assert record.stopped and record.sim_time == 3.0
     # it no longer counts against the owner's limit, and opening it rebuilds it

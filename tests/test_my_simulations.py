@@ -17,7 +17,7 @@ from django.test import AsyncClient
 from dashboard import services, views
 from dashboard.models import SimulationRecord
 from dashboard.runner import RUNNERS
-from tests.web_helpers import SMALL, stop_all_runners
+from tests.web_helpers import SMALL, stop_all_runners, stop_when_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -366,12 +366,7 @@ async def test_a_stopped_run_says_whether_it_was_stopped_or_stopped_for_being_un
     assert stopped and idle
     await client.post(f"/simulations/{stopped}/stop")
     runner = RUNNERS[idle]
-    runner.idle_seconds = 0.3  # instead of half an hour
-    for _ in range(50):
-        if idle not in RUNNERS:
-            break
-        await asyncio.sleep(0.1)
-    await runner.flush()
+    await stop_when_idle(runner)
 
     records = {r.id: r async for r in SimulationRecord.objects.all()}
     assert (records[stopped].stop_reason, records[idle].stop_reason) == ("owner", "idle")

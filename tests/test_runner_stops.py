@@ -20,7 +20,7 @@ from dashboard.models import SimulationRecord
 from dashboard.runner import RUNNERS
 from tests.conftest import run_daphne
 from tests.test_scale_out import post
-from tests.web_helpers import SMALL, stop_all_runners
+from tests.web_helpers import SMALL, stop_all_runners, stop_when_idle
 
 
 @pytest.fixture
@@ -55,15 +55,9 @@ async def test_an_idle_stop_leaves_no_task_of_the_runner_waiting_on_the_channel_
     client = AsyncClient()
     body = await create(client)
     runner = RUNNERS[body["id"]]
-    runner.idle_seconds = 0.3
-    for _ in range(50):
-        if body["id"] not in RUNNERS:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0)  # the cancelled receive task runs its cancellation
+    await stop_when_idle(runner)
     assert body["id"] not in RUNNERS
     assert every_task_ended(runner), [t for t in runner._tasks if not t.done()]
-    await runner.flush()
     record = await SimulationRecord.objects.aget(pk=body["id"])
     assert record.stopped and record.runner_token == ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import weakref
 from typing import Any
@@ -12,7 +13,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from dashboard import services
 from dashboard.asgi import application
 from dashboard.frames import apply_delta, frame_body
-from dashboard.runner import RUNNERS
+from dashboard.runner import RUNNERS, LiveRunner
 from simulator import parse_scenario
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -127,6 +128,18 @@ async def receive_until(
         if predicate(message):
             return message
     raise AssertionError("no matching message arrived")
+
+
+async def stop_when_idle(runner: LiveRunner) -> None:
+    """Let ``runner`` stop for being idle, at once rather than after half an hour, and wait
+    until it has stopped and saved."""
+    runner.idle_seconds = 0.3
+    for _ in range(50):
+        if RUNNERS.get(runner.sim_id) is not runner:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # a cancelled task of the runner runs its cancellation
+    await runner.flush()
 
 
 async def stop_all_runners() -> None:
