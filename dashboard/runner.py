@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -281,9 +282,8 @@ class LiveRunner:
         self._persist_wanted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
-        self.stopped_idle = False
         self.released = False  # ended by a shutdown: the lease is let go, the run not stopped
-        self.stop_reason = ""  # stopped for good: "idle" or "owner" (Stop)
+        self.stop_reason = ""  # stopped for good: "idle" or "owner" (Stop); "" otherwise
         self.idle_seconds = IDLE_SECONDS
         self.unwatched_seconds = UNWATCHED_SECONDS
         self.viewers: dict[str, float] = {}  # a watching socket's channel -> when last heard
@@ -419,7 +419,6 @@ class LiveRunner:
         if for_good:
             self.run.running = False
             self.run.stepping_to = None
-            self.stopped_idle = True
             self.stop_reason = reason
         self._unregister()
         self._schedule_persist()
@@ -433,6 +432,11 @@ class LiveRunner:
                 layer.group_discard(runner_group(self.sim_id), channel),
                 context=contextvars.Context(),
             )
+
+    @property
+    def stopped_for_good(self) -> bool:
+        """Stopped by its owner or for being idle: its record says stopped."""
+        return bool(self.stop_reason)
 
     async def stop(self, *, for_good: bool = False, reason: str = "owner") -> None:
         """End the runner (:meth:`_end`) and wait until it has: its last save (at most 2 s),
@@ -1268,8 +1272,6 @@ def _stop_all_at_shutdown() -> None:
     """Under daphne (Twisted's asyncio reactor), have the reactor wait for :func:`stop_all`
     before it shuts down (SIGTERM, SIGINT), as daphne waits for its connections. Done once per
     process, when the first runner starts; elsewhere (tests, scripts) nothing."""
-    import sys
-
     if _shutdown_hooked or "twisted.internet.reactor" not in sys.modules:
         return
     from twisted.internet import defer

@@ -127,20 +127,20 @@ async def _persist(runner: runners.LiveRunner) -> None:
     Doubles as the runner's heartbeat: it renews this process's lease on the simulation.
     """
     log = [[t, cmd] for t, cmd in runner.command_log()]
-    idle = runner.stopped_idle or runner.released  # the lease is let go
+    let_go = runner.stopped_for_good or runner.released  # no process holds it now
     # fenced: only while the lease's epoch is still this runner's
     saved = await SimulationRecord.objects.filter(
         pk=runner.sim_id, runner_epoch=runner.epoch
     ).aupdate(
-        runner_token="" if idle else PROCESS_TOKEN,
-        runner_seen=None if idle else timezone.now(),
+        runner_token="" if let_go else PROCESS_TOKEN,
+        runner_seen=None if let_go else timezone.now(),
         command_log=log,
         sim_time=runner.sim.now,
         seed=runner.seed,
         running=runner.run.running,
         speed=runner.run.speed,
-        stopped=runner.stopped_idle,
-        stop_reason=runner.stop_reason if runner.stopped_idle else "",
+        stopped=runner.stopped_for_good,
+        stop_reason=runner.stop_reason,
         **({"guide": runner.guide.to_json()} if runner.guide is not None else {}),
     )
     if not saved:
